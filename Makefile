@@ -1,0 +1,37 @@
+# The two commands (see README): `make run` and `make test`. Everything else is a
+# convenience around CMake. Both install what they lack through scripts/setup.sh.
+BUILD   ?= build
+JOBS    ?= $(shell nproc)
+ARGS    ?=
+CMAKE_FLAGS ?=
+
+.PHONY: all build run test fuzz format clean
+
+all: build
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Builds the server alone (not the sanitizer variant or the tests) and starts it on
+# the embedded default: ws://localhost:8080.
+run:
+	@scripts/setup.sh run
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS) --target wshub
+	exec $(BUILD)/wshub $(ARGS)
+
+# Installs test dependencies, builds both variants, runs every test once.
+test:
+	@scripts/setup.sh test
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(ARGS)
+
+format:
+	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tools/*.c' 'tools/*.h' 'include/*.h')
+
+clean:
+	rm -rf $(BUILD)

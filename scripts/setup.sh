@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what building and testing wshub needs on Debian 12, and nothing that is
+# already there. Called by `make run` (mode: run) and `make test` (mode: test), so a
+# fresh machine needs no step of its own. Idempotent and quiet when all is present.
+set -euo pipefail
+mode=${1:-run}
+cd "$(dirname "$0")/.."
+
+need=()
+want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || need+=("$1"); }
+
+# Build: compiler, CMake, and the libraries the code links against.
+for p in gcc make cmake pkg-config libssl-dev zlib1g-dev; do want "$p"; done
+if [ "$mode" = test ]; then
+    # Tests: unit-test framework, clang for libFuzzer targets, real WebSocket clients.
+    for p in libcmocka-dev clang libclang-rt-14-dev python3 python3-websockets; do want "$p"; done
+    command -v node >/dev/null 2>&1 || need+=(nodejs npm)
+fi
+
+if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing ${need[*]}"
+    if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [ "$mode" = test ] && [ ! -d tests/js/node_modules/ws ]; then
+    echo "setup: installing npm packages for the JS tests"
+    (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+fi

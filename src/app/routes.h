@@ -1,0 +1,28 @@
+/* The HTTP routes of the binary: which path goes to which handler. Built once at
+ * start-up, shared read-only by every worker. */
+#ifndef WSHUB_APP_ROUTES_H
+#define WSHUB_APP_ROUTES_H
+
+#include <stddef.h>
+
+#include "app/config.h"
+#include "http/server.h"
+#include "ws/conn.h"
+
+#define ROUTES_MAX 32
+
+struct routes_ctx {
+    struct http_route routes[ROUTES_MAX];
+    size_t n;
+    const struct wh_config *cfg;
+    const struct ws_options *wsopt;
+};
+
+void routes_init(struct routes_ctx *r, const struct wh_config *cfg, const struct ws_options *wsopt);
+
+/* Checks a WebSocket upgrade request (handshake rules and Origin) and answers a bad
+ * one with the right status; returns 0 when the caller may accept it. */
+int routes_upgrade_check(struct http_ctx *ctx, struct ws_handshake *hs,
+                         const char *const *subprotocols);
+
+#endif

@@ -1,0 +1,38 @@
+/* The running server: N worker threads, each with its own event loop, its own
+ * SO_REUSEPORT listener per address and its own connections (nothing shared on the
+ * hot path); graceful shutdown. The binary's main() and embedders drive it:
+ * server_start, then server_shutdown from any thread, then server_wait.
+ *
+ * Ownership: the server keeps a pointer to cfg, which must outlive it. */
+#ifndef WSHUB_APP_SERVER_H
+#define WSHUB_APP_SERVER_H
+
+#include <stdint.h>
+
+#include "app/config.h"
+#include "base/stats.h"
+
+struct wh_server;
+
+/* Opens the listeners and starts the workers. Returns NULL (with an error logged)
+ * when an address cannot be listened on. */
+struct wh_server *server_start(const struct wh_config *cfg);
+
+/* Starts the graceful shutdown: stop accepting, close 1001 to every WebSocket, end
+ * HTTP connections after their current response, force what is left after
+ * cfg->shutdown_timeout_ms. Thread-safe; idempotent. */
+void server_shutdown(struct wh_server *s);
+
+/* Nonzero once every worker has finished. */
+int server_done(struct wh_server *s);
+
+/* Joins the workers and frees everything. */
+void server_wait(struct wh_server *s);
+
+/* Sums every worker's counters into out. */
+void server_stats(struct wh_server *s, struct wh_stats *out);
+
+/* The port actually bound for listen address i (differs from cfg with port 0). */
+uint16_t server_port(const struct wh_server *s, int i);
+
+#endif

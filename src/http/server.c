@@ -1,0 +1,414 @@
+/* HTTP/1.1 connections. The common case costs no copy: a request that arrives whole
+ * in one read is parsed and handled straight from the loop's shared buffer. Only a
+ * request split across reads is gathered in a per-connection buffer, bounded by the
+ * head and body limits, and freed as soon as it has been handled. */
+#include "http/server.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/stats.h"
+
+enum { HC_IDLE = 0, HC_READING = 1 };
+
+struct http_conn {
+    struct conn c; /* first: conn callbacks hand back this pointer */
+    struct http_server *srv;
+    char *buf; /* gathered bytes of an unfinished request, or NULL */
+    uint32_t len, cap;
+    uint8_t state;
+    bool close_after;
+    bool upgraded;
+    uint64_t started_ms;
+};
+
+static void hc_on_data(struct conn *c, uint8_t *data, size_t len);
+static void hc_on_timer(struct conn *c);
+static void hc_on_free(struct conn *c);
+
+static const struct conn_ops http_ops = {
+    .on_data = hc_on_data,
+    .on_timer = hc_on_timer,
+    .on_free = hc_on_free,
+};
+
+bool http_conn_is(const struct conn *c)
+{
+    return c->ops == &http_ops;
+}
+
+const char *http_status_text(int status)
+{
+    switch (status) {
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 426:
+        return "Upgrade Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
+    }
+}
+
+int http_conn_start(struct http_server *srv, struct loop *loop, int fd, struct conn_list *list)
+{
+    struct http_conn *hc = calloc(1, sizeof *hc);
+    if (!hc) {
+        close(fd);
+        return -1;
+    }
+    hc->srv = srv;
+    int rc = conn_init(&hc->c, loop, fd, &http_ops, list);
+    if (rc < 0) {
+        close(fd);
+        free(hc);
+        return rc;
+    }
+    STAT_INC(conns_accepted);
+    STAT_INC(conns_open);
+    hc->state = HC_READING;
+    hc->started_ms = loop_now(loop);
+    conn_timer_arm(&hc->c, srv->handshake_timeout_ms);
+    return 0;
+}
+
+static void hc_on_free(struct conn *c)
+{
+    struct http_conn *hc = (struct http_conn *)c;
+    free(hc->buf);
+    STAT_DEC(conns_open);
+}
+
+static void access_log(struct http_ctx *ctx, int status, size_t bytes)
+{
+    if (LOG_INFO < log_min_level) return;
+    if (status == 101 && LOG_DEBUG < log_min_level)
+        return; /* one line per upgrade is
+                   noise at scale */
+    char peer[64];
+    const struct http_request *r = ctx->req;
+    log_write(status == 101 ? LOG_DEBUG : LOG_INFO, "http request",
+              "method=%.*s path=%.*s status=%d bytes=%zu duration_ms=%llu remote=%s",
+              (int)r->method_len, r->method, (int)r->path_len, r->path, status, bytes,
+              (unsigned long long)(loop_now(ctx->conn->loop) - ctx->start_ms),
+              conn_peer(ctx->conn, peer, sizeof peer));
+}
+
+static void count_status(int status)
+{
+    int cls = status / 100;
+    if (cls >= 1 && cls <= 5) STAT_INC(http_status[cls]);
+}
+
+void http_respond(struct http_ctx *ctx, int status, const char *content_type,
+                  const char *extra_headers, const void *body, size_t len)
+{
+    if (ctx->responded) return;
+    ctx->responded = true;
+    struct http_conn *hc = ctx->hc;
+    if (hc->srv->shutting_down) hc->close_after = true;
+    char head[1024];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nServer: wshub\r\nContent-Length: %zu\r\n%s%s%s%s%s\r\n",
+                     status, http_status_text(status), len, content_type ? "Content-Type: " : "",
+                     content_type ? content_type : "", content_type ? "\r\n" : "",
+                     hc->close_after ? "Connection: close\r\n" : "",
+                     extra_headers ? extra_headers : "");
+    if (n < 0 || (size_t)n >= sizeof head) n = 0;
+    size_t blen = ctx->head ? 0 : len;
+    struct wh_msg *m = msg_new((size_t)n + blen);
+    if (!m) {
+        conn_close(&hc->c);
+        return;
+    }
+    memcpy(m->data, head, (size_t)n);
+    if (blen) memcpy(m->data + n, body, blen);
+    conn_send(&hc->c, m);
+    count_status(status);
+    if (ctx->req) access_log(ctx, status, len);
+}
+
+void http_respond_error(struct http_ctx *ctx, int status, const char *code, const char *message,
+                        const char *extra_headers)
+{
+    char body[512];
+    /* code and message are our own constant strings: no escaping needed. */
+    int n = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n", code,
+                     message);
+    if (n < 0 || (size_t)n >= sizeof body) n = 0;
+    http_respond(ctx, status, "application/json", extra_headers, body, (size_t)n);
+}
+
+void http_conn_upgraded(struct http_ctx *ctx, int status)
+{
+    ctx->responded = true;
+    ctx->hc->upgraded = true;
+    count_status(status);
+    access_log(ctx, status, 0);
+}
+
+/* Answers a request that could not be parsed or broke a limit, then closes: after a
+ * malformed head there is no telling where the next request would start. */
+static void fail(struct http_conn *hc, int status, const char *code, const char *message)
+{
+    struct http_ctx ctx = {.hc = hc, .conn = &hc->c, .start_ms = hc->started_ms};
+    hc->close_after = true;
+    STAT_INC(http_bad_requests);
+    http_respond_error(&ctx, status, code, message, NULL);
+    log_info("http request refused", "status=%d reason=%s", status, code);
+    conn_finish(&hc->c, 2000);
+}
+
+static const struct http_route *route_find(const struct http_server *srv,
+                                           const struct http_request *req, bool *path_seen)
+{
+    *path_seen = false;
+    for (size_t i = 0; i < srv->n_routes; i++) {
+        const struct http_route *rt = &srv->routes[i];
+        size_t plen = strlen(rt->path);
+        bool match;
+        if (plen && rt->path[plen - 1] == '*')
+            match = req->path_len >= plen - 1 && memcmp(req->path, rt->path, plen - 1) == 0;
+        else
+            match = req->path_len == plen && memcmp(req->path, rt->path, plen) == 0;
+        if (!match) continue;
+        *path_seen = true;
+        if (!rt->method || (req->method_len == strlen(rt->method) &&
+                            memcmp(req->method, rt->method, req->method_len) == 0))
+            return rt;
+        /* HEAD is served by the GET handler, without the body */
+        if (req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0 && rt->method &&
+            strcmp(rt->method, "GET") == 0)
+            return rt;
+    }
+    return NULL;
+}
+
+static void dispatch(struct http_conn *hc, const struct http_request *req, const uint8_t *body,
+                     size_t body_len, uint8_t *rest, size_t rest_len)
+{
+    struct http_ctx ctx = {
+        .hc = hc,
+        .conn = &hc->c,
+        .req = req,
+        .body = body,
+        .body_len = body_len,
+        .rest = rest,
+        .rest_len = rest_len,
+        .start_ms = hc->started_ms,
+        .head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0,
+    };
+    STAT_INC(http_requests);
+    const struct http_header *conn_hdr = http_header_find(req, "Connection");
+    if (req->minor_version == 0)
+        hc->close_after =
+            !conn_hdr || !http_token_list_has(conn_hdr->value, conn_hdr->value_len, "keep-alive");
+    else
+        hc->close_after =
+            conn_hdr && http_token_list_has(conn_hdr->value, conn_hdr->value_len, "close");
+    bool path_seen;
+    const struct http_route *rt = route_find(hc->srv, req, &path_seen);
+    if (rt)
+        rt->fn(&ctx, rt->ud);
+    else if (path_seen)
+        http_respond_error(&ctx, 405, "method_not_allowed", "method not allowed for this path",
+                           NULL);
+    else
+        http_respond_error(&ctx, 404, "not_found", "no such endpoint", NULL);
+    if (!ctx.responded && !conn_closed(&hc->c))
+        http_respond_error(&ctx, 500, "internal", "handler sent no response", NULL);
+}
+
+static int parse_error_status(int rc, const char **code, const char **msg)
+{
+    switch (rc) {
+    case HTTP_PARSE_URI_TOO_LONG:
+        *code = "uri_too_long";
+        *msg = "request line too long";
+        return 414;
+    case HTTP_PARSE_HEADERS_TOO_LARGE:
+        *code = "headers_too_large";
+        *msg = "request header section too large or too many fields";
+        return 431;
+    case HTTP_PARSE_BAD_VERSION:
+        *code = "http_version";
+        *msg = "only HTTP/1.0 and HTTP/1.1 are supported";
+        return 505;
+    default:
+        *code = "bad_request";
+        *msg = "malformed request";
+        return 400;
+    }
+}
+
+/* Handles every complete request in p[0..n). Returns the number of bytes consumed; the
+ * caller keeps the rest for later. Returns n when the connection was closed or taken
+ * over (nothing more to keep). */
+static size_t process(struct http_conn *hc, uint8_t *p, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        if (hc->close_after) return n; /* anything after a last request is ignored */
+        if (hc->state == HC_IDLE) {
+            hc->state = HC_READING;
+            hc->started_ms = loop_now(hc->c.loop);
+            conn_timer_arm(&hc->c, hc->srv->handshake_timeout_ms);
+        }
+        struct http_request req;
+        int rc = http_parse_request((const char *)p + done, n - done, &req, &hc->srv->limits);
+        if (rc == HTTP_PARSE_INCOMPLETE) return done;
+        if (rc < 0) {
+            const char *code, *msg;
+            int st = parse_error_status(rc, &code, &msg);
+            fail(hc, st, code, msg);
+            return n;
+        }
+        long long cl = http_content_length(&req);
+        if (cl < 0) {
+            const struct http_header *te = http_header_find(&req, "Transfer-Encoding");
+            if (te && !http_header_find(&req, "Content-Length"))
+                fail(hc, 411, "length_required", "request bodies need Content-Length");
+            else
+                fail(hc, 400, "bad_content_length", "malformed Content-Length");
+            return n;
+        }
+        if ((unsigned long long)cl > hc->srv->max_body) {
+            fail(hc, 413, "body_too_large", "request body over the limit");
+            return n;
+        }
+        size_t total = (size_t)rc + (size_t)cl;
+        if (n - done < total) return done;
+        uint8_t *body = p + done + rc;
+        dispatch(hc, &req, body, (size_t)cl, p + done + total, n - done - total);
+        if (conn_closed(&hc->c)) return n;
+        done += total;
+        hc->state = HC_IDLE;
+        if (hc->close_after) {
+            conn_finish(&hc->c, 2000);
+            return n;
+        }
+        conn_timer_arm(&hc->c, hc->srv->idle_timeout_ms);
+    }
+    return done;
+}
+
+static void hc_on_data(struct conn *c, uint8_t *data, size_t len)
+{
+    struct http_conn *hc = (struct http_conn *)c;
+    size_t limit = hc->srv->limits.max_head_bytes + hc->srv->max_body;
+    bool fresh = hc->len == 0;
+    if (fresh) {
+        size_t used = process(hc, data, len);
+        if (conn_closed(c) || used == len) {
+            if (hc->upgraded) {
+                free(hc->buf);
+                hc->buf = NULL;
+            }
+            return;
+        }
+        data += used;
+        len -= used;
+    }
+    if ((size_t)hc->len + len > limit + 4096) {
+        fail(hc, 431, "request_too_large", "request too large");
+        return;
+    }
+    if (hc->len + len > hc->cap) {
+        size_t cap = hc->cap ? hc->cap : 1024;
+        while (cap < hc->len + len)
+            cap *= 2;
+        char *nb = realloc(hc->buf, cap);
+        if (!nb) {
+            conn_close(c);
+            return;
+        }
+        hc->buf = nb;
+        hc->cap = (uint32_t)cap;
+    }
+    memcpy(hc->buf + hc->len, data, len);
+    hc->len += (uint32_t)len;
+    if (fresh) return; /* process() has just seen these bytes: still incomplete */
+    size_t used = process(hc, (uint8_t *)hc->buf, hc->len);
+    if (hc->upgraded || conn_closed(c)) {
+        free(hc->buf);
+        hc->buf = NULL;
+        hc->len = hc->cap = 0;
+        return;
+    }
+    if (used == hc->len) {
+        /* Everything handled: drop the buffer so an idle keep-alive connection holds
+         * no heap. */
+        free(hc->buf);
+        hc->buf = NULL;
+        hc->len = hc->cap = 0;
+    } else if (used > 0) {
+        memmove(hc->buf, hc->buf + used, hc->len - used);
+        hc->len -= (uint32_t)used;
+    }
+}
+
+static void hc_on_timer(struct conn *c)
+{
+    struct http_conn *hc = (struct http_conn *)c;
+    if (hc->state == HC_READING) {
+        STAT_INC(handshake_timeouts);
+        fail(hc, 408, "request_timeout", "request not received in time");
+    } else {
+        conn_close(c);
+    }
+}
+
+void http_conn_shutdown(struct conn *c)
+{
+    struct http_conn *hc = (struct http_conn *)c;
+    hc->srv->shutting_down = true;
+    if (hc->state == HC_IDLE && !c->out_head)
+        conn_close(c);
+    else
+        hc->close_after = true;
+}

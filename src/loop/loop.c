@@ -1,0 +1,315 @@
+/* Event loop: epoll (edge-triggered), a hashed timing wheel, end-of-turn tasks and an
+ * eventfd-backed inbox for work posted from other threads.
+ *
+ * The wheel has LOOP_WHEEL_SLOTS slots of LOOP_TICK_MS each; a timer sits in the slot
+ * of its expiry tick and keeps its absolute expiry, so timers longer than one
+ * revolution simply stay in their slot until the pass on which they are due. Per-
+ * connection heartbeats (tens of seconds) are thus visited a handful of times over
+ * their life, and arm/cancel are list splices. A hierarchical wheel would visit them
+ * less but costs more code than it saves at these timeouts. */
+#include "loop/loop.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/log.h"
+
+#define LOOP_MAX_EVENTS 256
+
+struct post_item {
+    struct post_item *next;
+    void (*fn)(struct loop *, void *);
+    void *arg;
+};
+
+struct loop {
+    int epfd;
+    bool stop;
+    uint64_t now_ms;
+    uint64_t tick_done; /* every tick up to and including this one has been processed */
+    size_t ntimers;
+    struct timer *wheel[LOOP_WHEEL_SLOTS];
+    struct loop_task *tasks;
+    struct io_watch wake;
+    pthread_mutex_t post_mu;
+    struct post_item *post_head, *post_tail;
+    uint8_t *rbuf;
+};
+
+uint64_t clock_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t loop_now(const struct loop *loop)
+{
+    return loop->now_ms;
+}
+
+uint64_t loop_now_update(struct loop *loop)
+{
+    return loop->now_ms = clock_now_ms();
+}
+
+uint8_t *loop_rbuf(struct loop *loop)
+{
+    return loop->rbuf;
+}
+
+size_t loop_timer_count(const struct loop *loop)
+{
+    return loop->ntimers;
+}
+
+static void wake_cb(struct loop *loop, struct io_watch *w, uint32_t events);
+
+struct loop *loop_create(void)
+{
+    struct loop *loop = calloc(1, sizeof *loop);
+    if (!loop) return NULL;
+    loop->rbuf = malloc(LOOP_RBUF_SIZE);
+    loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+    loop->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    loop->wake.cb = wake_cb;
+    pthread_mutex_init(&loop->post_mu, NULL);
+    loop->now_ms = clock_now_ms();
+    loop->tick_done = loop->now_ms / LOOP_TICK_MS;
+    if (!loop->rbuf || loop->epfd < 0 || loop->wake.fd < 0 ||
+        loop_watch_add(loop, &loop->wake, EPOLLIN) < 0) {
+        loop_destroy(loop);
+        return NULL;
+    }
+    return loop;
+}
+
+void loop_destroy(struct loop *loop)
+{
+    if (!loop) return;
+    if (loop->epfd >= 0) close(loop->epfd);
+    if (loop->wake.fd >= 0) close(loop->wake.fd);
+    struct post_item *p = loop->post_head;
+    while (p) {
+        struct post_item *n = p->next;
+        free(p);
+        p = n;
+    }
+    pthread_mutex_destroy(&loop->post_mu);
+    free(loop->rbuf);
+    free(loop);
+}
+
+void loop_stop(struct loop *loop)
+{
+    loop->stop = true;
+}
+
+int loop_watch_add(struct loop *loop, struct io_watch *w, uint32_t events)
+{
+    struct epoll_event ev = {.events = events | EPOLLET, .data.ptr = w};
+    return epoll_ctl(loop->epfd, EPOLL_CTL_ADD, w->fd, &ev) < 0 ? -errno : 0;
+}
+
+int loop_watch_mod(struct loop *loop, struct io_watch *w, uint32_t events)
+{
+    struct epoll_event ev = {.events = events | EPOLLET, .data.ptr = w};
+    return epoll_ctl(loop->epfd, EPOLL_CTL_MOD, w->fd, &ev) < 0 ? -errno : 0;
+}
+
+void loop_watch_del(struct loop *loop, struct io_watch *w)
+{
+    epoll_ctl(loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+}
+
+/* ---- timers ---- */
+
+void loop_timer_init(struct timer *t, void (*cb)(struct loop *, struct timer *))
+{
+    t->next = NULL;
+    t->pprev = NULL;
+    t->expires = 0;
+    t->cb = cb;
+}
+
+static void wheel_insert(struct loop *loop, struct timer *t)
+{
+    struct timer **slot = &loop->wheel[t->expires % LOOP_WHEEL_SLOTS];
+    t->next = *slot;
+    if (t->next) t->next->pprev = &t->next;
+    *slot = t;
+    t->pprev = slot;
+}
+
+void loop_timer_cancel(struct timer *t)
+{
+    if (!t->pprev) return;
+    *t->pprev = t->next;
+    if (t->next) t->next->pprev = t->pprev;
+    t->next = NULL;
+    t->pprev = NULL;
+}
+
+void loop_timer_arm(struct loop *loop, struct timer *t, uint64_t ms)
+{
+    if (t->pprev) {
+        loop_timer_cancel(t);
+        loop->ntimers--;
+    }
+    /* Round up so a timer never fires early; at least one tick past the last one
+     * processed so it lands in a slot still to be visited. */
+    uint64_t exp = (loop->now_ms + ms + LOOP_TICK_MS - 1) / LOOP_TICK_MS;
+    if (exp <= loop->tick_done) exp = loop->tick_done + 1;
+    t->expires = exp;
+    wheel_insert(loop, t);
+    loop->ntimers++;
+}
+
+/* Fires every timer due up to the current tick. A slot is detached before its timers
+ * run, so a callback that re-arms (even into the same slot) cannot be run twice in
+ * one pass. */
+static void timers_run(struct loop *loop)
+{
+    uint64_t now_tick = loop->now_ms / LOOP_TICK_MS;
+    if (now_tick <= loop->tick_done) return;
+    uint64_t from = loop->tick_done + 1;
+    /* After a long sleep, one sweep over every slot covers all due timers. */
+    if (now_tick - from >= LOOP_WHEEL_SLOTS) from = now_tick - LOOP_WHEEL_SLOTS + 1;
+    for (uint64_t tick = from; tick <= now_tick; tick++) {
+        loop->tick_done = tick;
+        struct timer **slot = &loop->wheel[tick % LOOP_WHEEL_SLOTS];
+        struct timer *list = *slot;
+        *slot = NULL;
+        if (list) list->pprev = &list;
+        while (list) {
+            struct timer *t = list;
+            loop_timer_cancel(t); /* unlinks from the detached list */
+            if (t->expires <= now_tick) {
+                loop->ntimers--;
+                t->cb(loop, t);
+            } else {
+                wheel_insert(loop, t);
+            }
+        }
+    }
+    loop->tick_done = now_tick;
+}
+
+/* Milliseconds until the first non-empty slot's tick, or -1 with no timers. May wake
+ * early for a timer that is a revolution or more away; that pass just keeps it. */
+static int timers_next_ms(const struct loop *loop)
+{
+    if (loop->ntimers == 0) return -1;
+    for (uint64_t tick = loop->tick_done + 1; tick <= loop->tick_done + LOOP_WHEEL_SLOTS; tick++) {
+        if (loop->wheel[tick % LOOP_WHEEL_SLOTS]) {
+            uint64_t at = tick * LOOP_TICK_MS;
+            return at <= loop->now_ms ? 0 : (int)(at - loop->now_ms);
+        }
+    }
+    return -1; /* unreachable while ntimers is right */
+}
+
+/* ---- end-of-turn tasks ---- */
+
+void loop_task_init(struct loop_task *t, void (*fn)(struct loop *, struct loop_task *))
+{
+    t->next = NULL;
+    t->queued = false;
+    t->fn = fn;
+}
+
+void loop_defer(struct loop *loop, struct loop_task *t)
+{
+    if (t->queued) return;
+    t->queued = true;
+    t->next = loop->tasks;
+    loop->tasks = t;
+}
+
+static void tasks_run(struct loop *loop)
+{
+    struct loop_task *list = loop->tasks;
+    loop->tasks = NULL;
+    while (list) {
+        struct loop_task *t = list;
+        list = t->next;
+        t->next = NULL;
+        t->queued = false;
+        t->fn(loop, t);
+    }
+}
+
+void loop_drain_tasks(struct loop *loop)
+{
+    while (loop->tasks)
+        tasks_run(loop);
+}
+
+/* ---- cross-thread posts ---- */
+
+int loop_post(struct loop *loop, void (*fn)(struct loop *, void *), void *arg)
+{
+    struct post_item *p = malloc(sizeof *p);
+    if (!p) return -ENOMEM;
+    p->next = NULL;
+    p->fn = fn;
+    p->arg = arg;
+    pthread_mutex_lock(&loop->post_mu);
+    if (loop->post_tail)
+        loop->post_tail->next = p;
+    else
+        loop->post_head = p;
+    loop->post_tail = p;
+    pthread_mutex_unlock(&loop->post_mu);
+    uint64_t one = 1;
+    ssize_t w = write(loop->wake.fd, &one, sizeof one);
+    (void)w; /* EAGAIN means the counter is already non-zero: the loop will wake */
+    return 0;
+}
+
+static void wake_cb(struct loop *loop, struct io_watch *w, uint32_t events)
+{
+    (void)events;
+    uint64_t n;
+    ssize_t r = read(w->fd, &n, sizeof n);
+    (void)r;
+    pthread_mutex_lock(&loop->post_mu);
+    struct post_item *p = loop->post_head;
+    loop->post_head = loop->post_tail = NULL;
+    pthread_mutex_unlock(&loop->post_mu);
+    while (p) {
+        struct post_item *next = p->next;
+        p->fn(loop, p->arg);
+        free(p);
+        p = next;
+    }
+}
+
+/* ---- the loop ---- */
+
+void loop_run(struct loop *loop)
+{
+    struct epoll_event events[LOOP_MAX_EVENTS];
+    loop->stop = false;
+    while (!loop->stop) {
+        int timeout = loop->tasks ? 0 : timers_next_ms(loop);
+        int n = epoll_wait(loop->epfd, events, LOOP_MAX_EVENTS, timeout);
+        if (n < 0 && errno != EINTR) {
+            log_error("epoll_wait failed", "errno=%d", errno);
+            break;
+        }
+        loop_now_update(loop);
+        for (int i = 0; i < n; i++) {
+            struct io_watch *w = events[i].data.ptr;
+            w->cb(loop, w, events[i].events);
+        }
+        timers_run(loop);
+        tasks_run(loop);
+    }
+}

@@ -1,0 +1,94 @@
+/* The event loop: one per worker thread, never shared. epoll in edge-triggered mode,
+ * a timing wheel for timers, deferred tasks that run once at the end of each turn
+ * (where corked writes are flushed), and a thread-safe post() that wakes the loop
+ * through an eventfd. Modelled on Redis' ae.c: a tiny API, a before-sleep phase.
+ *
+ * Ownership: the loop owns nothing it is given. Watches, timers and tasks are
+ * intrusive (embedded in the caller's structs) so that arming, re-arming and
+ * cancelling never allocate; the caller must cancel/remove them before freeing the
+ * struct they live in. Only loop_post() may be called from another thread. */
+#ifndef WSHUB_LOOP_LOOP_H
+#define WSHUB_LOOP_LOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct loop;
+
+/* A registered file descriptor. `cb` gets the epoll event bits. */
+struct io_watch {
+    int fd;
+    void (*cb)(struct loop *loop, struct io_watch *w, uint32_t events);
+};
+
+/* A timer in the wheel. Resolution LOOP_TICK_MS: a timer fires within one tick after
+ * its time, never before. Arm, re-arm and cancel are O(1). */
+struct timer {
+    struct timer *next, **pprev; /* pprev == NULL when not armed */
+    uint64_t expires;            /* in ticks */
+    void (*cb)(struct loop *loop, struct timer *t);
+};
+
+/* Work to run once at the end of the current loop turn (before the loop sleeps).
+ * Queuing an already-queued task does nothing. A task queued while the end-of-turn
+ * tasks run goes to the next turn (which then does not sleep). */
+struct loop_task {
+    struct loop_task *next;
+    bool queued;
+    void (*fn)(struct loop *loop, struct loop_task *t);
+};
+
+#define LOOP_TICK_MS     8u
+#define LOOP_WHEEL_SLOTS 1024u /* one revolution: ~8 s; longer timers go round again */
+#define LOOP_RBUF_SIZE   (256u * 1024u)
+
+struct loop *loop_create(void);
+void loop_destroy(struct loop *loop);
+
+/* Runs until loop_stop(). */
+void loop_run(struct loop *loop);
+
+/* Runs end-of-turn tasks until none is left (used once a loop has stopped, so that
+ * connections closed at the very end are freed). */
+void loop_drain_tasks(struct loop *loop);
+void loop_stop(struct loop *loop);
+
+/* Registers w (w->fd, w->cb set by the caller) for `events` (EPOLLIN, EPOLLOUT, ...;
+ * EPOLLET is added). Returns 0 or -errno. */
+int loop_watch_add(struct loop *loop, struct io_watch *w, uint32_t events);
+int loop_watch_mod(struct loop *loop, struct io_watch *w, uint32_t events);
+void loop_watch_del(struct loop *loop, struct io_watch *w);
+
+void loop_timer_init(struct timer *t, void (*cb)(struct loop *, struct timer *));
+void loop_timer_arm(struct loop *loop, struct timer *t, uint64_t ms);
+void loop_timer_cancel(struct timer *t);
+static inline bool loop_timer_armed(const struct timer *t)
+{
+    return t->pprev != 0;
+}
+
+void loop_task_init(struct loop_task *t, void (*fn)(struct loop *, struct loop_task *));
+void loop_defer(struct loop *loop, struct loop_task *t);
+
+/* Thread-safe: runs fn(loop, arg) on the loop's thread at its next turn. Returns 0 or
+ * -ENOMEM. */
+int loop_post(struct loop *loop, void (*fn)(struct loop *, void *), void *arg);
+
+/* Monotonic milliseconds, cached at the start of each turn (cheap; good enough for
+ * deadlines). loop_now_update refreshes it. */
+uint64_t loop_now(const struct loop *loop);
+uint64_t loop_now_update(struct loop *loop);
+
+/* The loop's shared receive buffer: every connection of this loop reads into it, so a
+ * connection owns no receive buffer of its own. Valid until the caller returns to
+ * the loop. */
+uint8_t *loop_rbuf(struct loop *loop);
+
+/* Number of timers armed (for tests and stats). */
+size_t loop_timer_count(const struct loop *loop);
+
+/* Monotonic clock in milliseconds, uncached. */
+uint64_t clock_now_ms(void);
+
+#endif

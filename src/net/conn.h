@@ -1,0 +1,124 @@
+/* A TCP connection on one loop: reading into the loop's shared buffer, a queue of
+ * outgoing messages held by reference, corked writes (one writev per connection per
+ * loop turn), one timer, and a close that is safe to call from inside any callback.
+ * Protocols (HTTP, WebSocket) sit on top through conn_ops and embed struct conn as
+ * their first member; a connection changes protocol with conn_migrate.
+ *
+ * Ownership: a conn owns its fd and the references to queued messages. After
+ * conn_close the struct stays valid until the end of the loop turn, then ops->on_free
+ * is called to release the protocol's part and the memory is freed: callers up the
+ * stack can still look at it (conn_closed()) but must not use it further. */
+#ifndef WSHUB_NET_CONN_H
+#define WSHUB_NET_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "base/msg.h"
+#include "loop/loop.h"
+
+struct conn;
+
+struct conn_ops {
+    /* Bytes arrived. data points into the loop's shared buffer (valid during the
+     * call, may be modified in place). The callee may close the conn. */
+    void (*on_data)(struct conn *c, uint8_t *data, size_t len);
+    /* The peer finished sending (EOF). The conn is closed right after unless the
+     * callee has already closed it. */
+    void (*on_eof)(struct conn *c);
+    /* The conn's timer fired. */
+    void (*on_timer)(struct conn *c);
+    /* The send queue has just become empty (optional). */
+    void (*on_drain)(struct conn *c);
+    /* The conn is about to be freed: release protocol state (optional). */
+    void (*on_free)(struct conn *c);
+    /* A write would block with data still queued (optional): the peer is not
+     * reading. conn->blocked_since_ms says since when. */
+    void (*on_blocked)(struct conn *c);
+};
+
+struct outq_node {
+    struct outq_node *next;
+    struct wh_msg *msg;
+};
+
+enum conn_flags {
+    CONN_CLOSED = 1u << 0,      /* closed: ignore everything */
+    CONN_WRITABLE = 1u << 1,    /* the last write did not hit EAGAIN */
+    CONN_PAUSED = 1u << 2,      /* do not read (backpressure) */
+    CONN_READ_AGAIN = 1u << 3,  /* input may be pending (read cap hit, or resumed) */
+    CONN_FINISHING = 1u << 4,   /* flush, half-close, discard input until EOF */
+    CONN_HALF_CLOSED = 1u << 5, /* our side is shut down */
+};
+
+struct conn_list {
+    struct conn *head;
+    size_t count;
+};
+
+struct conn {
+    struct io_watch w;
+    struct loop *loop;
+    const struct conn_ops *ops;
+    struct conn_list *list; /* the owner's list of live connections, or NULL */
+    struct conn *list_next, *list_prev;
+    struct timer timer;
+    struct loop_task task; /* flush / read-again / free at the end of the turn */
+    struct outq_node *out_head, *out_tail;
+    uint32_t out_off;          /* bytes of out_head already written */
+    uint32_t out_count;        /* messages queued */
+    uint64_t out_bytes;        /* bytes queued (not yet written) */
+    uint64_t blocked_since_ms; /* 0 unless a write hit EAGAIN with data queued */
+    uint64_t bytes_in, bytes_out;
+    uint32_t flags;
+    uint32_t linger_ms;
+};
+
+/* Sets up c (allocated by the caller, zeroed, with the protocol's size) for fd and
+ * registers it with the loop. Returns 0 or -errno (the fd is then not owned). */
+int conn_init(struct conn *c, struct loop *loop, int fd, const struct conn_ops *ops,
+              struct conn_list *list);
+
+/* Moves a live connection into `to` (a fresh zeroed struct of another protocol):
+ * fd, queue, list membership and epoll registration. `from` is freed without calling
+ * its on_free; its timer must not be armed. */
+int conn_migrate(struct conn *from, struct conn *to, const struct conn_ops *ops);
+
+/* Queues a message (takes one reference of the caller's) and marks the connection for
+ * flushing at the end of the turn. Ignored (reference dropped) once closing. */
+void conn_send(struct conn *c, struct wh_msg *m);
+
+/* Copies data into a new message and queues it. Returns 0 or -ENOMEM. */
+int conn_send_copy(struct conn *c, const void *data, size_t len);
+
+/* Writes what is queued now rather than at the end of the turn. */
+void conn_flush(struct conn *c);
+
+/* Closes at once: queued data is dropped. Safe inside callbacks; idempotent. */
+void conn_close(struct conn *c);
+
+/* Sends what is queued, then half-closes and discards input until the peer closes or
+ * linger_ms passes, then closes: how an HTTP error reaches a client that is still
+ * sending, and how the WebSocket closing handshake ends on the server side. */
+void conn_finish(struct conn *c, uint32_t linger_ms);
+
+void conn_pause(struct conn *c);
+void conn_resume(struct conn *c);
+
+void conn_timer_arm(struct conn *c, uint64_t ms);
+void conn_timer_cancel(struct conn *c);
+
+static inline bool conn_closed(const struct conn *c)
+{
+    return (c->flags & CONN_CLOSED) != 0;
+}
+
+/* Frees this thread's cache of queue nodes (call when a worker thread ends). */
+void conn_thread_cleanup(void);
+
+/* Peer address as text ("1.2.3.4" / "::1"); out must hold INET6_ADDRSTRLEN. */
+const char *conn_peer(const struct conn *c, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,130 @@
+/* Listening sockets and the accept loop (edge-triggered: accept until EAGAIN). */
+#include "net/listener.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/log.h"
+
+int listener_socket(const char *host, uint16_t port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (!host || !*host || inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(port);
+        if (!host || !*host) in4->sin_addr.s_addr = htonl(INADDR_ANY);
+        len = sizeof *in4;
+    } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        len = sizeof *in6;
+    } else {
+        return -EINVAL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) goto fail;
+    if (ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0) goto fail;
+    if (listen(fd, 4096) < 0) goto fail;
+    return fd;
+fail:;
+    int err = errno;
+    close(fd);
+    return -err;
+}
+
+int listener_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return -errno;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+static void accept_all(struct listener *l)
+{
+    for (;;) {
+        int fd = accept4(l->w.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            l->accepted++;
+            l->on_accept(l, fd);
+            continue;
+        }
+        switch (errno) {
+        case EINTR:
+        case ECONNABORTED:
+        case EPROTO:
+            continue;
+        case EAGAIN:
+            return;
+        case EMFILE:
+        case ENFILE:
+        case ENOBUFS:
+        case ENOMEM:
+            /* Out of descriptors or memory: leave the rest in the backlog and come
+             * back later; retrying now would spin. */
+            if (l->accept_errors++ % 1000 == 0)
+                log_warn("accept: out of resources, backing off",
+                         "listener=%s errno=%d "
+                         "count=%llu",
+                         l->name, errno, (unsigned long long)l->accept_errors);
+            loop_timer_arm(l->loop, &l->retry, LISTENER_BACKOFF_MS);
+            return;
+        default:
+            log_warn("accept failed", "listener=%s errno=%d", l->name, errno);
+            return;
+        }
+    }
+}
+
+static void listener_cb(struct loop *loop, struct io_watch *w, uint32_t events)
+{
+    (void)loop;
+    (void)events;
+    struct listener *l = (struct listener *)w;
+    if (!loop_timer_armed(&l->retry)) accept_all(l);
+}
+
+static void retry_cb(struct loop *loop, struct timer *t)
+{
+    (void)loop;
+    struct listener *l = (struct listener *)((char *)t - offsetof(struct listener, retry));
+    accept_all(l);
+}
+
+int listener_start(struct listener *l, struct loop *loop, int fd, listener_accept_fn fn, void *ud)
+{
+    l->w.fd = fd;
+    l->w.cb = listener_cb;
+    l->loop = loop;
+    l->on_accept = fn;
+    l->ud = ud;
+    loop_timer_init(&l->retry, retry_cb);
+    return loop_watch_add(loop, &l->w, EPOLLIN);
+}
+
+void listener_close(struct listener *l)
+{
+    if (l->w.fd < 0) return;
+    loop_timer_cancel(&l->retry);
+    loop_watch_del(l->loop, &l->w);
+    close(l->w.fd);
+    l->w.fd = -1;
+}

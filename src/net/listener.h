@@ -1,0 +1,48 @@
+/* A listening socket on one loop. Each worker opens its own on the same address with
+ * SO_REUSEPORT, so the kernel spreads new connections over the workers and no accept
+ * lock is shared. Accepted sockets are non-blocking, close-on-exec, TCP_NODELAY.
+ *
+ * When accept fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
+ * ENOMEM), the listener stops accepting for LISTENER_BACKOFF_MS and then tries again:
+ * pending connections wait in the kernel's backlog instead of spinning the loop.
+ *
+ * Ownership: the caller owns struct listener; listener_close releases the socket. */
+#ifndef WSHUB_NET_LISTENER_H
+#define WSHUB_NET_LISTENER_H
+
+#include <stdint.h>
+
+#include "loop/loop.h"
+
+#define LISTENER_BACKOFF_MS 100u
+
+struct listener;
+
+/* fd: a connected socket now owned by the callee. */
+typedef void (*listener_accept_fn)(struct listener *l, int fd);
+
+struct listener {
+    struct io_watch w; /* first: the loop hands back this pointer */
+    struct loop *loop;
+    struct timer retry;
+    listener_accept_fn on_accept;
+    void *ud;
+    uint64_t accepted;
+    uint64_t accept_errors; /* resource exhaustion events */
+    char name[80];          /* "host:port" for logs */
+};
+
+/* Opens a non-blocking listening socket on host:port (numeric IPv4/IPv6; "" means
+ * 0.0.0.0) with SO_REUSEADDR and SO_REUSEPORT (IPV6_V6ONLY for IPv6, so [::] and
+ * 0.0.0.0 may both be listened on). Returns the fd or -errno. */
+int listener_socket(const char *host, uint16_t port);
+
+/* Binds a listener to a loop around fd from listener_socket. Returns 0 or -errno. */
+int listener_start(struct listener *l, struct loop *loop, int fd, listener_accept_fn fn, void *ud);
+
+void listener_close(struct listener *l);
+
+/* The port the socket is bound to (useful with port 0). */
+int listener_port(int fd);
+
+#endif

@@ -1,0 +1,303 @@
+/* WebSocket connections on top of net/conn: reader callbacks, control frames, the
+ * closing handshake and the single liveness timer (see ws/conn.h for the rules). */
+#include "ws/conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/stats.h"
+
+static void ws_on_data(struct conn *c, uint8_t *data, size_t len);
+static void ws_on_eof(struct conn *c);
+static void ws_on_timer(struct conn *c);
+static void ws_on_drain(struct conn *c);
+static void ws_on_free(struct conn *c);
+static void ws_on_blocked(struct conn *c);
+
+static const struct conn_ops ws_ops = {
+    .on_data = ws_on_data,
+    .on_eof = ws_on_eof,
+    .on_timer = ws_on_timer,
+    .on_drain = ws_on_drain,
+    .on_free = ws_on_free,
+    .on_blocked = ws_on_blocked,
+};
+
+bool ws_conn_is(const struct conn *c)
+{
+    return c->ops == &ws_ops;
+}
+
+struct wh_msg *ws_frame_new(enum ws_opcode op, const void *payload, size_t len)
+{
+    uint8_t hdr[WS_MAX_HEADER];
+    size_t hl = ws_frame_header(hdr, op, true, false, len, NULL);
+    struct wh_msg *m = msg_new(hl + len);
+    if (!m) return NULL;
+    memcpy(m->data, hdr, hl);
+    if (len) memcpy(m->data + hl, payload, len);
+    return m;
+}
+
+void ws_send_frame(struct ws_conn *ws, struct wh_msg *frame)
+{
+    if (ws->state != WS_OPEN) {
+        msg_unref(frame);
+        return;
+    }
+    STAT_INC(ws_msgs_out);
+    STAT_ADD(ws_bytes_out, frame->len);
+    conn_send(&ws->c, frame);
+}
+
+int ws_send(struct ws_conn *ws, enum ws_opcode op, const void *data, size_t len)
+{
+    if (ws->state != WS_OPEN || conn_closed(&ws->c)) return -EPIPE;
+    struct wh_msg *m = ws_frame_new(op, data, len);
+    if (!m) return -ENOMEM;
+    ws_send_frame(ws, m);
+    return 0;
+}
+
+/* Control frames bypass the open-state check: a close or pong must go out while
+ * closing too. */
+static void send_control(struct ws_conn *ws, enum ws_opcode op, const void *data, size_t len)
+{
+    struct wh_msg *m = ws_frame_new(op, data, len);
+    if (m)
+        conn_send(&ws->c, m);
+    else
+        conn_close(&ws->c);
+}
+
+static void send_close(struct ws_conn *ws, unsigned code, const char *reason)
+{
+    uint8_t p[WS_MAX_CONTROL];
+    size_t n = 0;
+    if (code != WS_CLOSE_NO_STATUS) {
+        p[0] = (uint8_t)(code >> 8);
+        p[1] = (uint8_t)code;
+        n = 2;
+        size_t rl = reason ? strlen(reason) : 0;
+        if (rl > WS_MAX_CONTROL - 2) rl = WS_MAX_CONTROL - 2;
+        if (rl) memcpy(p + 2, reason, rl);
+        n += rl;
+        stat_close_code(stats_cur->ws_close_sent, code);
+    }
+    send_control(ws, WS_OP_CLOSE, p, n);
+}
+
+/* The next moment the timer must look at this connection. */
+static void schedule(struct ws_conn *ws)
+{
+    const struct ws_options *o = ws->opt;
+    uint64_t now = loop_now(ws->c.loop), at = UINT64_MAX;
+    if (ws->state == WS_CLOSE_SENT) return; /* the close timer is armed instead */
+    if (o->ping_interval_ms && ws->next_ping_ms < at) at = ws->next_ping_ms;
+    if (o->read_timeout_ms && ws->last_rx_ms + o->read_timeout_ms < at)
+        at = ws->last_rx_ms + o->read_timeout_ms;
+    if (o->write_timeout_ms && ws->c.blocked_since_ms &&
+        ws->c.blocked_since_ms + o->write_timeout_ms < at)
+        at = ws->c.blocked_since_ms + o->write_timeout_ms;
+    if (at == UINT64_MAX) {
+        conn_timer_cancel(&ws->c);
+        return;
+    }
+    conn_timer_arm(&ws->c, at > now ? at - now : 0);
+}
+
+void ws_close(struct ws_conn *ws, unsigned code, const char *reason)
+{
+    if (ws->state != WS_OPEN || conn_closed(&ws->c)) return;
+    send_close(ws, code, reason);
+    ws->state = WS_CLOSE_SENT;
+    ws->close_code = (uint16_t)code;
+    conn_timer_arm(&ws->c, ws->opt->close_timeout_ms);
+}
+
+void ws_fail(struct ws_conn *ws, unsigned code, const char *reason)
+{
+    if (conn_closed(&ws->c)) return;
+    if (ws->state == WS_OPEN) {
+        send_close(ws, code, reason);
+        ws->close_code = (uint16_t)code;
+    }
+    ws->state = WS_DONE;
+    conn_finish(&ws->c, ws->opt->close_timeout_ms);
+}
+
+void ws_conn_shutdown(struct conn *c)
+{
+    ws_close((struct ws_conn *)c, WS_CLOSE_GOING_AWAY, "server shutting down");
+}
+
+static int rd_message(void *ud, enum ws_opcode op, bool rsv1, uint8_t *data, size_t len)
+{
+    (void)rsv1; /* no extension negotiated yet: the reader refuses RSV1 */
+    struct ws_conn *ws = ud;
+    STAT_INC(ws_msgs_in);
+    STAT_ADD(ws_bytes_in, len);
+    /* After our close frame, data is discarded (RFC 6455 section 1.4). */
+    if (ws->state == WS_OPEN) ws->h->on_message(ws, op, data, len);
+    return conn_closed(&ws->c) || ws->state == WS_DONE ? -1 : 0;
+}
+
+static int rd_control(void *ud, enum ws_opcode op, unsigned code, uint8_t *data, size_t len)
+{
+    struct ws_conn *ws = ud;
+    switch (op) {
+    case WS_OP_PING:
+        if (ws->state == WS_OPEN) {
+            STAT_INC(ws_pongs_sent);
+            send_control(ws, WS_OP_PONG, data, len);
+        }
+        break;
+    case WS_OP_PONG:
+        break; /* liveness is renewed by any bytes; unsolicited pongs are fine */
+    case WS_OP_CLOSE:
+        stat_close_code(stats_cur->ws_close_received, code);
+        if (ws->state == WS_OPEN) {
+            /* Echo the peer's code (RFC 6455 section 5.5.1); an empty close gets an
+             * empty one. */
+            if (code == WS_CLOSE_NO_STATUS)
+                send_control(ws, WS_OP_CLOSE, NULL, 0);
+            else
+                send_close(ws, code, NULL);
+            ws->close_code = (uint16_t)code;
+        }
+        ws->state = WS_DONE;
+        /* The server closes the TCP connection first (section 7.1.1): flush, FIN,
+         * and drop after a short wait for the peer's FIN. */
+        conn_finish(&ws->c, ws->opt->close_timeout_ms);
+        return -1;
+    default:
+        break;
+    }
+    return conn_closed(&ws->c) ? -1 : 0;
+}
+
+static const struct ws_reader_callbacks reader_cb = {
+    .on_message = rd_message,
+    .on_control = rd_control,
+};
+
+static const char *close_reason(int code)
+{
+    switch (code) {
+    case WS_CLOSE_PROTOCOL:
+        return "protocol error";
+    case WS_CLOSE_BAD_DATA:
+        return "invalid UTF-8";
+    case WS_CLOSE_TOO_BIG:
+        return "message too big";
+    default:
+        return "";
+    }
+}
+
+static void ws_on_data(struct conn *c, uint8_t *data, size_t len)
+{
+    struct ws_conn *ws = (struct ws_conn *)c;
+    ws->last_rx_ms = loop_now(c->loop);
+    if (ws->state == WS_DONE) return;
+    int rc = ws_reader_feed(&ws->r, data, len, &reader_cb, ws);
+    if (rc > 0 && !conn_closed(c)) {
+        STAT_INC(ws_protocol_errors);
+        log_debug("websocket protocol error", "close_code=%d", rc);
+        ws_fail(ws, (unsigned)rc, close_reason(rc));
+    }
+}
+
+static void ws_on_eof(struct conn *c)
+{
+    (void)c; /* on_free reports 1006 unless a close was exchanged */
+}
+
+static void ws_on_timer(struct conn *c)
+{
+    struct ws_conn *ws = (struct ws_conn *)c;
+    const struct ws_options *o = ws->opt;
+    uint64_t now = loop_now(c->loop);
+    if (ws->state == WS_CLOSE_SENT) {
+        STAT_INC(ws_close_timeouts);
+        conn_close(c);
+        return;
+    }
+    if (o->write_timeout_ms && c->blocked_since_ms &&
+        now >= c->blocked_since_ms + o->write_timeout_ms) {
+        STAT_INC(ws_write_timeouts);
+        log_debug("websocket write timeout", "queued_bytes=%llu", (unsigned long long)c->out_bytes);
+        conn_close(c);
+        return;
+    }
+    if (o->read_timeout_ms && now >= ws->last_rx_ms + o->read_timeout_ms) {
+        STAT_INC(ws_read_timeouts);
+        log_debug("websocket read timeout", "idle_ms=%llu",
+                  (unsigned long long)(now - ws->last_rx_ms));
+        ws_fail(ws, WS_CLOSE_GOING_AWAY, "read timeout");
+        return;
+    }
+    if (o->ping_interval_ms && now >= ws->next_ping_ms) {
+        STAT_INC(ws_pings_sent);
+        send_control(ws, WS_OP_PING, NULL, 0);
+        ws->next_ping_ms = now + o->ping_interval_ms;
+    }
+    schedule(ws);
+}
+
+static void ws_on_blocked(struct conn *c)
+{
+    schedule((struct ws_conn *)c);
+}
+
+static void ws_on_drain(struct conn *c)
+{
+    struct ws_conn *ws = (struct ws_conn *)c;
+    if (ws->h->on_drain && ws->state == WS_OPEN) ws->h->on_drain(ws);
+}
+
+static void ws_on_free(struct conn *c)
+{
+    struct ws_conn *ws = (struct ws_conn *)c;
+    if (ws->h->on_close) ws->h->on_close(ws, ws->close_code ? ws->close_code : WS_CLOSE_ABNORMAL);
+    ws_reader_free(&ws->r);
+    STAT_DEC(ws_open);
+    STAT_DEC(conns_open);
+}
+
+struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
+                          const struct ws_handler *h, const struct ws_options *opt,
+                          const char *extra_headers, void *ud)
+{
+    char resp[1024];
+    size_t n = ws_handshake_response(resp, sizeof resp, hs, extra_headers);
+    struct ws_conn *ws = calloc(1, sizeof *ws);
+    if (!ws || n == 0) {
+        free(ws);
+        http_respond_error(ctx, 500, "internal", "cannot set up the connection", NULL);
+        return NULL;
+    }
+    struct conn *from = ctx->conn;
+    ws->h = h;
+    ws->opt = opt;
+    ws->ud = ud;
+    ws_reader_init(&ws->r, opt->max_message_size, WS_READER_SERVER);
+    STAT_INC(ws_open); /* before migrating: on_free, which undoes it, may run from here */
+    if (conn_migrate(from, &ws->c, &ws_ops) < 0) {
+        http_conn_upgraded(ctx, 500);
+        return NULL; /* conn_migrate closed it; on_free releases ws */
+    }
+    http_conn_upgraded(ctx, 101);
+    STAT_INC(ws_upgrades);
+    conn_send_copy(&ws->c, resp, n);
+    uint64_t now = loop_now(ws->c.loop);
+    ws->last_rx_ms = now;
+    ws->next_ping_ms = now + opt->ping_interval_ms;
+    schedule(ws);
+    if (h->on_open) h->on_open(ws);
+    if (ctx->rest_len && !conn_closed(&ws->c) && ws->state == WS_OPEN)
+        ws_on_data(&ws->c, ctx->rest, ctx->rest_len);
+    return conn_closed(&ws->c) ? NULL : ws;
+}

@@ -1,0 +1,92 @@
+/* Server-side WebSocket connections: the opening handshake's 101 answer, frames in
+ * (through ws_reader), frames out (through the connection's corked queue), pings and
+ * deadlines, and the closing handshake.
+ *
+ * Liveness, with one timer per connection: a ping every ping_interval; the connection
+ * is dropped when nothing has been received for read_timeout (any bytes count, so a
+ * pong renews it), or when queued output has made no progress for write_timeout.
+ * After a close frame is sent, the peer has close_timeout to answer before the TCP
+ * connection is dropped.
+ *
+ * Ownership: a ws_conn is created by ws_accept and freed by the connection layer after
+ * it closes; handler->on_close is called exactly once, just before that, whatever
+ * ended the connection. ws->ud belongs to the handler. Frames sent with ws_send_frame
+ * are shared by reference. */
+#ifndef WSHUB_WS_CONN_H
+#define WSHUB_WS_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http/server.h"
+#include "net/conn.h"
+#include "ws/frame.h"
+#include "ws/handshake.h"
+#include "ws/reader.h"
+
+struct ws_conn;
+
+struct ws_options {
+    uint64_t max_message_size;
+    uint32_t ping_interval_ms; /* 0: no pings */
+    uint32_t read_timeout_ms;  /* 0: no read deadline */
+    uint32_t write_timeout_ms; /* 0: no write deadline */
+    uint32_t close_timeout_ms;
+};
+
+struct ws_handler {
+    void (*on_open)(struct ws_conn *ws); /* optional */
+    /* A complete text or binary message; data valid during the call only. */
+    void (*on_message)(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, size_t len);
+    /* The queue has drained (optional): a paused producer may resume. */
+    void (*on_drain)(struct ws_conn *ws);
+    /* Last call for this connection (optional). code: the close code received or
+     * sent, or 1006 when the connection ended without a closing handshake. */
+    void (*on_close)(struct ws_conn *ws, unsigned code);
+};
+
+enum ws_state { WS_OPEN = 0, WS_CLOSE_SENT = 1, WS_DONE = 2 };
+
+struct ws_conn {
+    struct conn c; /* first: conn callbacks hand back this pointer */
+    struct ws_reader r;
+    const struct ws_handler *h;
+    const struct ws_options *opt;
+    void *ud;
+    uint64_t last_rx_ms;
+    uint64_t next_ping_ms;
+    uint16_t close_code;
+    uint8_t state;
+};
+
+/* Completes the upgrade of ctx's connection: sends the 101 answer for hs (with
+ * extra_headers, CRLF-terminated, or NULL), moves the connection to WebSocket,
+ * calls h->on_open and feeds it any bytes that followed the request. Returns the new
+ * connection, or NULL when it could not be set up (the connection is then closed). */
+struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
+                          const struct ws_handler *h, const struct ws_options *opt,
+                          const char *extra_headers, void *ud);
+
+/* A server frame (unmasked, FIN set) holding payload, with one reference. */
+struct wh_msg *ws_frame_new(enum ws_opcode op, const void *payload, size_t len);
+
+/* Sends a message as one frame. Returns 0, -ENOMEM, or -EPIPE when closing. */
+int ws_send(struct ws_conn *ws, enum ws_opcode op, const void *data, size_t len);
+
+/* Queues a frame built by ws_frame_new, taking one reference. */
+void ws_send_frame(struct ws_conn *ws, struct wh_msg *frame);
+
+/* Starts the closing handshake (no-op unless open). */
+void ws_close(struct ws_conn *ws, unsigned code, const char *reason);
+
+/* Sends a close frame with code and drops the connection without waiting for the
+ * answer: how protocol errors end a connection. */
+void ws_fail(struct ws_conn *ws, unsigned code, const char *reason);
+
+/* Graceful-shutdown hook for the worker: close with 1001. */
+void ws_conn_shutdown(struct conn *c);
+
+bool ws_conn_is(const struct conn *c);
+
+#endif
