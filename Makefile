@@ -35,3 +35,12 @@ format:
 
 clean:
 	rm -rf $(BUILD)
+
+# Runs every fuzz target for FUZZ_SECONDS each (default 300).
+FUZZ_SECONDS ?= 300
+fuzz:
+	@scripts/setup.sh test
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS) --target fuzz_targets
+	for f in $(BUILD)/fuzz/fuzz_*; do n=$$(basename $$f); \
+	  tests/fuzz/run.sh $$f tests/fuzz/corpus/$${n#fuzz_} $(FUZZ_SECONDS) || exit 1; done

@@ -8,7 +8,8 @@ if(NOT CMOCKA_FOUND)
   message(FATAL_ERROR "cmocka not found: run scripts/setup.sh test (make test does)")
 endif()
 
-foreach(v IN LISTS WSHUB_VARIANTS)
+foreach(variant IN LISTS WSHUB_VARIANTS)
+  wshub_suffix(${variant} v)
   foreach(src IN LISTS WSHUB_UNIT_TESTS)
     get_filename_component(name ${src} NAME_WE)
     add_executable(${name}${v} ${src})
@@ -22,9 +23,10 @@ endforeach()
 # Integration tests: real clients against the real binary.
 find_program(NODE node)
 set(SYS_PYTHON /usr/bin/python3)
-foreach(v IN LISTS WSHUB_VARIANTS)
+foreach(variant IN LISTS WSHUB_VARIANTS)
+  wshub_suffix(${variant} v)
   set(envs "WSHUB_BIN=$<TARGET_FILE:wshub${v}>"
-           "WSHUB_VARIANT=${v}"
+           "WSHUB_VARIANT=${variant}"
            "NODE_PATH=${CMAKE_SOURCE_DIR}/tests/js/node_modules"
            "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99"
            "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=98")

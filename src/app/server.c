@@ -75,7 +75,7 @@ static void shutdown_poll_cb(struct loop *loop, struct timer *t)
 {
     struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, shutdown_poll));
     if (w->conns.count == 0) {
-        loop_timer_cancel(&w->shutdown_deadline);
+        loop_timer_cancel(loop, &w->shutdown_deadline);
         loop_stop(loop);
         return;
     }

@@ -308,13 +308,19 @@ static size_t process(struct http_conn *hc, uint8_t *p, size_t n)
             fail(hc, st, code, msg);
             return n;
         }
+        /* Bodies are taken with Content-Length only. Any Transfer-Encoding is refused
+         * before routing: serving such a request as bodiless would leave its body to
+         * be read as the next request (request smuggling). */
+        if (http_header_find(&req, "Transfer-Encoding")) {
+            if (http_header_find(&req, "Content-Length"))
+                fail(hc, 400, "bad_framing", "Transfer-Encoding with Content-Length");
+            else
+                fail(hc, 411, "length_required", "request bodies need Content-Length");
+            return n;
+        }
         long long cl = http_content_length(&req);
         if (cl < 0) {
-            const struct http_header *te = http_header_find(&req, "Transfer-Encoding");
-            if (te && !http_header_find(&req, "Content-Length"))
-                fail(hc, 411, "length_required", "request bodies need Content-Length");
-            else
-                fail(hc, 400, "bad_content_length", "malformed Content-Length");
+            fail(hc, 400, "bad_content_length", "malformed Content-Length");
             return n;
         }
         if ((unsigned long long)cl > hc->srv->max_body) {

@@ -147,19 +147,25 @@ static void wheel_insert(struct loop *loop, struct timer *t)
     t->pprev = slot;
 }
 
-void loop_timer_cancel(struct timer *t)
+static void timer_unlink(struct timer *t)
 {
-    if (!t->pprev) return;
     *t->pprev = t->next;
     if (t->next) t->next->pprev = t->pprev;
     t->next = NULL;
     t->pprev = NULL;
 }
 
+void loop_timer_cancel(struct loop *loop, struct timer *t)
+{
+    if (!t->pprev) return;
+    timer_unlink(t);
+    loop->ntimers--;
+}
+
 void loop_timer_arm(struct loop *loop, struct timer *t, uint64_t ms)
 {
     if (t->pprev) {
-        loop_timer_cancel(t);
+        timer_unlink(t);
         loop->ntimers--;
     }
     /* Round up so a timer never fires early; at least one tick past the last one
@@ -189,7 +195,7 @@ static void timers_run(struct loop *loop)
         if (list) list->pprev = &list;
         while (list) {
             struct timer *t = list;
-            loop_timer_cancel(t); /* unlinks from the detached list */
+            timer_unlink(t); /* from the detached list */
             if (t->expires <= now_tick) {
                 loop->ntimers--;
                 t->cb(loop, t);

@@ -62,7 +62,7 @@ void loop_watch_del(struct loop *loop, struct io_watch *w);
 
 void loop_timer_init(struct timer *t, void (*cb)(struct loop *, struct timer *));
 void loop_timer_arm(struct loop *loop, struct timer *t, uint64_t ms);
-void loop_timer_cancel(struct timer *t);
+void loop_timer_cancel(struct loop *loop, struct timer *t);
 static inline bool loop_timer_armed(const struct timer *t)
 {
     return t->pprev != 0;

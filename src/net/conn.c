@@ -129,7 +129,7 @@ int conn_migrate(struct conn *from, struct conn *to, const struct conn_ops *ops)
             from->list->head = to;
         if (from->list_next) from->list_next->list_prev = to;
     }
-    loop_timer_cancel(&from->timer);
+    loop_timer_cancel(from->loop, &from->timer);
     int rc = loop_watch_mod(to->loop, &to->w, CONN_EVENTS);
     /* `from` may still be on the task list: let that entry free it. */
     from->flags = CONN_CLOSED;
@@ -164,7 +164,7 @@ void conn_close(struct conn *c)
     loop_watch_del(c->loop, &c->w);
     close(c->w.fd);
     c->w.fd = -1;
-    loop_timer_cancel(&c->timer);
+    loop_timer_cancel(c->loop, &c->timer);
     queue_clear(c);
     list_unlink(c);
     c->task.fn = free_task;
@@ -378,7 +378,7 @@ void conn_timer_arm(struct conn *c, uint64_t ms)
 
 void conn_timer_cancel(struct conn *c)
 {
-    loop_timer_cancel(&c->timer);
+    loop_timer_cancel(c->loop, &c->timer);
 }
 
 const char *conn_peer(const struct conn *c, char *out, size_t cap)

@@ -123,7 +123,7 @@ int listener_start(struct listener *l, struct loop *loop, int fd, listener_accep
 void listener_close(struct listener *l)
 {
     if (l->w.fd < 0) return;
-    loop_timer_cancel(&l->retry);
+    loop_timer_cancel(l->loop, &l->retry);
     loop_watch_del(l->loop, &l->w);
     close(l->w.fd);
     l->w.fd = -1;

@@ -1,0 +1,292 @@
+/* net/conn over a socketpair: reads reach on_data, queued messages arrive whole and in
+ * order, a full socket blocks (on_blocked) and drains (on_drain), pause holds input
+ * back until resume, conn_finish delivers then sends EOF, a close from inside a
+ * callback is safe and on_free runs exactly once, and migrate keeps the stream. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "net/conn.h"
+
+struct tconn {
+    struct conn c;
+    char got[1 << 16];
+    size_t got_len;
+    int drains, blocked, frees, eofs;
+    bool close_on_data;
+};
+
+static int frees_total;
+
+static void t_data(struct conn *c, uint8_t *d, size_t n)
+{
+    struct tconn *t = (struct tconn *)c;
+    size_t room = sizeof t->got - t->got_len;
+    if (n > room) n = room;
+    memcpy(t->got + t->got_len, d, n);
+    t->got_len += n;
+    if (t->close_on_data) {
+        conn_close(c);
+        conn_close(c); /* idempotent */
+    }
+}
+static void t_eof(struct conn *c)
+{
+    ((struct tconn *)c)->eofs++;
+}
+static void t_timer(struct conn *c)
+{
+    (void)c;
+}
+static void t_drain(struct conn *c)
+{
+    ((struct tconn *)c)->drains++;
+}
+static void t_blocked(struct conn *c)
+{
+    ((struct tconn *)c)->blocked++;
+}
+static void t_free(struct conn *c)
+{
+    ((struct tconn *)c)->frees++;
+    frees_total++;
+}
+
+static const struct conn_ops tops = {t_data, t_eof, t_timer, t_drain, t_free, t_blocked};
+
+static void stop_cb(struct loop *loop, struct timer *t)
+{
+    (void)t;
+    loop_stop(loop);
+}
+
+/* Runs the loop for about ms milliseconds. */
+static void spin(struct loop *loop, unsigned ms)
+{
+    struct timer t;
+    loop_timer_init(&t, stop_cb);
+    loop_timer_arm(loop, &t, ms);
+    loop_run(loop);
+    loop_timer_cancel(loop, &t);
+}
+
+static struct tconn *make(struct loop *loop, int *peer, struct conn_list *list)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct tconn *t = calloc(1, sizeof *t);
+    assert_int_equal(conn_init(&t->c, loop, sv[0], &tops, list), 0);
+    *peer = sv[1];
+    return t;
+}
+
+static void test_read_and_write(void **state)
+{
+    (void)state;
+    struct loop *loop = loop_create();
+    int peer;
+    struct conn_list list = {0};
+    struct tconn *t = make(loop, &peer, &list);
+    assert_int_equal(list.count, 1);
+    assert_int_equal(write(peer, "hello", 5), 5);
+    spin(loop, 20);
+    assert_int_equal(t->got_len, 5);
+    assert_memory_equal(t->got, "hello", 5);
+
+    conn_send_copy(&t->c, "one,", 4);
+    conn_send_copy(&t->c, "two,", 4);
+    conn_send_copy(&t->c, "three", 5);
+    assert_int_equal(t->c.out_count, 3);
+    spin(loop, 20);
+    char buf[64];
+    ssize_t n = read(peer, buf, sizeof buf);
+    assert_int_equal(n, 13);
+    assert_memory_equal(buf, "one,two,three", 13);
+    assert_int_equal(t->c.out_count, 0);
+    assert_int_equal(t->drains, 1);
+
+    /* peer EOF: on_eof, then closed and freed at the end of the turn */
+    close(peer);
+    frees_total = 0;
+    spin(loop, 20);
+    assert_int_equal(frees_total, 1);
+    assert_int_equal(list.count, 0);
+    loop_destroy(loop);
+}
+
+static void test_block_and_drain(void **state)
+{
+    (void)state;
+    struct loop *loop = loop_create();
+    int peer;
+    struct tconn *t = make(loop, &peer, NULL);
+    static uint8_t chunk[64 * 1024];
+    memset(chunk, 'x', sizeof chunk);
+    size_t sent = 0;
+    for (int i = 0; i < 64; i++) {
+        conn_send_copy(&t->c, chunk, sizeof chunk);
+        sent += sizeof chunk;
+    }
+    spin(loop, 20);
+    assert_true(t->blocked >= 1);
+    assert_true(t->c.blocked_since_ms != 0);
+    assert_true(t->c.out_bytes > 0);
+    assert_int_equal(t->drains, 0);
+    /* read everything on the peer side while the loop keeps writing */
+    size_t got = 0;
+    for (int rounds = 0; rounds < 2000 && got < sent; rounds++) {
+        uint8_t buf[65536];
+        ssize_t n;
+        while ((n = read(peer, buf, sizeof buf)) > 0)
+            got += (size_t)n;
+        spin(loop, 1);
+    }
+    assert_int_equal(got, sent);
+    assert_int_equal(t->c.out_bytes, 0);
+    assert_int_equal(t->c.blocked_since_ms, 0);
+    assert_int_equal(t->drains, 1);
+    conn_close(&t->c);
+    loop_drain_tasks(loop);
+    close(peer);
+    loop_destroy(loop);
+}
+
+static void test_pause_resume(void **state)
+{
+    (void)state;
+    struct loop *loop = loop_create();
+    int peer;
+    struct tconn *t = make(loop, &peer, NULL);
+    conn_pause(&t->c);
+    assert_int_equal(write(peer, "abc", 3), 3);
+    spin(loop, 20);
+    assert_int_equal(t->got_len, 0);
+    conn_resume(&t->c);
+    spin(loop, 20);
+    assert_int_equal(t->got_len, 3);
+    conn_close(&t->c);
+    loop_drain_tasks(loop);
+    close(peer);
+    loop_destroy(loop);
+}
+
+static void test_finish(void **state)
+{
+    (void)state;
+    struct loop *loop = loop_create();
+    int peer;
+    struct tconn *t = make(loop, &peer, NULL);
+    conn_send_copy(&t->c, "bye", 3);
+    conn_finish(&t->c, 1000);
+    conn_send_copy(&t->c, "late", 4); /* accepted until the half-close */
+    spin(loop, 20);
+    char buf[16];
+    ssize_t n = read(peer, buf, sizeof buf);
+    assert_int_equal(n, 7);
+    assert_memory_equal(buf, "byelate", 7);
+    n = read(peer, buf, sizeof buf);
+    assert_int_equal(n, 0); /* EOF: we half-closed */
+    /* input while finishing is discarded, not delivered */
+    assert_int_equal(write(peer, "zzz", 3), 3);
+    frees_total = 0;
+    spin(loop, 20);
+    assert_int_equal(t->got_len, 0);
+    close(peer); /* peer's EOF completes the close */
+    spin(loop, 20);
+    assert_int_equal(frees_total, 1);
+    loop_destroy(loop);
+}
+
+static void test_finish_linger_timeout(void **state)
+{
+    (void)state;
+    struct loop *loop = loop_create();
+    int peer;
+    struct tconn *t = make(loop, &peer, NULL);
+    frees_total = 0;
+    conn_finish(&t->c, 30); /* peer never closes */
+    spin(loop, 100);
+    assert_int_equal(frees_total, 1);
+    close(peer);
+    loop_destroy(loop);
+}
+
+static void test_close_inside_callback(void **state)
+{
+    (void)state;
+    struct loop *loop = loop_create();
+    int peer;
+    struct tconn *t = make(loop, &peer, NULL);
+    t->close_on_data = true;
+    conn_send_copy(&t->c, "queued", 6);
+    assert_int_equal(write(peer, "x", 1), 1);
+    frees_total = 0;
+    spin(loop, 20);
+    assert_int_equal(frees_total, 1);
+    /* what was already flushed may arrive; then EOF */
+    char buf[8];
+    ssize_t n = read(peer, buf, sizeof buf);
+    if (n > 0) n = read(peer, buf, sizeof buf);
+    assert_int_equal(n, 0);
+    close(peer);
+    loop_destroy(loop);
+}
+
+static void test_migrate(void **state)
+{
+    (void)state;
+    struct loop *loop = loop_create();
+    int peer;
+    struct conn_list list = {0};
+    struct tconn *a = make(loop, &peer, &list);
+    conn_send_copy(&a->c, "first,", 6);
+    struct tconn *b = calloc(1, sizeof *b);
+    frees_total = 0;
+    assert_int_equal(conn_migrate(&a->c, &b->c, &tops), 0);
+    conn_send_copy(&b->c, "second", 6);
+    assert_int_equal(write(peer, "in", 2), 2);
+    spin(loop, 20);
+    assert_int_equal(frees_total, 0); /* a freed without on_free */
+    assert_int_equal(b->got_len, 2);
+    assert_int_equal(list.count, 1);
+    assert_ptr_equal(list.head, &b->c);
+    char buf[32];
+    assert_int_equal(read(peer, buf, sizeof buf), 12);
+    assert_memory_equal(buf, "first,second", 12);
+    conn_close(&b->c);
+    loop_drain_tasks(loop);
+    assert_int_equal(frees_total, 1);
+    assert_int_equal(list.count, 0);
+    close(peer);
+    loop_destroy(loop);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    conn_thread_cleanup();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_read_and_write),
+        cmocka_unit_test(test_block_and_drain),
+        cmocka_unit_test(test_pause_resume),
+        cmocka_unit_test(test_finish),
+        cmocka_unit_test(test_finish_linger_timeout),
+        cmocka_unit_test(test_close_inside_callback),
+        cmocka_unit_test(test_migrate),
+    };
+    return cmocka_run_group_tests(tests, NULL, teardown);
+}
