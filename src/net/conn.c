@@ -11,7 +11,9 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -211,6 +213,22 @@ static void half_close(struct conn *c)
     shutdown(c->w.fd, SHUT_WR);
 }
 
+static uint32_t kernel_unsent(const struct conn *c)
+{
+    int n = 0;
+    if (ioctl(c->w.fd, SIOCOUTQ, &n) < 0 || n < 0) return UINT32_MAX;
+    return (uint32_t)n;
+}
+
+bool conn_write_progressed(struct conn *c)
+{
+    uint32_t now = kernel_unsent(c);
+    bool moved = now < c->kernel_unsent;
+    c->kernel_unsent = now;
+    if (moved) c->blocked_since_ms = loop_now(c->loop);
+    return moved;
+}
+
 void conn_flush(struct conn *c)
 {
     while (c->out_head && (c->flags & (CONN_WRITABLE | CONN_CLOSED)) == CONN_WRITABLE) {
@@ -264,6 +282,7 @@ void conn_flush(struct conn *c)
         if (!(c->flags & CONN_WRITABLE) && c->blocked_since_ms == 0) {
             c->blocked_since_ms = loop_now(c->loop);
             if (c->blocked_since_ms == 0) c->blocked_since_ms = 1;
+            c->kernel_unsent = kernel_unsent(c);
             if (c->ops->on_blocked) c->ops->on_blocked(c);
         }
         return;

@@ -71,6 +71,7 @@ struct conn {
     uint32_t out_count;        /* messages queued */
     uint64_t out_bytes;        /* bytes queued (not yet written) */
     uint64_t blocked_since_ms; /* 0 unless a write hit EAGAIN with data queued */
+    uint32_t kernel_unsent;    /* SIOCOUTQ when blocked_since_ms was last set */
     uint64_t bytes_in, bytes_out;
     uint32_t flags;
     uint32_t linger_ms;
@@ -103,6 +104,12 @@ void conn_close(struct conn *c);
  * linger_ms passes, then closes: how an HTTP error reaches a client that is still
  * sending, and how the WebSocket closing handshake ends on the server side. */
 void conn_finish(struct conn *c, uint32_t linger_ms);
+
+/* Called when a write deadline expires: true when the peer has taken bytes from the
+ * kernel's send buffer since the block began (or the last call), in which case the
+ * block is restarted from now. Our own writes resume only once a third of the
+ * buffer is free, so they are too coarse a measure for a slow but steady reader. */
+bool conn_write_progressed(struct conn *c);
 
 void conn_pause(struct conn *c);
 void conn_resume(struct conn *c);

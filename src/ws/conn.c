@@ -226,7 +226,7 @@ static void ws_on_timer(struct conn *c)
         return;
     }
     if (o->write_timeout_ms && c->blocked_since_ms &&
-        now >= c->blocked_since_ms + o->write_timeout_ms) {
+        now >= c->blocked_since_ms + o->write_timeout_ms && !conn_write_progressed(c)) {
         STAT_INC(ws_write_timeouts);
         log_debug("websocket write timeout", "queued_bytes=%llu", (unsigned long long)c->out_bytes);
         conn_close(c);

@@ -21,8 +21,8 @@ enum ws_close_code {
     WS_CLOSE_GOING_AWAY = 1001,
     WS_CLOSE_PROTOCOL = 1002,
     WS_CLOSE_UNSUPPORTED = 1003,
-    WS_CLOSE_NO_STATUS = 1005,   /* never sent on the wire */
-    WS_CLOSE_ABNORMAL = 1006,    /* never sent on the wire */
+    WS_CLOSE_NO_STATUS = 1005, /* never sent on the wire */
+    WS_CLOSE_ABNORMAL = 1006,  /* never sent on the wire */
     WS_CLOSE_BAD_DATA = 1007,
     WS_CLOSE_POLICY = 1008,
     WS_CLOSE_TOO_BIG = 1009,
@@ -32,8 +32,8 @@ enum ws_close_code {
     WS_CLOSE_TRY_AGAIN = 1013,
 };
 
-#define WS_MAX_HEADER 14      /* 2 + 8 (length) + 4 (mask) */
-#define WS_MAX_CONTROL 125    /* control frame payload limit */
+#define WS_MAX_HEADER  14  /* 2 + 8 (length) + 4 (mask) */
+#define WS_MAX_CONTROL 125 /* control frame payload limit */
 
 /* 1 when a close code may appear in a received close frame: 1000-1003, 1007-1014
  * (IANA-registered, including 1012-1014), 3000-4999. 1004-1006, 1015 and the rest of

@@ -8,21 +8,24 @@
  *
  * Protocol errors, each reported as the close code the peer must get:
  *   1002: masked/unmasked contrary to the mode; RSV bits not allowed; reserved
- *         opcode; control frame fragmented or over 125 bytes; continuation with no
- *         message started; a new data frame inside a fragmented message; a 64-bit
- *         length with the top bit set or a non-minimal length encoding is accepted
- *         (RFC says "minimal number of bytes" but peers are not required to be
- *         rejected for it; only the top bit is refused); close payload of 1 byte or
- *         with an invalid code (ws_close_code_valid).
+ *         opcode; control frame fragmented or over 125 bytes (a control frame must
+ *         use the 7-bit length form, so 126/127 there is refused from byte 2);
+ *         continuation with no message started; a new data frame inside a
+ *         fragmented message; a 64-bit length with the top bit set; close payload of
+ *         1 byte or with an invalid code (ws_close_code_valid). A non-minimal length
+ *         encoding of a data frame is accepted (RFC 6455 asks senders for the minimal
+ *         form but does not require receivers to refuse it).
  *   1007: text (or a close reason) that is not UTF-8, detected at the first invalid
  *         byte even in the middle of a frame (fail fast), or text ending mid-sequence.
  *   1009: a message (summed over its fragments) over max_message_size, detected from
  *         the frame headers before its payload is buffered.
  *
- * Ownership: the reader owns its gathering buffers (freed by ws_reader_free and after
- * each message is delivered if larger than a small retained size). Data passed to
- * callbacks is valid only during the call; the callee may modify it in place.
- * Memory when idle: sizeof(struct ws_reader) and nothing on the heap. */
+ * Ownership: the reader owns its gathering buffers (freed by ws_reader_free, after each
+ * gathered message or split control frame is delivered, and on a close frame or an
+ * error). Data passed to callbacks is valid only during the call; the callee may
+ * modify it in place. Memory when idle: sizeof(struct ws_reader) and nothing on the
+ * heap. A callback's negative return also closes the reader (the rest of the input
+ * was not consumed, so it could not resume). */
 #ifndef WSHUB_WS_READER_H
 #define WSHUB_WS_READER_H
 
@@ -33,8 +36,8 @@
 #include "ws/frame.h"
 
 enum ws_reader_flags {
-    WS_READER_SERVER = 0,      /* frames from a client: must be masked */
-    WS_READER_CLIENT = 1 << 0, /* frames from a server: must not be masked */
+    WS_READER_SERVER = 0,          /* frames from a client: must be masked */
+    WS_READER_CLIENT = 1 << 0,     /* frames from a server: must not be masked */
     WS_READER_ALLOW_RSV1 = 1 << 1, /* permessage-deflate negotiated: RSV1 allowed on
                                       the first frame of a data message */
 };
@@ -50,8 +53,7 @@ struct ws_reader_callbacks {
      * reason (validated UTF-8); for ping/pong code is 0 and data/len the payload.
      * Same return convention as on_message. After a close frame the reader ignores
      * everything that follows. */
-    int (*on_control)(void *ud, enum ws_opcode opcode, unsigned code, uint8_t *data,
-                      size_t len);
+    int (*on_control)(void *ud, enum ws_opcode opcode, unsigned code, uint8_t *data, size_t len);
 };
 
 struct ws_reader {
@@ -61,20 +63,20 @@ struct ws_reader {
     /* current frame */
     uint8_t hdr[WS_MAX_HEADER]; /* header bytes gathered so far */
     uint8_t hdr_have;
-    uint8_t state;              /* internal: header / payload / closed */
+    uint8_t state; /* internal: header / payload / closed */
     uint8_t frame_op;
     uint8_t frame_fin;
     uint8_t mask[4];
-    uint64_t frame_left;        /* payload bytes of the current frame still to come */
-    uint64_t frame_pos;         /* payload bytes of the current frame seen (mask phase) */
+    uint64_t frame_left; /* payload bytes of the current frame still to come */
+    uint64_t frame_pos;  /* payload bytes of the current frame seen (mask phase) */
     /* current message */
-    uint8_t msg_op;             /* 0 when no fragmented message is in progress */
+    uint8_t msg_op; /* 0 when no data message is in progress */
     uint8_t msg_rsv1;
-    uint32_t utf8;              /* ws_utf8_feed state for a text message */
-    uint64_t msg_len;           /* bytes of the message so far */
-    uint8_t *buf;               /* gathered message payload (heap), or NULL */
+    uint32_t utf8;    /* ws_utf8_feed state for a text message */
+    uint64_t msg_len; /* bytes of the message so far */
+    uint8_t *buf;     /* gathered message payload (heap), or NULL */
     size_t buf_len, buf_cap;
-    uint8_t *ctl;               /* gathered control payload when split (heap, 125 B) */
+    uint8_t *ctl; /* gathered control payload when split (heap, 125 B) */
     uint8_t ctl_len;
 };
 
@@ -82,8 +84,9 @@ void ws_reader_init(struct ws_reader *r, uint64_t max_message_size, uint32_t fla
 void ws_reader_free(struct ws_reader *r);
 
 /* Consumes data[0..len) entirely (unmasking it in place). Returns 0 when all went
- * well, a close code (> 0, see above) on a protocol error (the reader is then closed
- * and ignores further input), or the negative value a callback returned to stop. */
+ * well, a close code (> 0, see above; 1011 when a gather buffer cannot be allocated)
+ * on a protocol error (the reader is then closed and ignores further input), or the
+ * negative value a callback returned to stop. */
 int ws_reader_feed(struct ws_reader *r, uint8_t *data, size_t len,
                    const struct ws_reader_callbacks *cb, void *ud);
 
