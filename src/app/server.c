@@ -125,7 +125,7 @@ static int resolve_ports(struct wh_server *s)
      * with SO_REUSEPORT), and resolves port 0 so that every worker binds the same. */
     for (int i = 0; i < s->cfg->n_listen; i++) {
         const struct wh_listen *a = &s->cfg->listen[i];
-        int fd = listener_socket(a->host, a->port);
+        int fd = listener_socket(a->host, a->port, 0);
         if (fd < 0) {
             log_error("cannot listen", "addr=%s port=%u error=\"%s\"",
                       a->host[0] ? a->host : "0.0.0.0", a->port, strerror(-fd));
@@ -161,7 +161,7 @@ static int worker_init(struct wh_server *s, struct worker *w, int id)
         .idle_timeout_ms = cfg->idle_timeout_ms,
     };
     for (int i = 0; i < cfg->n_listen; i++) {
-        int fd = listener_socket(cfg->listen[i].host, s->ports[i]);
+        int fd = listener_socket(cfg->listen[i].host, s->ports[i], 1);
         if (fd < 0) return fd;
         struct listener *l = &w->listeners[w->n_listeners++];
         snprintf(l->name, sizeof l->name, "%s:%u", cfg->listen[i].host, s->ports[i]);

@@ -13,7 +13,7 @@
 
 #include "base/log.h"
 
-int listener_socket(const char *host, uint16_t port)
+int listener_socket(const char *host, uint16_t port, int shared)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -36,7 +36,7 @@ int listener_socket(const char *host, uint16_t port)
     if (fd < 0) return -errno;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) goto fail;
+    if (shared && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) goto fail;
     if (ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&ss, len) < 0) goto fail;
     if (listen(fd, 4096) < 0) goto fail;

@@ -33,9 +33,12 @@ struct listener {
 };
 
 /* Opens a non-blocking listening socket on host:port (numeric IPv4/IPv6; "" means
- * 0.0.0.0) with SO_REUSEADDR and SO_REUSEPORT (IPV6_V6ONLY for IPv6, so [::] and
- * 0.0.0.0 may both be listened on). Returns the fd or -errno. */
-int listener_socket(const char *host, uint16_t port);
+ * 0.0.0.0) with SO_REUSEADDR, and SO_REUSEPORT when `shared` (IPV6_V6ONLY for IPv6,
+ * so [::] and 0.0.0.0 may both be listened on). A socket opened without `shared`
+ * fails with -EADDRINUSE if anyone holds the port, even with SO_REUSEPORT: that is
+ * how start-up checks the port is ours before the workers share it. Returns the fd
+ * or -errno. */
+int listener_socket(const char *host, uint16_t port, int shared);
 
 /* Binds a listener to a loop around fd from listener_socket. Returns 0 or -errno. */
 int listener_start(struct listener *l, struct loop *loop, int fd, listener_accept_fn fn, void *ud);

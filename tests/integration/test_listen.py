@@ -1,0 +1,154 @@
+"""Listening: running out of file descriptors (EMFILE) must not spin the event loop,
+and service must resume when descriptors free up; IPv6 and several --listen
+addresses; an address already in use is refused at start-up with exit status 1."""
+
+import resource
+import socket
+import subprocess
+import time
+import unittest
+
+from wshub_harness import (HOST, WshubServer, upgrade_request, wshub_bin)
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / float(__import__("os").sysconf("SC_CLK_TCK"))
+
+
+def try_upgrade(port, timeout):
+    """Connects and sends an upgrade; returns (socket, got_101)."""
+    s = socket.create_connection((HOST, port), timeout=2)
+    s.sendall(upgrade_request(port))
+    s.settimeout(timeout)
+    try:
+        data = s.recv(4096)
+    except socket.timeout:
+        return s, False
+    return s, data.startswith(b"HTTP/1.1 101")
+
+
+class EmfileTests(unittest.TestCase):
+    def test_out_of_descriptors_backs_off_then_recovers(self):
+        # The child inherits a low descriptor limit; ours is restored right after.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, hard))
+        try:
+            srv = WshubServer(threads=1)
+            srv.start()
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        self.addCleanup(srv.close_files)
+        socks = []
+        try:
+            accepted = 0
+            for _ in range(45):  # more than the server can hold
+                s, ok = try_upgrade(srv.port, 0.3)
+                socks.append(s)
+                accepted += ok
+            self.assertGreater(accepted, 10)
+            self.assertLess(accepted, 45, "the limit was never reached")
+            # Descriptors exhausted, connections waiting in the backlog: the server
+            # must sleep between retries, not spin on accept().
+            before = cpu_seconds(srv.proc.pid)
+            time.sleep(1.0)
+            spent = cpu_seconds(srv.proc.pid) - before
+            self.assertLess(spent, 0.3, "server burned %.2f s of CPU in 1 s at EMFILE" % spent)
+            # Free descriptors: the waiting connections are taken in and served.
+            for s in socks[:20]:
+                s.close()
+            waiting = socks[accepted:]
+            deadline = time.monotonic() + 5
+            served = 0
+            for s in waiting:
+                s.settimeout(max(0.1, deadline - time.monotonic()))
+                try:
+                    served += s.recv(4096).startswith(b"HTTP/1.1 101")
+                except OSError:
+                    pass
+            self.assertGreater(served, 0, "no waiting connection was served after recovery")
+            for s in socks[20:]:
+                s.close()
+            socks = []
+            time.sleep(0.2)
+            self.assertEqual(srv.healthz(), 200)
+        finally:
+            for s in socks:
+                s.close()
+            rc, _, killed = srv.stop()
+            srv.check_stopped_cleanly(rc, killed)
+
+
+class ListenTests(unittest.TestCase):
+    def start(self, args, threads=2):
+        proc = subprocess.Popen([wshub_bin(), "--threads", str(threads)] + args,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
+        return proc
+
+    def read_ports(self, proc, n):
+        ports, deadline = [], time.monotonic() + 10
+        while len(ports) < n and time.monotonic() < deadline:
+            line = proc.stdout.readline().decode()
+            if "msg=listening" in line:
+                ports.append((line.split("addr=")[1].split()[0],
+                              int(line.split("port=")[1].split()[0])))
+        self.assertEqual(len(ports), n, "server did not log %d listen lines" % n)
+        return ports
+
+    def stop(self, proc):
+        proc.terminate()
+        out = proc.communicate(timeout=10)[0].decode()
+        self.assertEqual(proc.returncode, 0, out)
+
+    def get(self, family, addr, port):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(3)
+            s.connect((addr, port))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return s.recv(4096)
+
+    def test_ipv4_and_ipv6_together(self):
+        proc = self.start(["--listen", "127.0.0.1:0", "--listen", "[::1]:0"])
+        (a4, p4), (a6, p6) = self.read_ports(proc, 2)
+        self.assertEqual((a4, a6), ("127.0.0.1", "::1"))
+        self.assertTrue(self.get(socket.AF_INET, "127.0.0.1", p4).startswith(b"HTTP/1.1 200"))
+        self.assertTrue(self.get(socket.AF_INET6, "::1", p6).startswith(b"HTTP/1.1 200"))
+        self.stop(proc)
+
+    def test_every_worker_accepts(self):
+        # SO_REUSEPORT spreads connections over the workers; with 4 workers, 40
+        # connections must all be served whichever worker gets them.
+        proc = self.start(["--listen", "127.0.0.1:0"], threads=4)
+        [(_, port)] = self.read_ports(proc, 1)
+        for _ in range(40):
+            self.assertTrue(self.get(socket.AF_INET, "127.0.0.1", port).startswith(b"HTTP/1.1 200"))
+        self.stop(proc)
+
+    def test_address_in_use_is_refused(self):
+        with socket.socket() as held:
+            held.bind((HOST, 0))
+            held.listen()
+            port = held.getsockname()[1]
+            proc = self.start(["--listen", "%s:%d" % (HOST, port)])
+            out = proc.communicate(timeout=10)[0].decode()
+            self.assertEqual(proc.returncode, 1, out)
+            self.assertIn("cannot listen", out)
+
+    def test_address_in_use_by_reuseport_socket_is_refused(self):
+        # Another SO_REUSEPORT listener (say, a second wshub) must not silently share
+        # the port with us.
+        with socket.socket() as held:
+            held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            held.bind((HOST, 0))
+            held.listen()
+            port = held.getsockname()[1]
+            proc = self.start(["--listen", "%s:%d" % (HOST, port)])
+            out = proc.communicate(timeout=10)[0].decode()
+            self.assertEqual(proc.returncode, 1, out)
+
+
+if __name__ == "__main__":
+    unittest.main()
