@@ -7,11 +7,14 @@
  * that buffer is unchanged. Nothing here is NUL-terminated.
  *
  * Strictness (RFC 9112): the method is a token; the request-target is origin-form
- * ("/...") or "*" or absolute-form; the version is HTTP/1.0 or HTTP/1.1; header names
- * are tokens with no whitespace before the colon; values have optional whitespace
- * trimmed at both ends; obsolete line folding is malformed; bare LF line endings are
- * accepted (as most servers do) but bare CR is malformed; control bytes other than
- * HTAB in values are malformed. */
+ * ("/...") or "*" or absolute-form, made of visible ASCII other than '#' (raw bytes >=
+ * 0x80 must be percent-encoded); exactly one SP separates the three parts of the request
+ * line; the version is HTTP/1.0 or HTTP/1.1 (a later HTTP/1.d is read as 1.1 per RFC
+ * 9110 section 2.5, any other HTTP/d.d is HTTP_PARSE_BAD_VERSION, anything else is
+ * HTTP_PARSE_BAD); header names are tokens with no whitespace before the colon; values
+ * have optional whitespace trimmed at both ends; obsolete line folding is malformed;
+ * bare LF line endings are accepted (as most servers do) but bare CR is malformed;
+ * control bytes other than HTAB in values are malformed. */
 #ifndef WSHUB_HTTP_PARSER_H
 #define WSHUB_HTTP_PARSER_H
 
@@ -45,9 +48,11 @@ struct http_request {
     size_t method_len;
     const char *target; /* the raw request-target */
     size_t target_len;
-    const char *path; /* target up to '?' (or all of it) */
+    const char *path; /* target up to '?' (or all of it); for absolute-form this still
+                       * includes the scheme and authority */
     size_t path_len;
-    const char *query; /* after '?', without it; NULL/0 when there is none */
+    const char *query; /* after '?', without it; NULL/0 when there is no '?' (a target
+                        * ending in '?' gives a non-NULL query of length 0) */
     size_t query_len;
     int minor_version; /* 0 or 1 */
     size_t num_headers;
@@ -58,7 +63,11 @@ struct http_request {
  * the blank line) when complete, or a negative enum http_parse_result. An incomplete
  * head already longer than a limit returns the limit's error, so a caller can never
  * be made to buffer more than the limits. Empty lines before the request line (RFC
- * 9112 section 2.2) are skipped and counted in the returned length. */
+ * 9112 section 2.2) are skipped and counted in the returned length (and towards
+ * max_head_bytes, but not max_request_line). Malformed bytes give HTTP_PARSE_BAD as soon
+ * as they are seen, even in an incomplete head. lim NULL means the defaults: 8192,
+ * 8192, HTTP_MAX_HEADERS; max_headers above HTTP_MAX_HEADERS is clamped to it and
+ * max_head_bytes to INT_MAX. On any negative result *req is unspecified. */
 int http_parse_request(const char *buf, size_t len, struct http_request *req,
                        const struct http_limits *lim);
 
@@ -74,13 +83,18 @@ int http_token_list_has(const char *value, size_t len, const char *token);
 
 /* Finds parameter `key` in a query string (a=b&c=d), percent- and '+'-decodes its value
  * into out (NUL-terminated). Returns the decoded length, -1 when absent, -2 when the
- * encoding is malformed or the value does not fit in outcap-1 bytes. */
+ * encoding is malformed or the value does not fit in outcap-1 bytes. Names are decoded
+ * too and compared case-sensitively; the first match wins; "k" alone has the empty
+ * value. "%00" counts as malformed, since out is used as a C string. query may be
+ * NULL (absent); out is written only when the key is found. */
 int http_query_param(const char *query, size_t query_len, const char *key, char *out,
                      size_t outcap);
 
-/* Content-Length of the request: 0 when absent; -1 when malformed, duplicated with
- * different values, or combined with Transfer-Encoding; otherwise the value (which the
- * caller checks against its own body limit). */
+/* Content-Length of the request: 0 when absent; -1 when malformed (anything but
+ * 1*DIGIT fitting a long long), duplicated with different values, or combined with
+ * Transfer-Encoding; otherwise the value (which the caller checks against its own body
+ * limit). Transfer-Encoding without Content-Length gives 0: a caller that does not
+ * decode chunked bodies must refuse Transfer-Encoding itself. */
 long long http_content_length(const struct http_request *req);
 
 /* Case-insensitive comparison of a buffer slice with a NUL-terminated string. */
