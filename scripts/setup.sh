@@ -10,7 +10,7 @@ need=()
 want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || need+=("$1"); }
 
 # Build: compiler, CMake, and the libraries the code links against.
-for p in gcc make cmake pkg-config libssl-dev zlib1g-dev; do want "$p"; done
+for p in gcc make cmake pkg-config libssl-dev zlib1g-dev libjansson-dev libjwt-dev uthash-dev; do want "$p"; done
 if [ "$mode" = test ]; then
     # Tests: unit-test framework, clang for libFuzzer targets, real WebSocket clients.
     for p in libcmocka-dev clang libclang-rt-14-dev python3 python3-websockets; do want "$p"; done

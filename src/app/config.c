@@ -41,10 +41,11 @@ enum kind {
     K_VERSION,
 };
 
-enum group { G_NETWORK, G_WEBSOCKET, G_TIMEOUTS, G_LOGGING, G_GENERAL, G_COUNT };
+enum group { G_NETWORK, G_WEBSOCKET, G_HUB, G_SECURITY, G_TIMEOUTS, G_LOGGING, G_GENERAL, G_COUNT };
 
-static const char *const group_titles[G_COUNT] = {"Network", "WebSocket", "Timeouts", "Logging",
-                                                  "General"};
+static const char *const group_titles[G_COUNT] = {
+    "Network", "WebSocket", "Rooms and messages", "Authentication and limits", "Timeouts",
+    "Logging", "General"};
 
 enum {
     /* Read before the config file, because it decides which file (or whether to read
@@ -87,6 +88,12 @@ static const struct choice log_levels[] = {
     {"debug", LOG_DEBUG}, {"info", LOG_INFO}, {"warn", LOG_WARN},
     {"error", LOG_ERROR}, {"off", LOG_OFF},   {NULL, 0},
 };
+
+/* Values match enum auth_mode (auth/token.h), hub_send_policy and hub_slow_policy
+ * (hub/hub.h); config does not include them to stay a leaf module. */
+static const struct choice auth_modes[] = {{"none", 0}, {"hs256", 1}, {"rs256", 2}, {NULL, 0}};
+static const struct choice send_policies[] = {{"any", 0}, {"members", 1}, {NULL, 0}};
+static const struct choice slow_policies[] = {{"close", 0}, {"drop-oldest", 1}, {NULL, 0}};
 
 static const struct choice log_formats[] = {
     {"logfmt", WH_LOG_LOGFMT},
@@ -226,6 +233,132 @@ static const struct opt_def options[] = {
      .group = G_LOGGING,
      .metavar = "FORMAT",
      .help = "Log line format: logfmt (key=value) or JSON lines."},
+
+    {.name = "send-policy",
+     .kind = K_ENUM,
+     FIELD(send_policy),
+     .def = "any",
+     .choices = send_policies,
+     .group = G_HUB,
+     .metavar = "POLICY",
+     .help = "Who may send to a room: any connected user (as in the guide), or only its "
+             "members."},
+    {.name = "slow-consumer",
+     .kind = K_ENUM,
+     FIELD(slow_consumer),
+     .def = "close",
+     .choices = slow_policies,
+     .group = G_HUB,
+     .metavar = "POLICY",
+     .help = "A client whose send queue is full is closed with 1013, or loses its oldest "
+             "queued messages and is told how many."},
+    {.name = "presence",
+     .kind = K_BOOL,
+     FIELD(presence),
+     .def = "true",
+     .group = G_HUB,
+     .help = "Send presence events to a room's members when a user joins or leaves it."},
+    {.name = "client-broadcast",
+     .kind = K_BOOL,
+     FIELD(client_broadcast),
+     .def = "false",
+     .group = G_HUB,
+     .help = "Let every client broadcast to everyone (otherwise only tokens with the "
+             "broadcast claim may)."},
+    {.name = "max-rooms-per-connection",
+     .kind = K_UINT,
+     FIELD(max_rooms_per_conn),
+     .def = "256",
+     .min = 1,
+     .max = 100000,
+     .group = G_HUB,
+     .help = "Most rooms one connection may be in."},
+    {.name = "stream",
+     .kind = K_STRING,
+     FIELD(streams),
+     .def = "stats:1s",
+     .group = G_HUB,
+     .metavar = "ROOM:TIME,...",
+     .help = "Push the host's live CPU, memory, load and network figures as data_update to "
+             "ROOM every TIME, while the room has members. Empty: no stream."},
+
+    {.name = "auth",
+     .kind = K_ENUM,
+     FIELD(auth_mode),
+     .def = "none",
+     .choices = auth_modes,
+     .group = G_SECURITY,
+     .metavar = "MODE",
+     .help = "How the upgrade's token is checked: none (development: the token is the user "
+             "id), hs256 (JWT, --jwt-secret) or rs256 (JWT, --jwt-public-key)."},
+    {.name = "jwt-secret",
+     .kind = K_STRING,
+     FIELD(jwt_secret),
+     .group = G_SECURITY,
+     .metavar = "SECRET",
+     .help = "Shared secret for --auth hs256."},
+    {.name = "jwt-public-key",
+     .kind = K_STRING,
+     FIELD(jwt_public_key),
+     .group = G_SECURITY,
+     .metavar = "FILE",
+     .help = "PEM public key for --auth rs256."},
+    {.name = "jwt-leeway",
+     .kind = K_DURATION,
+     FIELD(jwt_leeway_ms),
+     .def = "30s",
+     .min = 0,
+     .max = HOUR,
+     .group = G_SECURITY,
+     .help = "Clock skew tolerated on a token's exp and nbf."},
+    {.name = "allowed-origins",
+     .kind = K_STRING,
+     FIELD(allowed_origins),
+     .group = G_SECURITY,
+     .metavar = "LIST",
+     .help = "Browser origins allowed besides the server's own (comma-separated; "
+             "https://app.example.com, https://"
+             "*.example.com, or * for any)."},
+    {.name = "api-key",
+     .kind = K_STRING,
+     FIELD(api_key),
+     .group = G_SECURITY,
+     .metavar = "KEY",
+     .help = "Key for the state-changing HTTP API (POST /api/publish), sent as "
+             "Authorization: Bearer KEY or X-API-Key. Unset: that API is disabled."},
+    {.name = "rate-limit",
+     .kind = K_STRING,
+     FIELD(rate_limit),
+     .def = "0",
+     .group = G_SECURITY,
+     .metavar = "RATE[/BURST]",
+     .help = "Messages per second one connection may send (0: unlimited)."},
+    {.name = "user-rate-limit",
+     .kind = K_STRING,
+     FIELD(user_rate_limit),
+     .def = "0",
+     .group = G_SECURITY,
+     .metavar = "RATE[/BURST]",
+     .help = "Messages per second one user may send, over all its connections on a worker "
+             "(0: unlimited)."},
+    {.name = "max-connections",
+     .kind = K_UINT,
+     FIELD(max_connections),
+     .def = "0",
+     .min = 0,
+     .max = 100000000,
+     .group = G_SECURITY,
+     .help = "Most WebSocket connections at once; beyond it upgrades get 503. 0: as many as "
+             "the open-files limit allows."},
+    {.name = "max-connections-per-ip",
+     .kind = K_UINT,
+     FIELD(max_connections_per_ip),
+     .def = "0",
+     .min = 0,
+     .max = 100000000,
+     .group = G_SECURITY,
+     .help = "Most WebSocket connections from one IP address; beyond it upgrades get 429. "
+             "0: unlimited."},
 
     {.name = "threads",
      .short_name = 't',

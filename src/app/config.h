@@ -36,23 +36,41 @@ enum wh_log_format { WH_LOG_LOGFMT = 0, WH_LOG_JSON = 1 };
 struct wh_config {
     struct wh_listen listen[WH_MAX_LISTEN]; /* --listen HOST:PORT, [V6]:PORT, :PORT */
     int n_listen;
-    int threads;                  /* --threads, 0 = number of online CPUs */
-    char *config_file;            /* --config */
-    int log_level;                /* --log-level: enum log_level from base/log.h */
-    enum wh_log_format log_format;/* --log-format logfmt|json */
-    uint64_t max_message_size;    /* --max-message-size, default 1 MiB */
-    uint32_t max_header_size;     /* --max-header-size (HTTP head), default 8 KiB */
-    uint32_t max_body_size;       /* --max-body-size (HTTP request bodies), default 1 MiB */
-    uint32_t ping_interval_ms;    /* --ping-interval, default 54 s */
-    uint32_t read_timeout_ms;     /* --read-timeout, default 60 s (renewed by any frame) */
-    uint32_t write_timeout_ms;    /* --write-timeout, default 10 s */
-    uint32_t handshake_timeout_ms;/* --handshake-timeout, default 10 s */
-    uint32_t close_timeout_ms;    /* --close-timeout: wait for the peer's close, 5 s */
-    uint32_t idle_timeout_ms;     /* --http-idle-timeout: keep-alive HTTP, default 30 s */
-    uint32_t shutdown_timeout_ms; /* --shutdown-timeout, default 5 s */
-    uint32_t send_queue_msgs;     /* --send-queue-messages, default 256 */
-    uint64_t send_queue_bytes;    /* --send-queue-bytes, default 4 MiB */
-    bool echo;                    /* /echo endpoint; --no-echo turns it off */
+    int threads;                   /* --threads, 0 = number of online CPUs */
+    char *config_file;             /* --config */
+    int log_level;                 /* --log-level: enum log_level from base/log.h */
+    enum wh_log_format log_format; /* --log-format logfmt|json */
+    uint64_t max_message_size;     /* --max-message-size, default 1 MiB */
+    uint32_t max_header_size;      /* --max-header-size (HTTP head), default 8 KiB */
+    uint32_t max_body_size;        /* --max-body-size (HTTP request bodies), default 1 MiB */
+    uint32_t ping_interval_ms;     /* --ping-interval, default 54 s */
+    uint32_t read_timeout_ms;      /* --read-timeout, default 60 s (renewed by any frame) */
+    uint32_t write_timeout_ms;     /* --write-timeout, default 10 s */
+    uint32_t handshake_timeout_ms; /* --handshake-timeout, default 10 s */
+    uint32_t close_timeout_ms;     /* --close-timeout: wait for the peer's close, 5 s */
+    uint32_t idle_timeout_ms;      /* --http-idle-timeout: keep-alive HTTP, default 30 s */
+    uint32_t shutdown_timeout_ms;  /* --shutdown-timeout, default 5 s */
+    uint32_t send_queue_msgs;      /* --send-queue-messages, default 256 */
+    uint64_t send_queue_bytes;     /* --send-queue-bytes, default 4 MiB */
+    bool echo;                     /* /echo endpoint; --no-echo turns it off */
+    /* authentication and limits */
+    int auth_mode;                   /* --auth none|hs256|rs256 (enum auth_mode) */
+    char *jwt_secret;                /* --jwt-secret */
+    char *jwt_public_key;            /* --jwt-public-key FILE */
+    uint32_t jwt_leeway_ms;          /* --jwt-leeway */
+    char *allowed_origins;           /* --allowed-origins, comma-separated */
+    char *api_key;                   /* --api-key */
+    char *rate_limit;                /* --rate-limit RATE[/BURST] per connection */
+    char *user_rate_limit;           /* --user-rate-limit RATE[/BURST] per user */
+    uint32_t max_connections;        /* --max-connections, 0 = from the descriptor limit */
+    uint32_t max_connections_per_ip; /* --max-connections-per-ip, 0 = unlimited */
+    /* rooms and messages */
+    int send_policy;             /* --send-policy any|members */
+    int slow_consumer;           /* --slow-consumer close|drop-oldest */
+    bool presence;               /* --presence */
+    bool client_broadcast;       /* --client-broadcast */
+    uint32_t max_rooms_per_conn; /* --max-rooms-per-connection */
+    char *streams;               /* --stream ROOM:INTERVAL[,ROOM:INTERVAL...] */
 };
 
 /* Fills cfg with the defaults. */
@@ -64,8 +82,7 @@ void config_defaults(struct wh_config *cfg);
  * 0), 2 on any error, with a message naming the option and the bad value written to
  * err (exit 2). Unknown options, missing values, values out of range, and positional
  * arguments are errors. */
-int config_load(struct wh_config *cfg, int argc, char **argv, char **envp, FILE *out,
-                FILE *err);
+int config_load(struct wh_config *cfg, int argc, char **argv, char **envp, FILE *out, FILE *err);
 
 /* Prints --help to out. */
 void config_usage(FILE *out);

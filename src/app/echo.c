@@ -31,6 +31,6 @@ void echo_route(struct http_ctx *ctx, void *ud)
 {
     struct routes_ctx *r = ud;
     struct ws_handshake hs;
-    if (routes_upgrade_check(ctx, &hs, NULL) != 0) return;
+    if (routes_upgrade_check(ctx, &hs, NULL, r->origins) != 0) return;
     ws_accept(ctx, &hs, &echo_handler, r->wsopt, NULL, r);
 }

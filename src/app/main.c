@@ -32,10 +32,11 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct wh_server *srv = server_start(&cfg);
+    int exit_code;
+    struct wh_server *srv = server_start(&cfg, &exit_code);
     if (!srv) {
         config_free(&cfg);
-        return 1;
+        return exit_code;
     }
     log_info("wshub started", "version=%s pid=%d", WSHUB_VERSION, (int)getpid());
 

@@ -4,12 +4,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <time.h>
+
 #include "app/echo.h"
 #include "auth/origin.h"
+#include "base/log.h"
 #include "base/stats.h"
 
 int routes_upgrade_check(struct http_ctx *ctx, struct ws_handshake *hs,
-                         const char *const *subprotocols)
+                         const char *const *subprotocols, const char *const *origins)
 {
     int st = ws_handshake_check(ctx->req, subprotocols, hs);
     if (st != 0) {
@@ -19,12 +22,66 @@ int routes_upgrade_check(struct http_ctx *ctx, struct ws_handshake *hs,
         http_respond_error(ctx, st, "bad_handshake", hs->reason, extra);
         return -1;
     }
-    if (!origin_allowed(ctx->req, NULL)) {
+    if (!origin_allowed(ctx->req, origins)) {
         STAT_INC(handshake_failures);
         http_respond_error(ctx, 403, "origin_not_allowed", "Origin not allowed", NULL);
         return -1;
     }
     return 0;
+}
+
+static const char *const ws_subprotocols[] = {"wshub", NULL};
+
+/* GET /ws: the hub's endpoint. Order of checks: handshake and Origin (400/403/426),
+ * connection limits (503/429), token (401); then the connection is upgraded. */
+static void ws_route(struct http_ctx *ctx, void *ud)
+{
+    struct routes_ctx *r = ud;
+    struct ws_handshake hs;
+    if (routes_upgrade_check(ctx, &hs, ws_subprotocols, r->origins) != 0) return;
+    char ip[64];
+    conn_peer(ctx->conn, ip, sizeof ip);
+    int st = hub_admit(r->hub, ip);
+    if (st) {
+        http_respond_error(ctx, st, st == 503 ? "server_full" : "too_many_connections",
+                           st == 503 ? "the server is at its connection limit"
+                                     : "too many connections from this address",
+                           "Retry-After: 5\r\n");
+        return;
+    }
+    static _Thread_local char qbuf[AUTH_MAX_TOKEN + 1];
+    const char *tok = NULL;
+    size_t tok_len = 0;
+    int proto_index = -1;
+    struct auth_identity id;
+    memset(&id, 0, sizeof id);
+    enum auth_error ae = AUTH_MISSING;
+    if (auth_token_find(ctx->req, qbuf, &tok, &tok_len, &proto_index) == 0)
+        ae = auth_verify(r->auth, tok, tok_len, (int64_t)time(NULL), &id);
+    if (ae != AUTH_OK) {
+        hub_release(r->hub, ip);
+        auth_identity_free(&id);
+        STAT_INC(auth_failures);
+        log_info("upgrade refused", "reason=%s remote=%s", auth_error_code(ae), ip);
+        http_respond_error(ctx, 401, auth_error_code(ae), auth_error_text(ae),
+                           "WWW-Authenticate: Bearer\r\n");
+        return;
+    }
+    /* A browser that offered subprotocols fails the connection unless one is chosen:
+     * when the token rode in one and "wshub" was not offered, answer with that one. */
+    char proto[AUTH_MAX_TOKEN + 8];
+    if (!hs.subprotocol && proto_index >= 0 && tok_len + 8 < sizeof proto) {
+        snprintf(proto, sizeof proto, "bearer.%.*s", (int)tok_len, tok);
+        hs.subprotocol = proto;
+    }
+    struct client *c = hub_client_new(hub_shard_current(), id.user, &id, ip);
+    if (!c) {
+        hub_release(r->hub, ip);
+        auth_identity_free(&id);
+        http_respond_error(ctx, 500, "internal", "out of memory", NULL);
+        return;
+    }
+    if (!ws_accept(ctx, &hs, &hub_ws_handler, r->wsopt, NULL, c)) hub_client_abandon(c);
 }
 
 static void healthz(struct http_ctx *ctx, void *ud)
@@ -40,7 +97,8 @@ static void index_page(struct http_ctx *ctx, void *ud)
     char body[512];
     int n = snprintf(body, sizeof body,
                      "wshub %s: real-time WebSocket messaging server.\n"
-                     "Endpoints: %s/healthz\n",
+                     "Endpoints: ws /ws (rooms and users), %s/api/online, /api/rooms,\n"
+                     "/api/rooms/{id}/members, POST /api/publish, /healthz, /readyz, /metrics\n",
                      WSHUB_VERSION, r->cfg->echo ? "ws /echo (echo), " : "");
     http_respond(ctx, 200, "text/plain; charset=utf-8", NULL, body,
                  n > 0 && (size_t)n < sizeof body ? (size_t)n : 0);
@@ -52,12 +110,19 @@ static void add(struct routes_ctx *r, const char *method, const char *path, http
         r->routes[r->n++] = (struct http_route){.method = method, .path = path, .fn = fn, .ud = r};
 }
 
-void routes_init(struct routes_ctx *r, const struct wh_config *cfg, const struct ws_options *wsopt)
+void routes_init(struct routes_ctx *r, const struct wh_config *cfg, const struct ws_options *wsopt,
+                 struct hub *hub, struct auth *auth, const char *const *origins, struct api *api)
 {
     memset(r, 0, sizeof *r);
     r->cfg = cfg;
     r->wsopt = wsopt;
+    r->hub = hub;
+    r->auth = auth;
+    r->origins = origins;
+    r->api = api;
+    add(r, "GET", "/ws", ws_route);
     if (cfg->echo) add(r, "GET", "/echo", echo_route);
+    api_add_routes(api, r->routes, &r->n, ROUTES_MAX);
     add(r, "GET", "/healthz", healthz);
     add(r, "GET", "/", index_page);
 }

@@ -1,12 +1,16 @@
-/* The HTTP routes of the binary: which path goes to which handler. Built once at
- * start-up, shared read-only by every worker. */
+/* The HTTP routes of the binary: which path goes to which handler, and the
+ * WebSocket endpoints' admission (handshake, Origin, connection limits, token).
+ * Built once at start-up, shared read-only by every worker. */
 #ifndef WSHUB_APP_ROUTES_H
 #define WSHUB_APP_ROUTES_H
 
 #include <stddef.h>
 
+#include "api/api.h"
 #include "app/config.h"
+#include "auth/token.h"
 #include "http/server.h"
+#include "hub/hub.h"
 #include "ws/conn.h"
 
 #define ROUTES_MAX 32
@@ -16,13 +20,18 @@ struct routes_ctx {
     size_t n;
     const struct wh_config *cfg;
     const struct ws_options *wsopt;
+    struct hub *hub;
+    struct auth *auth;
+    const char *const *origins; /* allow-list, NULL-terminated, or NULL */
+    struct api *api;
 };
 
-void routes_init(struct routes_ctx *r, const struct wh_config *cfg, const struct ws_options *wsopt);
+void routes_init(struct routes_ctx *r, const struct wh_config *cfg, const struct ws_options *wsopt,
+                 struct hub *hub, struct auth *auth, const char *const *origins, struct api *api);
 
 /* Checks a WebSocket upgrade request (handshake rules and Origin) and answers a bad
  * one with the right status; returns 0 when the caller may accept it. */
 int routes_upgrade_check(struct http_ctx *ctx, struct ws_handshake *hs,
-                         const char *const *subprotocols);
+                         const char *const *subprotocols, const char *const *origins);
 
 #endif

@@ -10,13 +10,21 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
+
+#include "api/api.h"
 #include "app/echo.h"
 #include "app/routes.h"
+#include "auth/ratelimit.h"
+#include "auth/token.h"
 #include "base/log.h"
+#include "hub/hub.h"
+#include "services/stream.h"
 #include "http/server.h"
 #include "loop/loop.h"
 #include "net/conn.h"
 #include "net/listener.h"
+#include "proto/envelope.h"
 #include "ws/conn.h"
 
 struct worker {
@@ -32,12 +40,21 @@ struct worker {
     struct timer shutdown_deadline;
     struct timer shutdown_poll;
     bool shutting_down;
+    struct shard *shard;
+    struct streams *streams; /* worker 0 only */
 };
 
 struct wh_server {
     const struct wh_config *cfg;
     struct ws_options wsopt;
     struct routes_ctx routes;
+    struct hub *hub;
+    struct auth *auth;
+    struct api api;
+    char *origins_buf; /* --allowed-origins, split in place */
+    const char **origins;
+    struct stream_spec streams[STREAMS_MAX];
+    int n_streams;
     uint16_t ports[WH_MAX_LISTEN];
     int n_workers;
     struct worker *workers;
@@ -89,6 +106,9 @@ static void worker_shutdown(struct loop *loop, void *arg)
     if (w->shutting_down) return;
     w->shutting_down = true;
     w->http.shutting_down = true;
+    atomic_store(&w->srv->api.shutting_down, 1);
+    streams_stop(w->streams);
+    w->streams = NULL;
     for (int i = 0; i < w->n_listeners; i++)
         listener_close(&w->listeners[i]);
     struct conn *c = w->conns.head;
@@ -110,10 +130,18 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     stats_cur = &w->stats;
+    w->shard = hub_shard_attach(w->srv->hub, w->id, w->loop);
+    if (w->id == 0 && w->srv->n_streams)
+        w->streams = streams_start(w->srv->hub, w->loop, w->srv->streams, w->srv->n_streams);
     loop_run(w->loop);
+    streams_stop(w->streams);
+    w->streams = NULL;
     force_close_all(w);
     loop_drain_tasks(w->loop);
+    hub_shard_detach(w->shard);
+    loop_drain_tasks(w->loop);
     conn_thread_cleanup();
+    proto_thread_cleanup();
     log_debug("worker stopped", "worker=%d", w->id);
     atomic_fetch_sub(&w->srv->running, 1);
     return NULL;
@@ -171,6 +199,44 @@ static int worker_init(struct wh_server *s, struct worker *w, int id)
     return 0;
 }
 
+static int stream_parse_list(const char *s, struct stream_spec *out, int max, char *err, size_t cap)
+{
+    int n = 0;
+    const char *p = s;
+    while (p && *p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char item[192];
+        if (len == 0 || len >= sizeof item) {
+            snprintf(err, cap, "stream entry %d is empty or too long", n + 1);
+            return -1;
+        }
+        memcpy(item, p, len);
+        item[len] = 0;
+        char *colon = strrchr(item, ':');
+        if (!colon || colon == item || (size_t)(colon - item) >= sizeof out->room) {
+            snprintf(err, cap, "stream \"%s\" is not ROOM:INTERVAL", item);
+            return -1;
+        }
+        *colon = 0;
+        uint32_t ms;
+        if (config_parse_duration_ms(colon + 1, &ms) != 0 || ms < 100) {
+            snprintf(err, cap, "stream \"%s\": interval \"%s\" is not a duration of 100ms or more",
+                     item, colon + 1);
+            return -1;
+        }
+        if (n == max) {
+            snprintf(err, cap, "at most %d streams", max);
+            return -1;
+        }
+        memcpy(out[n].room, item, (size_t)(colon - item) + 1); /* length checked above */
+        out[n].interval_ms = ms;
+        n++;
+        p = end ? end + 1 : NULL;
+    }
+    return n;
+}
+
 static void server_free(struct wh_server *s)
 {
     for (int i = 0; i < s->n_workers; i++) {
@@ -180,11 +246,114 @@ static void server_free(struct wh_server *s)
         loop_destroy(w->loop);
     }
     free(s->workers);
+    hub_destroy(s->hub);
+    auth_destroy(s->auth);
+    free(s->origins);
+    free(s->origins_buf);
     free(s);
 }
 
-struct wh_server *server_start(const struct wh_config *cfg)
+static void stats_cb(void *ud, struct wh_stats *out)
 {
+    server_stats(ud, out);
+}
+
+/* Splits "a, b,c" in place into a NULL-terminated list. */
+static int split_origins(struct wh_server *s, const char *list)
+{
+    if (!list || !*list) return 0;
+    s->origins_buf = strdup(list);
+    size_t n = 2;
+    for (const char *p = list; *p; p++)
+        n += *p == ',';
+    s->origins = calloc(n, sizeof *s->origins);
+    if (!s->origins_buf || !s->origins) return -1;
+    size_t k = 0;
+    for (char *save = NULL, *t = strtok_r(s->origins_buf, ",", &save); t;
+         t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        char *e = t + strlen(t);
+        while (e > t && e[-1] == ' ')
+            *--e = 0;
+        if (*t) s->origins[k++] = t;
+    }
+    return 0;
+}
+
+/* Everything derived from the configuration that can be refused (exit status 2). */
+static int server_prepare(struct wh_server *s, int n_workers)
+{
+    const struct wh_config *cfg = s->cfg;
+    struct hub_config hc = {
+        .send_policy = (enum hub_send_policy)cfg->send_policy,
+        .slow_policy = (enum hub_slow_policy)cfg->slow_consumer,
+        .queue_msgs = cfg->send_queue_msgs,
+        .queue_bytes = cfg->send_queue_bytes,
+        .presence = cfg->presence,
+        .client_broadcast = cfg->client_broadcast,
+        .max_rooms_per_conn = cfg->max_rooms_per_conn,
+        .strikes_to_close = 10,
+        .max_conns = cfg->max_connections,
+        .max_conns_per_ip = cfg->max_connections_per_ip,
+    };
+    if (rate_limit_parse(cfg->rate_limit ? cfg->rate_limit : "0", &hc.conn_rate) != 0) {
+        fprintf(stderr, "wshub: --rate-limit: \"%s\" is not RATE or RATE/BURST\n", cfg->rate_limit);
+        return -1;
+    }
+    if (rate_limit_parse(cfg->user_rate_limit ? cfg->user_rate_limit : "0", &hc.user_rate) != 0) {
+        fprintf(stderr, "wshub: --user-rate-limit: \"%s\" is not RATE or RATE/BURST\n",
+                cfg->user_rate_limit);
+        return -1;
+    }
+    if (!hc.max_conns) {
+        /* Leave room for listeners, loops and the odd HTTP request. */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+            rl.rlim_cur > (rlim_t)(64 + 4 * n_workers))
+            hc.max_conns = (uint32_t)(rl.rlim_cur - 64 - 4 * (rlim_t)n_workers);
+    }
+    char err[256];
+    s->n_streams = stream_parse_list(cfg->streams ? cfg->streams : "", s->streams, STREAMS_MAX, err,
+                                     sizeof err);
+    if (s->n_streams < 0) {
+        fprintf(stderr, "wshub: --stream: %s\n", err);
+        return -1;
+    }
+    struct auth_config ac = {
+        .mode = (enum auth_mode)cfg->auth_mode,
+        .secret = cfg->jwt_secret,
+        .public_key_file = cfg->jwt_public_key,
+        .leeway_s = cfg->jwt_leeway_ms / 1000,
+    };
+    s->auth = auth_create(&ac, err, sizeof err);
+    if (!s->auth) {
+        fprintf(stderr, "wshub: --auth %s: %s\n",
+                ac.mode == AUTH_HS256   ? "hs256"
+                : ac.mode == AUTH_RS256 ? "rs256"
+                                        : "none",
+                err);
+        return -1;
+    }
+    if (split_origins(s, cfg->allowed_origins) < 0) return -1;
+    s->hub = hub_create(&hc, n_workers);
+    if (!s->hub) return -1;
+    s->api.hub = s->hub;
+    s->api.api_key = cfg->api_key && *cfg->api_key ? cfg->api_key : NULL;
+    s->api.stats = stats_cb;
+    s->api.stats_ud = s;
+    routes_init(&s->routes, cfg, &s->wsopt, s->hub, s->auth, s->origins, &s->api);
+    if (ac.mode == AUTH_NONE)
+        log_warn("authentication is OFF (--auth none): the token is taken as the user id. "
+                 "Development only: use --auth hs256 or rs256 in production",
+                 NULL);
+    if (!s->api.api_key) log_info("publish API disabled: no --api-key", NULL);
+    return 0;
+}
+
+struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
+{
+    *exit_code = 1;
     struct wh_server *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->cfg = cfg;
@@ -195,19 +364,23 @@ struct wh_server *server_start(const struct wh_config *cfg)
         .write_timeout_ms = cfg->write_timeout_ms,
         .close_timeout_ms = cfg->close_timeout_ms,
     };
-    routes_init(&s->routes, cfg, &s->wsopt);
     int n = cfg->threads;
     if (n <= 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         n = cpus > 0 ? (int)cpus : 1;
     }
+    if (server_prepare(s, n) < 0) {
+        *exit_code = 2;
+        server_free(s);
+        return NULL;
+    }
     if (resolve_ports(s) < 0) {
-        free(s);
+        server_free(s);
         return NULL;
     }
     s->workers = calloc((size_t)n, sizeof *s->workers);
     if (!s->workers) {
-        free(s);
+        server_free(s);
         return NULL;
     }
     s->n_workers = n;

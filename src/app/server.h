@@ -14,9 +14,10 @@
 
 struct wh_server;
 
-/* Opens the listeners and starts the workers. Returns NULL (with an error logged)
- * when an address cannot be listened on. */
-struct wh_server *server_start(const struct wh_config *cfg);
+/* Opens the listeners and starts the workers. Returns NULL (with an error printed)
+ * when it cannot: *exit_code is then 2 for a configuration that cannot be used (bad
+ * rate limit, stream or key file) and 1 for a failure to start (address in use). */
+struct wh_server *server_start(const struct wh_config *cfg, int *exit_code);
 
 /* Starts the graceful shutdown: stop accepting, close 1001 to every WebSocket, end
  * HTTP connections after their current response, force what is left after

@@ -30,6 +30,16 @@ struct wh_stats {
     uint64_t ws_read_timeouts;
     uint64_t ws_write_timeouts;
     uint64_t ws_close_timeouts;
+    uint64_t hub_published;      /* messages serialised and posted (once each) */
+    uint64_t hub_deliveries;     /* frames queued to recipients */
+    uint64_t hub_dropped_oldest; /* lost to the drop-oldest policy */
+    uint64_t hub_dropped_slow;   /* lost when a slow consumer was closed */
+    uint64_t hub_slow_closes;    /* connections closed with 1013 */
+    uint64_t hub_errors[16];     /* error messages sent, by enum proto_err */
+    uint64_t hub_rate_limited;
+    uint64_t hub_strike_closes;   /* closed 1008 after repeated bad messages */
+    uint64_t auth_failures;       /* upgrades refused 401 */
+    uint64_t conn_limit_refusals; /* upgrades refused 503/429 */
 };
 
 extern _Thread_local struct wh_stats *stats_cur;

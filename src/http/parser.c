@@ -259,7 +259,10 @@ int http_parse_request(const char *buf, size_t len, struct http_request *req,
             /* The line so far, less a CR that may start its ending. */
             size_t have = (size_t)(end - line);
             if (have > 0 && end[-1] == '\r') have--;
-            if (have > max_line) return HTTP_PARSE_URI_TOO_LONG;
+            /* Also when the head limit cut the scan short: a request line that has not
+             * ended within the whole head budget is too long, whatever max_line says
+             * (the two limits are often equal). */
+            if (have > max_line || (len > max_head && have > 0)) return HTTP_PARSE_URI_TOO_LONG;
         }
     }
     if (rc == 0) rc = parse_headers(&p, end, req, max_headers);

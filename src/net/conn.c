@@ -206,6 +206,48 @@ int conn_send_copy(struct conn *c, const void *data, size_t len)
     return 0;
 }
 
+/* The first node that may be dropped: the head unless it is partly written. */
+static struct outq_node **droppable(struct conn *c)
+{
+    if (!c->out_head) return NULL;
+    return c->out_off ? &c->out_head->next : &c->out_head;
+}
+
+static void unlink_node(struct conn *c, struct outq_node **pp)
+{
+    struct outq_node *n = *pp;
+    *pp = n->next;
+    if (c->out_tail == n) {
+        /* the new tail is the node whose next pointer pp is, or none */
+        c->out_tail = pp == &c->out_head
+                          ? NULL
+                          : (struct outq_node *)((char *)pp - offsetof(struct outq_node, next));
+    }
+    c->out_count--;
+    c->out_bytes -= n->msg->len;
+    msg_unref(n->msg);
+    node_put(n);
+}
+
+int conn_drop_oldest(struct conn *c)
+{
+    struct outq_node **pp = droppable(c);
+    if (!pp || !*pp) return 0;
+    unlink_node(c, pp);
+    return 1;
+}
+
+size_t conn_discard_queued(struct conn *c)
+{
+    struct outq_node **pp = droppable(c);
+    size_t n = 0;
+    while (pp && *pp) {
+        unlink_node(c, pp);
+        n++;
+    }
+    return n;
+}
+
 static void half_close(struct conn *c)
 {
     if (c->flags & CONN_HALF_CLOSED) return;

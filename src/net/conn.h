@@ -94,6 +94,13 @@ void conn_send(struct conn *c, struct wh_msg *m);
 /* Copies data into a new message and queues it. Returns 0 or -ENOMEM. */
 int conn_send_copy(struct conn *c, const void *data, size_t len);
 
+/* Drops the oldest queued message that has not started to go out (the head is kept
+ * when partly written). Returns 1 when one was dropped, 0 when none could be. */
+int conn_drop_oldest(struct conn *c);
+
+/* Drops every queued message that has not started to go out. Returns how many. */
+size_t conn_discard_queued(struct conn *c);
+
 /* Writes what is queued now rather than at the end of the turn. */
 void conn_flush(struct conn *c);
 

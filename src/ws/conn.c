@@ -286,6 +286,8 @@ struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
     ws_reader_init(&ws->r, opt->max_message_size, WS_READER_SERVER);
     STAT_INC(ws_open); /* before migrating: on_free, which undoes it, may run from here */
     if (conn_migrate(from, &ws->c, &ws_ops) < 0) {
+        static const struct ws_handler none = {0};
+        ws->h = &none; /* never opened: its handler must not hear a close */
         http_conn_upgraded(ctx, 500);
         return NULL; /* conn_migrate closed it; on_free releases ws */
     }

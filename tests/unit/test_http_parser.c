@@ -468,6 +468,15 @@ static void test_head_limit(void **state)
     assert_int_equal(parse_lim("G", &zero, &req), HTTP_PARSE_HEADERS_TOO_LARGE);
     assert_int_equal(parse_n("", 0, &req, &zero), HTTP_PARSE_INCOMPLETE);
 
+    /* Equal limits (as the server sets them): a request line that has not ended within
+     * the head budget is 414, not 431. */
+    const struct http_limits equal = {20, 20, 64};
+    assert_int_equal(
+        parse_lim("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n", &equal, &req),
+        HTTP_PARSE_URI_TOO_LONG);
+    assert_int_equal(parse_lim("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", &equal, &req),
+                     HTTP_PARSE_URI_TOO_LONG);
+
     /* A request line over both limits reports the line. */
     const struct http_limits small = {10, 20, 64};
     assert_int_equal(parse_lim("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", &small, &req),

@@ -1,0 +1,315 @@
+/* HTTP API handlers (see api.h). Reads go to the hub's registry; publishing goes
+ * through the hub like a client's message, so a backend's chat, notification and
+ * data messages reach members exactly as a client's would. */
+#include "api/api.h"
+
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "proto/envelope.h"
+#include "services/messages.h"
+
+static void respond_json(struct http_ctx *ctx, int status, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    if (!text) {
+        http_respond_error(ctx, 500, "internal", "cannot encode the response", NULL);
+    } else {
+        size_t n = strlen(text);
+        text[n] = '\n'; /* replaces the NUL: the length is passed explicitly */
+        http_respond(ctx, status, "application/json", NULL, text, n + 1);
+        free(text);
+    }
+    json_decref(body);
+}
+
+static void online(struct http_ctx *ctx, void *ud)
+{
+    struct api *a = ud;
+    json_t *users = hub_online_users(a->hub);
+    size_t n = json_array_size(users);
+    respond_json(ctx, 200,
+                 json_pack("{s:o, s:I, s:I}", "online_users", users, "count", (json_int_t)n,
+                           "connections", (json_int_t)hub_connection_count(a->hub)));
+}
+
+static void rooms(struct http_ctx *ctx, void *ud)
+{
+    struct api *a = ud;
+    json_t *r = hub_rooms(a->hub);
+    size_t n = json_array_size(r);
+    respond_json(ctx, 200, json_pack("{s:o, s:I}", "rooms", r, "count", (json_int_t)n));
+}
+
+/* /api/rooms/{id}/members, with {id} percent-decoded. */
+static void room_members(struct http_ctx *ctx, void *ud)
+{
+    struct api *a = ud;
+    const struct http_request *req = ctx->req;
+    static const char prefix[] = "/api/rooms/", suffix[] = "/members";
+    size_t pl = sizeof prefix - 1, sl = sizeof suffix - 1;
+    if (req->path_len <= pl + sl || memcmp(req->path + req->path_len - sl, suffix, sl) != 0) {
+        http_respond_error(ctx, 404, "not_found", "no such endpoint", NULL);
+        return;
+    }
+    /* Decode the segment with the query decoder: "id=<segment>". */
+    size_t seg_len = req->path_len - pl - sl;
+    char q[3 * PROTO_MAX_NAME + 8], room[PROTO_MAX_NAME + 1];
+    if (seg_len > 3 * PROTO_MAX_NAME || memchr(req->path + pl, '/', seg_len)) {
+        http_respond_error(ctx, 404, "not_found", "no such room", NULL);
+        return;
+    }
+    int qn = snprintf(q, sizeof q, "id=%.*s", (int)seg_len, req->path + pl);
+    int rn = http_query_param(q, (size_t)qn, "id", room, sizeof room);
+    if (rn <= 0) {
+        http_respond_error(ctx, 400, "bad_field", "room id is empty or badly encoded", NULL);
+        return;
+    }
+    json_t *m = hub_room_members(a->hub, room);
+    if (!m) {
+        http_respond_error(ctx, 404, "not_found", "no such room (no members)", NULL);
+        return;
+    }
+    size_t n = json_array_size(m);
+    respond_json(
+        ctx, 200,
+        json_pack("{s:s, s:o, s:I}", "room_id", room, "members", m, "count", (json_int_t)n));
+}
+
+static int key_ok(const struct api *a, const struct http_request *req)
+{
+    const char *given = NULL;
+    size_t glen = 0;
+    const struct http_header *h = http_header_find(req, "X-API-Key");
+    if (h) {
+        given = h->value;
+        glen = h->value_len;
+    } else if ((h = http_header_find(req, "Authorization")) && h->value_len > 7 &&
+               strncasecmp(h->value, "Bearer ", 7) == 0) {
+        given = h->value + 7;
+        glen = h->value_len - 7;
+    }
+    size_t klen = strlen(a->api_key);
+    /* Constant time over the key's length: timing must not reveal a prefix. */
+    return given && glen == klen && CRYPTO_memcmp(given, a->api_key, klen) == 0;
+}
+
+static void publish(struct http_ctx *ctx, void *ud)
+{
+    struct api *a = ud;
+    if (!a->api_key) {
+        http_respond_error(ctx, 403, "forbidden",
+                           "the publish API is disabled: start wshub with --api-key", NULL);
+        return;
+    }
+    if (!key_ok(a, ctx->req)) {
+        http_respond_error(ctx, 401, "unauthorized", "missing or wrong API key",
+                           "WWW-Authenticate: Bearer\r\n");
+        return;
+    }
+    json_error_t jerr;
+    json_t *body =
+        json_loadb((const char *)ctx->body, ctx->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        http_respond_error(ctx, 400, "bad_json", "the body must be a JSON object", NULL);
+        return;
+    }
+    json_t *type = json_object_get(body, "type");
+    json_t *payload = json_object_get(body, "payload");
+    json_t *room = json_object_get(body, "room_id");
+    json_t *user = json_object_get(body, "user_id");
+    json_t *all = json_object_get(body, "broadcast");
+    int targets = (room != NULL) + (user != NULL) + (all != NULL && json_is_true(all));
+    const char *why = NULL;
+    if (!json_is_string(type) || json_string_length(type) == 0 || json_string_length(type) > 64)
+        why = "type must be a string of 1-64 bytes";
+    else if (payload && !json_is_object(payload))
+        why = "payload must be an object";
+    else if (targets != 1)
+        why = "give exactly one target: room_id, user_id, or broadcast: true";
+    else if ((room && (!json_is_string(room) || json_string_length(room) == 0 ||
+                       json_string_length(room) > PROTO_MAX_NAME)) ||
+             (user && (!json_is_string(user) || json_string_length(user) == 0 ||
+                       json_string_length(user) > PROTO_MAX_NAME)))
+        why = "room_id and user_id must be strings of 1-128 bytes";
+    if (why) {
+        json_decref(body);
+        http_respond_error(ctx, 400, "bad_envelope", why, NULL);
+        return;
+    }
+    if (!payload) {
+        payload = json_object();
+        json_object_set_new(body, "payload", payload);
+    }
+    const char *t = json_string_value(type);
+    if (room && strcmp(t, "chat_message") == 0 && !json_object_get(payload, "room_id"))
+        json_object_set(payload, "room_id", room);
+    if (service_check(t, payload, &why) != 0) {
+        json_decref(body);
+        http_respond_error(ctx, 400, "bad_field", why, NULL);
+        return;
+    }
+    json_t *resp;
+    if (room) {
+        uint64_t seq = hub_publish_room(a->hub, json_string_value(room), t, payload, NULL);
+        resp = seq ? json_pack("{s:s, s:s, s:I}", "status", "published", "room_id",
+                               json_string_value(room), "seq", (json_int_t)seq)
+                   : json_pack("{s:s, s:s}", "status", "no_members", "room_id",
+                               json_string_value(room));
+    } else if (user) {
+        hub_publish_user(a->hub, json_string_value(user), t, payload, NULL);
+        resp = json_pack("{s:s, s:s}", "status", "published", "user_id", json_string_value(user));
+    } else {
+        hub_publish_all(a->hub, t, payload, NULL);
+        resp = json_pack("{s:s, s:b}", "status", "published", "broadcast", 1);
+    }
+    json_decref(body);
+    respond_json(ctx, 202, resp);
+}
+
+static void readyz(struct http_ctx *ctx, void *ud)
+{
+    struct api *a = ud;
+    if (atomic_load(&a->shutting_down))
+        http_respond_error(ctx, 503, "shutting_down", "the server is shutting down", NULL);
+    else
+        http_respond(ctx, 200, "application/json", NULL, "{\"status\":\"ready\"}\n", 19);
+}
+
+/* ---- /metrics ---- */
+
+struct text {
+    char *p;
+    size_t n, cap;
+};
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void
+tprintf(struct text *t, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(t->p + t->n, t->cap - t->n, fmt, ap);
+        va_end(ap);
+        if (k < 0) return;
+        if ((size_t)k < t->cap - t->n) {
+            t->n += (size_t)k;
+            return;
+        }
+        size_t cap = t->cap * 2 + (size_t)k;
+        char *np = realloc(t->p, cap);
+        if (!np) return;
+        t->p = np;
+        t->cap = cap;
+    }
+}
+
+static void metric(struct text *t, const char *name, const char *type, const char *help, uint64_t v)
+{
+    tprintf(t, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+            (unsigned long long)v);
+}
+
+static void metrics(struct http_ctx *ctx, void *ud)
+{
+    struct api *a = ud;
+    struct wh_stats s;
+    a->stats(a->stats_ud, &s);
+    struct text t = {.p = malloc(8192), .cap = 8192};
+    if (!t.p) {
+        http_respond_error(ctx, 500, "internal", "out of memory", NULL);
+        return;
+    }
+    metric(&t, "wshub_connections_accepted_total", "counter", "TCP connections accepted.",
+           s.conns_accepted);
+    metric(&t, "wshub_connections_open", "gauge", "TCP connections open (HTTP and WebSocket).",
+           s.conns_open);
+    metric(&t, "wshub_websocket_active_connections", "gauge",
+           "WebSocket connections open (websocket.active_connections).", s.ws_open);
+    metric(&t, "wshub_websocket_messages_received_total", "counter",
+           "WebSocket data messages received (websocket.messages.received).", s.ws_msgs_in);
+    metric(&t, "wshub_websocket_messages_sent_total", "counter",
+           "WebSocket data messages sent (websocket.messages.sent).", s.ws_msgs_out);
+    metric(&t, "wshub_websocket_received_bytes_total", "counter",
+           "Payload bytes of WebSocket messages received.", s.ws_bytes_in);
+    metric(&t, "wshub_websocket_sent_bytes_total", "counter", "Bytes of WebSocket frames sent.",
+           s.ws_bytes_out);
+    metric(&t, "wshub_websocket_protocol_errors_total", "counter",
+           "Connections failed for breaking RFC 6455 (closed 1002/1007/1009).",
+           s.ws_protocol_errors);
+    tprintf(&t, "# HELP wshub_websocket_closes_sent_total Close frames sent, by code.\n"
+                "# TYPE wshub_websocket_closes_sent_total counter\n");
+    for (int i = 0; i < STATS_CLOSE_CODES; i++)
+        if (s.ws_close_sent[i])
+            tprintf(&t, "wshub_websocket_closes_sent_total{code=\"%d\"} %llu\n", 1000 + i,
+                    (unsigned long long)s.ws_close_sent[i]);
+    tprintf(&t,
+            "# HELP wshub_websocket_timeouts_total Connections dropped by a deadline.\n"
+            "# TYPE wshub_websocket_timeouts_total counter\n"
+            "wshub_websocket_timeouts_total{kind=\"read\"} %llu\n"
+            "wshub_websocket_timeouts_total{kind=\"write\"} %llu\n"
+            "wshub_websocket_timeouts_total{kind=\"close\"} %llu\n"
+            "wshub_websocket_timeouts_total{kind=\"handshake\"} %llu\n",
+            (unsigned long long)s.ws_read_timeouts, (unsigned long long)s.ws_write_timeouts,
+            (unsigned long long)s.ws_close_timeouts, (unsigned long long)s.handshake_timeouts);
+    metric(&t, "wshub_http_requests_total", "counter", "HTTP requests handled.", s.http_requests);
+    metric(&t, "wshub_http_bad_requests_total", "counter",
+           "HTTP requests refused as malformed or over a limit.", s.http_bad_requests);
+    metric(&t, "wshub_handshake_failures_total", "counter", "WebSocket upgrade requests refused.",
+           s.handshake_failures);
+    metric(&t, "wshub_auth_failures_total", "counter", "Upgrades refused for their token (401).",
+           s.auth_failures);
+    metric(&t, "wshub_connection_limit_refusals_total", "counter",
+           "Upgrades refused by a connection limit (503/429).", s.conn_limit_refusals);
+    metric(&t, "wshub_hub_messages_published_total", "counter",
+           "Messages serialised and posted to the shards (once per message).", s.hub_published);
+    metric(&t, "wshub_hub_deliveries_total", "counter", "Messages queued to recipients.",
+           s.hub_deliveries);
+    tprintf(&t,
+            "# HELP wshub_hub_messages_dropped_total Messages lost, by reason.\n"
+            "# TYPE wshub_hub_messages_dropped_total counter\n"
+            "wshub_hub_messages_dropped_total{reason=\"slow_consumer_closed\"} %llu\n"
+            "wshub_hub_messages_dropped_total{reason=\"drop_oldest\"} %llu\n",
+            (unsigned long long)s.hub_dropped_slow, (unsigned long long)s.hub_dropped_oldest);
+    metric(&t, "wshub_hub_slow_consumer_closes_total", "counter",
+           "Connections closed 1013 because their send queue was full.", s.hub_slow_closes);
+    metric(&t, "wshub_hub_rate_limited_total", "counter", "Messages refused by a rate limit.",
+           s.hub_rate_limited);
+    metric(&t, "wshub_hub_strike_closes_total", "counter",
+           "Connections closed 1008 after repeated bad messages.", s.hub_strike_closes);
+    tprintf(&t, "# HELP wshub_hub_errors_total Error messages sent to clients, by code.\n"
+                "# TYPE wshub_hub_errors_total counter\n");
+    for (int e = 1; e < PE_COUNT; e++)
+        tprintf(&t, "wshub_hub_errors_total{code=\"%s\"} %llu\n", proto_err_code(e),
+                (unsigned long long)s.hub_errors[e]);
+    json_t *users = hub_online_users(a->hub), *r = hub_rooms(a->hub);
+    metric(&t, "wshub_hub_online_users", "gauge", "Distinct users connected.",
+           json_array_size(users));
+    metric(&t, "wshub_hub_rooms", "gauge", "Rooms with at least one member.", json_array_size(r));
+    json_decref(users);
+    json_decref(r);
+    http_respond(ctx, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, t.p, t.n);
+    free(t.p);
+}
+
+void api_add_routes(struct api *a, struct http_route *routes, size_t *n, size_t max)
+{
+    const struct http_route mine[] = {
+        {"GET", "/api/online", online, a},
+        {"GET", "/api/rooms", rooms, a},
+        {"GET", "/api/rooms/*", room_members, a},
+        {"POST", "/api/publish", publish, a},
+        {"GET", "/readyz", readyz, a},
+        {"GET", "/metrics", metrics, a},
+    };
+    for (size_t i = 0; i < sizeof mine / sizeof mine[0] && *n < max; i++)
+        routes[(*n)++] = mine[i];
+}

@@ -1,0 +1,33 @@
+/* The HTTP API (docs/protocol.md, "HTTP API"):
+ *   GET  /api/online              {"online_users":[...],"count":N}
+ *   GET  /api/rooms               {"rooms":[{"room_id":..,"members":N}],"count":N}
+ *   GET  /api/rooms/{id}/members  {"room_id":..,"members":[...],"count":N}; 404 if none
+ *   POST /api/publish             to a room, a user or everyone; needs the API key
+ *   GET  /readyz                  200 while serving, 503 once shutting down
+ *   GET  /metrics                 Prometheus text format
+ * Errors are JSON {"error":{"code","message"}} with the matching status.
+ *
+ * Ownership: struct api is filled by the app, shared read-only by every worker, and
+ * outlives them; `shutting_down` is the one field written after start (atomically). */
+#ifndef WSHUB_API_API_H
+#define WSHUB_API_API_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "base/stats.h"
+#include "http/server.h"
+#include "hub/hub.h"
+
+struct api {
+    struct hub *hub;
+    const char *api_key; /* NULL: POST /api/publish is disabled (403) */
+    void (*stats)(void *ud, struct wh_stats *out);
+    void *stats_ud;
+    atomic_int shutting_down;
+};
+
+/* Appends the API's routes to routes[*n..max). */
+void api_add_routes(struct api *a, struct http_route *routes, size_t *n, size_t max);
+
+#endif

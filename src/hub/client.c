@@ -1,0 +1,309 @@
+/* A client of the hub: one WebSocket connection on /ws, with its user and rooms.
+ * Parses each text message as an envelope, checks it (fields, permissions, rates)
+ * and carries it out. Every refused message is answered with an `error` carrying a
+ * machine-readable code and the client's id, and counted; a client that keeps
+ * sending bad or excess messages (strikes_to_close in a row) is closed with 1008. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/stats.h"
+#include "hub/internal.h"
+
+struct client *hub_client_new(struct shard *sh, const char *user, struct auth_identity *id,
+                              const char *peer_ip)
+{
+    struct client *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->sh = sh;
+    snprintf(c->user, sizeof c->user, "%s", user);
+    snprintf(c->ip, sizeof c->ip, "%s", peer_ip ? peer_ip : "");
+    if (id) {
+        c->id = *id; /* takes the heap parts */
+        c->has_id = true;
+        memset(id, 0, sizeof *id);
+    }
+    rate_bucket_init(&c->rl, &sh->hub->cfg.conn_rate, loop_now(sh->loop));
+    return c;
+}
+
+static void client_free(struct client *c)
+{
+    if (c->has_id) auth_identity_free(&c->id);
+    free(c->rooms);
+    free(c);
+}
+
+void hub_client_abandon(struct client *c)
+{
+    if (!c || c->opened) return; /* an opened client is released by its close */
+    hub_release(c->sh->hub, c->ip);
+    client_free(c);
+}
+
+static void send_frame(struct client *c, struct wh_msg *m)
+{
+    if (m) ws_send_frame(c->ws, m);
+}
+
+/* Answers a refused message; closes the connection when refusals keep coming. */
+static int reject(struct client *c, enum proto_err e, const char *msg, json_t *id)
+{
+    STAT_INC(hub_errors[e]);
+    send_frame(c, proto_error_frame(e, msg, id));
+    if (++c->strikes >= c->sh->hub->cfg.strikes_to_close) {
+        STAT_INC(hub_strike_closes);
+        log_info("closing client after repeated bad messages", "user=%s strikes=%u", c->user,
+                 c->strikes);
+        ws_fail(c->ws, WS_CLOSE_POLICY,
+                e == PE_RATE_LIMITED ? "rate limit exceeded" : "too many bad messages");
+    }
+    return -1;
+}
+
+static void reply(struct client *c, const char *type, json_t *payload, json_t *id)
+{
+    struct wh_msg *m = proto_frame(type, payload, NULL, NULL, 0, id);
+    send_frame(c, m);
+}
+
+static void ack(struct client *c, json_t *id, const char *room, uint64_t seq)
+{
+    if (id) send_frame(c, proto_ack_frame(id, room, seq));
+}
+
+/* May this client send to / join `room`? Token patterns first, then policy. */
+static enum proto_err may_publish(struct client *c, const char *room)
+{
+    if (c->has_id && c->id.has_rooms && !auth_room_match(c->id.publish, c->id.n_publish, room))
+        return PE_FORBIDDEN;
+    if (c->sh->hub->cfg.send_policy == HUB_SEND_MEMBERS && !client_membership(c, room))
+        return PE_NOT_MEMBER;
+    return PE_NONE;
+}
+
+static bool may_join(struct client *c, const char *room)
+{
+    return !(c->has_id && c->id.has_rooms && !auth_room_match(c->id.join, c->id.n_join, room));
+}
+
+static int do_join(struct client *c, struct envelope *env)
+{
+    const char *room;
+    enum proto_err e = envelope_name(env, "room_id", &room);
+    if (e) return reject(c, e, "join_room needs a room_id string (1-128 bytes)", env->id);
+    if (!may_join(c, room))
+        return reject(c, PE_FORBIDDEN, "not allowed to join this room", env->id);
+    json_t *pv = json_object_get(env->payload, "presence");
+    if (pv && !json_is_boolean(pv))
+        return reject(c, PE_BAD_FIELD, "presence must be true or false", env->id);
+    bool presence = pv ? json_is_true(pv) : true;
+    struct membership *m = client_membership(c, room);
+    if (m) {
+        m->presence = presence;
+    } else {
+        if (c->n_rooms >= c->sh->hub->cfg.max_rooms_per_conn)
+            return reject(c, PE_TOO_LARGE, "too many rooms joined on this connection", env->id);
+        if (shard_join(c, room, presence) < 0)
+            return reject(c, PE_INTERNAL, "could not join", env->id);
+    }
+    json_t *p = json_pack("{s:s}", "room_id", room);
+    reply(c, "room_joined", p, env->id);
+    json_decref(p);
+    return 0;
+}
+
+static int do_leave(struct client *c, struct envelope *env)
+{
+    const char *room;
+    enum proto_err e = envelope_name(env, "room_id", &room);
+    if (e) return reject(c, e, "leave_room needs a room_id string (1-128 bytes)", env->id);
+    struct membership *m = client_membership(c, room);
+    if (!m) return reject(c, PE_NOT_MEMBER, "not a member of this room", env->id);
+    json_t *p = json_pack("{s:s}", "room_id", room); /* room points into env: copy first */
+    shard_leave(c, m);
+    reply(c, "room_left", p, env->id);
+    json_decref(p);
+    return 0;
+}
+
+static int do_send_room(struct client *c, struct envelope *env, bool chat)
+{
+    const char *room;
+    enum proto_err e = envelope_name(env, "room_id", &room);
+    if (e) return reject(c, e, "needs a room_id string (1-128 bytes)", env->id);
+    if ((e = may_publish(c, room)))
+        return reject(c, e,
+                      e == PE_NOT_MEMBER ? "join the room before sending to it"
+                                         : "not allowed to send to this room",
+                      env->id);
+    json_t *payload = env->payload;
+    json_t *chatp = NULL;
+    if (chat) {
+        /* The guide's chat message: user_id is the sender, stamped by the server. */
+        json_t *content = json_object_get(env->payload, "content");
+        if (!content) return reject(c, PE_MISSING_FIELD, "chat_message needs content", env->id);
+        if (!json_is_string(content))
+            return reject(c, PE_BAD_FIELD, "content must be a string", env->id);
+        chatp =
+            json_pack("{s:s, s:s, s:O}", "room_id", room, "user_id", c->user, "content", content);
+        payload = chatp;
+    }
+    struct membership *m = client_membership(c, room);
+    uint64_t seq;
+    if (m) {
+        seq = room_publish(c->sh->hub, m->lr->room, env->type_str, payload, c->user, false);
+    } else {
+        seq = hub_publish_room(c->sh->hub, room, env->type_str, payload, c->user);
+    }
+    json_decref(chatp);
+    ack(c, env->id, room, seq);
+    return 0;
+}
+
+static int do_send_user(struct client *c, struct envelope *env)
+{
+    const char *user;
+    enum proto_err e = envelope_name(env, "user_id", &user);
+    if (e) return reject(c, e, "send_to_user needs a user_id string (1-128 bytes)", env->id);
+    hub_publish_user(c->sh->hub, user, env->type_str, env->payload, c->user);
+    ack(c, env->id, NULL, 0);
+    return 0;
+}
+
+static int do_broadcast(struct client *c, struct envelope *env)
+{
+    bool allowed = c->sh->hub->cfg.client_broadcast || (c->has_id && c->id.can_broadcast);
+    if (!allowed) return reject(c, PE_FORBIDDEN, "broadcast is not allowed", env->id);
+    hub_publish_all(c->sh->hub, env->type_str, env->payload, c->user);
+    ack(c, env->id, NULL, 0);
+    return 0;
+}
+
+static int do_query(struct client *c, struct envelope *env)
+{
+    struct hub *h = c->sh->hub;
+    json_t *p = NULL;
+    switch (env->type) {
+    case MT_ONLINE_USERS: {
+        json_t *users = hub_online_users(h);
+        p = json_pack("{s:o, s:I}", "online_users", users, "count",
+                      (json_int_t)json_array_size(users));
+        break;
+    }
+    case MT_LIST_ROOMS: {
+        json_t *rooms = hub_rooms(h);
+        p = json_pack("{s:o, s:I}", "rooms", rooms, "count", (json_int_t)json_array_size(rooms));
+        break;
+    }
+    case MT_ROOM_MEMBERS: {
+        const char *room;
+        enum proto_err e = envelope_name(env, "room_id", &room);
+        if (e) return reject(c, e, "room_members needs a room_id string", env->id);
+        json_t *m = hub_room_members(h, room);
+        if (!m) m = json_array();
+        p = json_pack("{s:s, s:o, s:I}", "room_id", room, "members", m, "count",
+                      (json_int_t)json_array_size(m));
+        break;
+    }
+    default:
+        p = json_object();
+        break;
+    }
+    reply(c, env->type == MT_PING ? "pong" : env->type_str, p, env->id);
+    json_decref(p);
+    return 0;
+}
+
+static void on_open(struct ws_conn *ws)
+{
+    struct client *c = ws->ud;
+    c->ws = ws;
+    c->opened = true;
+    shard_user_link(c->sh, c);
+    registry_user_add(c->sh->hub, c->user);
+    log_debug("client connected", "user=%s", c->user);
+}
+
+static void on_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, size_t len)
+{
+    struct client *c = ws->ud;
+    if (op != WS_OP_TEXT) {
+        reject(c, PE_BINARY, "messages on /ws are JSON text frames", NULL);
+        return;
+    }
+    uint64_t now = loop_now(c->sh->loop);
+    const struct hub_config *cfg = &c->sh->hub->cfg;
+    bool ok = rate_bucket_take(&c->rl, &cfg->conn_rate, now);
+    if (ok && c->lu) ok = rate_bucket_take(&c->lu->rl, &cfg->user_rate, now);
+    struct envelope env;
+    const char *detail = NULL;
+    enum proto_err e = envelope_parse((const char *)data, len, &env, &detail);
+    if (!ok) {
+        STAT_INC(hub_rate_limited);
+        reject(c, PE_RATE_LIMITED, "too many messages: slow down", env.id);
+        envelope_free(&env);
+        return;
+    }
+    if (e) {
+        reject(c, e, detail, env.id);
+        envelope_free(&env);
+        return;
+    }
+    c->strikes = 0;
+    switch (env.type) {
+    case MT_JOIN_ROOM:
+        do_join(c, &env);
+        break;
+    case MT_LEAVE_ROOM:
+        do_leave(c, &env);
+        break;
+    case MT_SEND_TO_ROOM:
+        do_send_room(c, &env, false);
+        break;
+    case MT_CHAT_MESSAGE:
+        do_send_room(c, &env, true);
+        break;
+    case MT_SEND_TO_USER:
+        do_send_user(c, &env);
+        break;
+    case MT_BROADCAST:
+        do_broadcast(c, &env);
+        break;
+    default:
+        do_query(c, &env);
+        break;
+    }
+    envelope_free(&env);
+}
+
+static void on_drain(struct ws_conn *ws)
+{
+    struct client *c = ws->ud;
+    if (!c->dropped) return;
+    /* Tell a drop-oldest client what it lost, once its queue has room again. */
+    json_t *p = json_pack("{s:I}", "count", (json_int_t)c->dropped);
+    c->dropped = 0;
+    reply(c, "dropped", p, NULL);
+    json_decref(p);
+}
+
+static void on_close(struct ws_conn *ws, unsigned code)
+{
+    struct client *c = ws->ud;
+    log_debug("client disconnected", "user=%s code=%u", c->user, code);
+    while (c->n_rooms)
+        shard_leave(c, c->rooms[c->n_rooms - 1]);
+    shard_user_unlink(c->sh, c);
+    registry_user_remove(c->sh->hub, c->user);
+    hub_release(c->sh->hub, c->ip);
+    c->ws = NULL;
+    client_free(c);
+}
+
+const struct ws_handler hub_ws_handler = {
+    .on_open = on_open,
+    .on_message = on_message,
+    .on_drain = on_drain,
+    .on_close = on_close,
+};

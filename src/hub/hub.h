@@ -1,0 +1,97 @@
+/* The hub: clients, users (many connections each) and rooms, sharded per worker
+ * thread, and the routing of messages between them (docs/protocol.md says what goes
+ * over the wire; docs/design.md how it is routed).
+ *
+ * Sharding. Each worker owns a shard: its own clients, and for each room and user
+ * that has local clients, a local entry listing them. A message is serialised once
+ * into one ref-counted frame and posted by reference to every shard's inbox; each
+ * shard delivers it to its own members. A shard's inbox is fed by every shard
+ * (itself included, so that one room's messages reach every member in one order).
+ * The only process-wide state is the registry (rooms with their de-duplicated
+ * members, online users), behind one mutex, touched on join, leave, connect,
+ * disconnect and queries, never per delivered message; and one mutex per room, held
+ * while a message to that room gets its sequence number and is posted.
+ *
+ * Threads: hub_create runs before the workers start; each worker calls
+ * hub_shard_attach on its own thread before running its loop and hub_shard_detach
+ * after. Publishing and queries may be called from any worker thread.
+ *
+ * Ownership: struct hub owns the shards and the registry; hub_destroy runs after
+ * every worker has detached. */
+#ifndef WSHUB_HUB_HUB_H
+#define WSHUB_HUB_HUB_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth/ratelimit.h"
+#include "auth/token.h"
+#include "loop/loop.h"
+#include "ws/conn.h"
+
+enum hub_send_policy { HUB_SEND_ANY = 0, HUB_SEND_MEMBERS = 1 };
+enum hub_slow_policy { HUB_SLOW_CLOSE = 0, HUB_SLOW_DROP_OLDEST = 1 };
+
+struct hub_config {
+    enum hub_send_policy send_policy; /* who may send to a room */
+    enum hub_slow_policy slow_policy; /* what a full send queue means */
+    uint32_t queue_msgs;              /* per-connection send queue bound, messages */
+    uint64_t queue_bytes;             /* and bytes */
+    bool presence;                    /* publish presence events on join/leave */
+    bool client_broadcast;            /* clients may broadcast without a token claim */
+    uint32_t max_rooms_per_conn;
+    struct rate_limit conn_rate; /* messages per connection */
+    struct rate_limit user_rate; /* messages per user (per worker) */
+    uint32_t strikes_to_close;   /* consecutive bad messages before close 1008 */
+    uint32_t max_conns;          /* /ws connections in total (0: unlimited) */
+    uint32_t max_conns_per_ip;   /* from one address (0: unlimited) */
+};
+
+struct hub;
+struct shard;
+struct client;
+
+struct hub *hub_create(const struct hub_config *cfg, int n_shards);
+void hub_destroy(struct hub *h);
+
+struct shard *hub_shard_attach(struct hub *h, int idx, struct loop *loop);
+void hub_shard_detach(struct shard *sh);
+
+/* The calling worker's shard (NULL on other threads). */
+struct shard *hub_shard_current(void);
+
+/* Admission before an upgrade: 0 when a connection from ip may be opened (and is
+ * then counted: release it with hub_release, which a client's close does), 503 when
+ * the server is full, 429 when that address has too many. */
+int hub_admit(struct hub *h, const char *ip);
+void hub_release(struct hub *h, const char *ip);
+
+/* A client for a connection about to be accepted on the current shard: user and id
+ * (may be NULL) are copied/taken (id's heap parts are owned by the client after
+ * this). Pass it as `ud` to ws_accept with hub_ws_handler. If ws_accept fails,
+ * release it with hub_client_abandon. */
+struct client *hub_client_new(struct shard *sh, const char *user, struct auth_identity *id,
+                              const char *peer_ip);
+void hub_client_abandon(struct client *c);
+extern const struct ws_handler hub_ws_handler;
+
+/* Publishing (any worker thread). payload is borrowed; from may be NULL (the server).
+ * hub_publish_room returns the message's sequence number in the room, or 0 when the
+ * room has no members (nothing is delivered). */
+uint64_t hub_publish_room(struct hub *h, const char *room, const char *type, json_t *payload,
+                          const char *from);
+void hub_publish_user(struct hub *h, const char *user, const char *type, json_t *payload,
+                      const char *from);
+void hub_publish_all(struct hub *h, const char *type, json_t *payload, const char *from);
+
+/* Queries (any thread): new JSON values owned by the caller. */
+json_t *hub_online_users(struct hub *h); /* array of user ids, sorted */
+size_t hub_connection_count(struct hub *h);
+json_t *hub_rooms(struct hub *h);                          /* [{room_id, members}], sorted */
+json_t *hub_room_members(struct hub *h, const char *room); /* sorted ids, or NULL */
+size_t hub_room_member_count(struct hub *h, const char *room);
+
+struct hub *hub_of(struct shard *sh);
+
+#endif

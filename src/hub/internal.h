@@ -1,0 +1,155 @@
+/* Hub internals shared by registry.c, shard.c and client.c. Not for other modules.
+ *
+ * Locks and their order: registry.mu, then room->mu, then a shard's inbox mu. Never
+ * the other way round. room->users and the registry tables are under registry.mu;
+ * room->seq is under room->mu; room->refs is atomic. */
+#ifndef WSHUB_HUB_INTERNAL_H
+#define WSHUB_HUB_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <uthash.h>
+
+#include "hub/hub.h"
+#include "proto/envelope.h"
+
+struct room_user {
+    char *user;
+    uint32_t conns;
+    UT_hash_handle hh;
+};
+
+struct room {
+    char *id;
+    atomic_uint refs;   /* registry (while listed), local rooms, posted items */
+    pthread_mutex_t mu; /* orders publishes: seq and posting happen under it */
+    uint64_t seq;
+    struct room_user *users; /* under registry.mu */
+    size_t n_users;
+    UT_hash_handle hh;
+};
+
+struct online_user {
+    char *user;
+    uint32_t conns;
+    UT_hash_handle hh;
+};
+
+struct registry {
+    pthread_mutex_t mu;
+    struct room *rooms;
+    struct online_user *users;
+};
+
+enum item_kind { IT_ROOM = 0, IT_USER = 1, IT_ALL = 2 };
+
+/* A delivery posted to a shard. Holds one reference to frame, room and target. */
+struct item {
+    uint8_t kind;
+    bool presence; /* a presence event: skipped for members who opted out */
+    struct wh_msg *frame;
+    struct room *room;     /* IT_ROOM */
+    struct wh_msg *target; /* IT_USER: the user id, NUL-terminated, shared */
+};
+
+struct inbox {
+    pthread_mutex_t mu;
+    struct item *items;
+    size_t n, cap;
+    struct item *work; /* swapped with items when draining */
+    size_t work_cap;
+    struct io_watch w; /* eventfd */
+    struct loop_task task;
+};
+
+struct membership {
+    struct client *c;
+    struct local_room *lr;
+    uint32_t index; /* in lr->m */
+    bool presence;  /* wants presence events of this room */
+};
+
+struct local_room {
+    struct room *room; /* key (pointer); holds one reference */
+    struct membership **m;
+    uint32_t n, cap;
+    UT_hash_handle hh;
+};
+
+struct local_user {
+    char *user;
+    struct client **clients;
+    uint32_t n, cap;
+    struct rate_bucket rl;
+    UT_hash_handle hh;
+};
+
+struct client {
+    struct ws_conn *ws;
+    struct shard *sh;
+    struct local_user *lu;
+    uint32_t lu_index;
+    bool opened;
+    struct membership **rooms;
+    uint32_t n_rooms, cap_rooms;
+    struct auth_identity id;
+    bool has_id;
+    struct rate_bucket rl;
+    uint32_t strikes;
+    uint64_t dropped; /* messages lost to drop-oldest since the client was last told */
+    char user[AUTH_MAX_USER + 1];
+    char ip[46];
+};
+
+struct shard {
+    int idx;
+    struct hub *hub;
+    struct loop *loop;
+    struct inbox inbox;
+    struct local_room *rooms;
+    struct local_user *users;
+    size_t n_clients;
+};
+
+struct ip_count {
+    char ip[46];
+    uint32_t n;
+    UT_hash_handle hh;
+};
+
+struct hub {
+    struct hub_config cfg;
+    struct registry reg;
+    atomic_uint conns;     /* admitted /ws connections */
+    pthread_mutex_t ip_mu; /* guards ips */
+    struct ip_count *ips;
+    int n_shards;
+    struct shard *shards;
+};
+
+/* registry.c */
+void registry_init(struct registry *r);
+void registry_destroy(struct registry *r);
+struct room *room_ref(struct room *room);
+void room_unref(struct room *room);
+void registry_user_add(struct hub *h, const char *user);
+void registry_user_remove(struct hub *h, const char *user);
+/* Joins user to room (creating it); returns the room with one reference for the
+ * caller. Publishes the presence event when the user's first connection joins. */
+struct room *registry_join(struct hub *h, const char *room, const char *user);
+void registry_leave(struct hub *h, struct room *room, const char *user);
+/* Looks a room up; returns it with a reference, or NULL. */
+struct room *registry_find(struct hub *h, const char *room);
+
+/* shard.c */
+void inbox_push(struct shard *to, const struct item *it);
+uint64_t room_publish(struct hub *h, struct room *room, const char *type, json_t *payload,
+                      const char *from, bool presence);
+void shard_deliver(struct client *c, struct wh_msg *frame);
+void shard_user_link(struct shard *sh, struct client *c);
+void shard_user_unlink(struct shard *sh, struct client *c);
+int shard_join(struct client *c, const char *room, bool presence);
+int shard_leave(struct client *c, struct membership *m);
+struct membership *client_membership(const struct client *c, const char *room);
+
+#endif

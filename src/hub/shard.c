@@ -1,0 +1,435 @@
+/* Shards: each worker's local view of the hub, its inbox, and delivery.
+ *
+ * The inbox is a mutex-guarded array swapped out whole when drained, so a post costs
+ * one uncontended lock and no allocation (the arrays grow and are then reused). A
+ * post to another shard wakes it through an eventfd only when its inbox was empty; a
+ * post to one's own shard defers the drain to the end of the loop turn. Every
+ * delivery goes through an inbox, the sender's own shard included: that is what
+ * makes all members of a room see its messages in one order. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/stats.h"
+#include "hub/internal.h"
+
+static _Thread_local struct shard *shard_cur;
+
+struct shard *hub_shard_current(void)
+{
+    return shard_cur;
+}
+
+struct hub *hub_of(struct shard *sh)
+{
+    return sh->hub;
+}
+
+/* ---- inbox ---- */
+
+static void item_release(struct item *it)
+{
+    msg_unref(it->frame);
+    if (it->room) room_unref(it->room);
+    if (it->target) msg_unref(it->target);
+}
+
+void inbox_push(struct shard *to, const struct item *it)
+{
+    struct inbox *ib = &to->inbox;
+    pthread_mutex_lock(&ib->mu);
+    if (ib->n == ib->cap) {
+        size_t cap = ib->cap ? ib->cap * 2 : 64;
+        struct item *ni = realloc(ib->items, cap * sizeof *ni);
+        if (!ni) {
+            pthread_mutex_unlock(&ib->mu);
+            struct item copy = *it;
+            item_release(&copy);
+            log_error("hub inbox: out of memory, delivery lost", "shard=%d", to->idx);
+            return;
+        }
+        ib->items = ni;
+        ib->cap = cap;
+    }
+    ib->items[ib->n++] = *it;
+    bool was_empty = ib->n == 1;
+    pthread_mutex_unlock(&ib->mu);
+    if (!was_empty) return; /* a wake-up is already on its way */
+    if (shard_cur == to) {
+        loop_defer(to->loop, &ib->task);
+    } else {
+        uint64_t one = 1;
+        ssize_t w = write(ib->w.fd, &one, sizeof one);
+        (void)w; /* EAGAIN: the counter is already non-zero */
+    }
+}
+
+static void deliver_item(struct shard *sh, struct item *it)
+{
+    switch (it->kind) {
+    case IT_ROOM: {
+        struct local_room *lr;
+        HASH_FIND_PTR(sh->rooms, &it->room, lr);
+        if (!lr) break;
+        for (uint32_t i = 0; i < lr->n; i++) {
+            struct membership *m = lr->m[i];
+            if (it->presence && !m->presence) continue;
+            shard_deliver(m->c, it->frame);
+        }
+        break;
+    }
+    case IT_USER: {
+        struct local_user *lu;
+        const char *user = (const char *)it->target->data;
+        HASH_FIND_STR(sh->users, user, lu);
+        if (!lu) break;
+        for (uint32_t i = 0; i < lu->n; i++)
+            shard_deliver(lu->clients[i], it->frame);
+        break;
+    }
+    case IT_ALL: {
+        struct local_user *lu, *t;
+        HASH_ITER(hh, sh->users, lu, t)
+        {
+            for (uint32_t i = 0; i < lu->n; i++)
+                shard_deliver(lu->clients[i], it->frame);
+        }
+        break;
+    }
+    }
+}
+
+static void inbox_drain(struct shard *sh)
+{
+    struct inbox *ib = &sh->inbox;
+    pthread_mutex_lock(&ib->mu);
+    struct item *work = ib->items;
+    size_t n = ib->n, work_cap = ib->cap;
+    ib->items = ib->work; /* producers continue in the other array */
+    ib->cap = ib->work_cap;
+    ib->n = 0;
+    ib->work = work;
+    ib->work_cap = work_cap;
+    pthread_mutex_unlock(&ib->mu);
+    for (size_t i = 0; i < n; i++) {
+        deliver_item(sh, &work[i]);
+        item_release(&work[i]);
+    }
+}
+
+static void inbox_wake_cb(struct loop *loop, struct io_watch *w, uint32_t events)
+{
+    (void)loop;
+    (void)events;
+    struct shard *sh = (struct shard *)((char *)w - offsetof(struct shard, inbox.w));
+    uint64_t n;
+    ssize_t r = read(w->fd, &n, sizeof n);
+    (void)r;
+    inbox_drain(sh);
+}
+
+static void inbox_task_cb(struct loop *loop, struct loop_task *t)
+{
+    (void)loop;
+    struct shard *sh = (struct shard *)((char *)t - offsetof(struct shard, inbox.task));
+    inbox_drain(sh);
+}
+
+/* ---- delivery to one client, with the slow-consumer policy ---- */
+
+void shard_deliver(struct client *c, struct wh_msg *frame)
+{
+    struct ws_conn *ws = c->ws;
+    if (!ws || ws->state != WS_OPEN || conn_closed(&ws->c)) return;
+    struct conn *cn = &ws->c;
+    const struct hub_config *cfg = &c->sh->hub->cfg;
+    if (cn->out_count >= cfg->queue_msgs || cn->out_bytes + frame->len > cfg->queue_bytes) {
+        if (cfg->slow_policy == HUB_SLOW_DROP_OLDEST) {
+            while (cn->out_count >= cfg->queue_msgs ||
+                   (cn->out_bytes + frame->len > cfg->queue_bytes && cn->out_count > 0)) {
+                if (conn_drop_oldest(cn) == 0) break;
+                c->dropped++;
+                STAT_INC(hub_dropped_oldest);
+            }
+        } else {
+            size_t lost = conn_discard_queued(cn);
+            STAT_ADD(hub_dropped_slow, lost + 1);
+            STAT_INC(hub_slow_closes);
+            log_info("slow consumer closed", "user=%s queued_messages=%zu", c->user, lost);
+            ws_fail(ws, WS_CLOSE_TRY_AGAIN, "send queue full");
+            return;
+        }
+    }
+    STAT_INC(hub_deliveries);
+    ws_send_frame(ws, msg_ref(frame));
+}
+
+/* ---- publishing ---- */
+
+uint64_t room_publish(struct hub *h, struct room *room, const char *type, json_t *payload,
+                      const char *from, bool presence)
+{
+    pthread_mutex_lock(&room->mu);
+    uint64_t seq = ++room->seq;
+    struct wh_msg *frame = proto_frame(type, payload, from, room->id, seq, NULL);
+    if (frame) {
+        for (int i = 0; i < h->n_shards; i++) {
+            struct item it = {.kind = IT_ROOM,
+                              .presence = presence,
+                              .frame = msg_ref(frame),
+                              .room = room_ref(room)};
+            inbox_push(&h->shards[i], &it);
+        }
+    }
+    pthread_mutex_unlock(&room->mu);
+    if (!frame) return 0;
+    STAT_INC(hub_published);
+    msg_unref(frame);
+    return seq;
+}
+
+uint64_t hub_publish_room(struct hub *h, const char *room_id, const char *type, json_t *payload,
+                          const char *from)
+{
+    struct room *room = registry_find(h, room_id);
+    if (!room) return 0;
+    uint64_t seq = room_publish(h, room, type, payload, from, false);
+    room_unref(room);
+    return seq;
+}
+
+static void publish_each(struct hub *h, enum item_kind kind, const char *user, const char *type,
+                         json_t *payload, const char *from)
+{
+    struct wh_msg *frame = proto_frame(type, payload, from, NULL, 0, NULL);
+    if (!frame) return;
+    struct wh_msg *target = NULL;
+    if (user) {
+        size_t n = strlen(user);
+        target = msg_new(n + 1);
+        if (!target) {
+            msg_unref(frame);
+            return;
+        }
+        memcpy(target->data, user, n + 1);
+    }
+    for (int i = 0; i < h->n_shards; i++) {
+        struct item it = {.kind = (uint8_t)kind,
+                          .frame = msg_ref(frame),
+                          .target = target ? msg_ref(target) : NULL};
+        inbox_push(&h->shards[i], &it);
+    }
+    STAT_INC(hub_published);
+    msg_unref(frame);
+    if (target) msg_unref(target);
+}
+
+void hub_publish_user(struct hub *h, const char *user, const char *type, json_t *payload,
+                      const char *from)
+{
+    publish_each(h, IT_USER, user, type, payload, from);
+}
+
+void hub_publish_all(struct hub *h, const char *type, json_t *payload, const char *from)
+{
+    publish_each(h, IT_ALL, NULL, type, payload, from);
+}
+
+/* ---- local users and rooms ---- */
+
+static int grow(void **arr, uint32_t *cap, size_t elem)
+{
+    uint32_t nc = *cap ? *cap * 2 : 4;
+    void *na = realloc(*arr, (size_t)nc * elem);
+    if (!na) return -ENOMEM;
+    *arr = na;
+    *cap = nc;
+    return 0;
+}
+
+void shard_user_link(struct shard *sh, struct client *c)
+{
+    struct local_user *lu;
+    HASH_FIND_STR(sh->users, c->user, lu);
+    if (!lu) {
+        lu = calloc(1, sizeof *lu);
+        if (!lu || !(lu->user = strdup(c->user))) {
+            free(lu);
+            return;
+        }
+        rate_bucket_init(&lu->rl, &sh->hub->cfg.user_rate, loop_now(sh->loop));
+        HASH_ADD_KEYPTR(hh, sh->users, lu->user, strlen(lu->user), lu);
+    }
+    if (lu->n == lu->cap && grow((void **)&lu->clients, &lu->cap, sizeof *lu->clients) < 0) return;
+    c->lu = lu;
+    c->lu_index = lu->n;
+    lu->clients[lu->n++] = c;
+    sh->n_clients++;
+}
+
+void shard_user_unlink(struct shard *sh, struct client *c)
+{
+    struct local_user *lu = c->lu;
+    if (!lu) return;
+    uint32_t i = c->lu_index;
+    lu->clients[i] = lu->clients[--lu->n];
+    lu->clients[i]->lu_index = i;
+    c->lu = NULL;
+    sh->n_clients--;
+    if (lu->n == 0) {
+        HASH_DEL(sh->users, lu);
+        free(lu->clients);
+        free(lu->user);
+        free(lu);
+    }
+}
+
+struct membership *client_membership(const struct client *c, const char *room)
+{
+    for (uint32_t i = 0; i < c->n_rooms; i++)
+        if (strcmp(c->rooms[i]->lr->room->id, room) == 0) return c->rooms[i];
+    return NULL;
+}
+
+int shard_join(struct client *c, const char *room_id, bool presence)
+{
+    struct shard *sh = c->sh;
+    if (c->n_rooms == c->cap_rooms && grow((void **)&c->rooms, &c->cap_rooms, sizeof *c->rooms))
+        return -ENOMEM;
+    struct membership *m = calloc(1, sizeof *m);
+    if (!m) return -ENOMEM;
+    struct local_room *lr;
+    m->c = c;
+    m->presence = presence;
+    /* Our own presence event is delivered from the inbox after we return, by which
+     * time the local entry below exists: the joiner sees its own join. */
+    struct room *room = registry_join(sh->hub, room_id, c->user);
+    if (!room) {
+        free(m);
+        return -ENOMEM;
+    }
+    HASH_FIND_PTR(sh->rooms, &room, lr);
+    if (lr) {
+        room_unref(room); /* the local entry already holds one */
+    } else {
+        lr = calloc(1, sizeof *lr);
+        if (!lr) {
+            registry_leave(sh->hub, room, c->user);
+            room_unref(room);
+            free(m);
+            return -ENOMEM;
+        }
+        lr->room = room;
+        HASH_ADD_PTR(sh->rooms, room, lr);
+    }
+    if (lr->n == lr->cap && grow((void **)&lr->m, &lr->cap, sizeof *lr->m) < 0) {
+        free(m);
+        return -ENOMEM;
+    }
+    m->lr = lr;
+    m->index = lr->n;
+    lr->m[lr->n++] = m;
+    c->rooms[c->n_rooms++] = m;
+    return 0;
+}
+
+int shard_leave(struct client *c, struct membership *m)
+{
+    struct shard *sh = c->sh;
+    struct local_room *lr = m->lr;
+    struct room *room = lr->room;
+    uint32_t i = m->index;
+    lr->m[i] = lr->m[--lr->n];
+    lr->m[i]->index = i;
+    for (uint32_t k = 0; k < c->n_rooms; k++) {
+        if (c->rooms[k] == m) {
+            c->rooms[k] = c->rooms[--c->n_rooms];
+            break;
+        }
+    }
+    free(m);
+    registry_leave(sh->hub, room, c->user);
+    if (lr->n == 0) {
+        HASH_DEL(sh->rooms, lr);
+        free(lr->m);
+        free(lr);
+        room_unref(room);
+    }
+    return 0;
+}
+
+/* ---- life cycle ---- */
+
+struct hub *hub_create(const struct hub_config *cfg, int n_shards)
+{
+    struct hub *h = calloc(1, sizeof *h);
+    if (!h) return NULL;
+    h->cfg = *cfg;
+    registry_init(&h->reg);
+    pthread_mutex_init(&h->ip_mu, NULL);
+    h->n_shards = n_shards;
+    h->shards = calloc((size_t)n_shards, sizeof *h->shards);
+    if (!h->shards) {
+        free(h);
+        return NULL;
+    }
+    for (int i = 0; i < n_shards; i++) {
+        struct shard *sh = &h->shards[i];
+        sh->idx = i;
+        sh->hub = h;
+        pthread_mutex_init(&sh->inbox.mu, NULL);
+        sh->inbox.w.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        sh->inbox.w.cb = inbox_wake_cb;
+        loop_task_init(&sh->inbox.task, inbox_task_cb);
+        if (sh->inbox.w.fd < 0) {
+            hub_destroy(h);
+            return NULL;
+        }
+    }
+    return h;
+}
+
+struct shard *hub_shard_attach(struct hub *h, int idx, struct loop *loop)
+{
+    struct shard *sh = &h->shards[idx];
+    sh->loop = loop;
+    shard_cur = sh;
+    if (loop_watch_add(loop, &sh->inbox.w, EPOLLIN) < 0) return NULL;
+    return sh;
+}
+
+void hub_shard_detach(struct shard *sh)
+{
+    if (!sh) return;
+    inbox_drain(sh); /* release what is still posted */
+    loop_watch_del(sh->loop, &sh->inbox.w);
+    shard_cur = NULL;
+}
+
+void hub_destroy(struct hub *h)
+{
+    if (!h) return;
+    for (int i = 0; i < h->n_shards; i++) {
+        struct shard *sh = &h->shards[i];
+        for (size_t k = 0; k < sh->inbox.n; k++)
+            item_release(&sh->inbox.items[k]);
+        free(sh->inbox.items);
+        free(sh->inbox.work);
+        if (sh->inbox.w.fd >= 0) close(sh->inbox.w.fd);
+        pthread_mutex_destroy(&sh->inbox.mu);
+    }
+    free(h->shards);
+    registry_destroy(&h->reg);
+    struct ip_count *e, *t;
+    HASH_ITER(hh, h->ips, e, t)
+    {
+        HASH_DEL(h->ips, e);
+        free(e);
+    }
+    pthread_mutex_destroy(&h->ip_mu);
+    free(h);
+}

@@ -1,0 +1,103 @@
+/* The JSON envelope on the wire (docs/protocol.md): parsing what clients send and
+ * building what the server sends.
+ *
+ * In:  {"type": "...", "payload": {...}, "timestamp": "...", "id": "..."}
+ *      type is required (a string); payload, when present, must be an object (the
+ *      guide's Payload is map[string]interface{}); id is optional (a string of at
+ *      most 64 bytes or an integer) and is echoed in the ack and in errors; every
+ *      other member is ignored (the guide's trace_id/span_id among them).
+ * Out: every message the server sends is an object with "type", "payload" and a
+ *      server "timestamp" (RFC 3339 UTC, milliseconds), plus where they apply "from"
+ *      (the sender's authenticated user id), "room_id", "seq", "id".
+ *
+ * Ownership: struct envelope holds a reference to the parsed jansson tree; release it
+ * with envelope_free. Frames built here are ws frames (base/msg.h) with one
+ * reference for the caller. */
+#ifndef WSHUB_PROTO_ENVELOPE_H
+#define WSHUB_PROTO_ENVELOPE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/msg.h"
+
+#define PROTO_MAX_ID   64
+#define PROTO_MAX_NAME 128 /* room and user ids */
+
+/* Machine-readable error codes of `error` messages (and of the API's JSON errors). */
+enum proto_err {
+    PE_NONE = 0,
+    PE_BAD_JSON,      /* not JSON text */
+    PE_BAD_ENVELOPE,  /* not an object; type missing or not a string; payload not an
+                         object; id of the wrong kind */
+    PE_UNKNOWN_TYPE,  /* a type the server does not handle */
+    PE_MISSING_FIELD, /* a required payload field is absent */
+    PE_BAD_FIELD,     /* a field of the wrong kind, empty, too long or not allowed */
+    PE_NOT_MEMBER,    /* sending to a room one has not joined, under the member policy */
+    PE_FORBIDDEN,     /* the token or the server's policy does not allow it */
+    PE_RATE_LIMITED,
+    PE_TOO_LARGE, /* too many rooms joined, or similar size limits */
+    PE_BINARY,    /* binary frames carry no envelope on /ws */
+    PE_INTERNAL,
+    PE_COUNT
+};
+
+const char *proto_err_code(enum proto_err e);
+
+enum msg_type {
+    MT_UNKNOWN = 0,
+    MT_JOIN_ROOM,
+    MT_LEAVE_ROOM,
+    MT_SEND_TO_ROOM,
+    MT_SEND_TO_USER,
+    MT_BROADCAST,
+    MT_CHAT_MESSAGE,
+    MT_ONLINE_USERS,
+    MT_ROOM_MEMBERS,
+    MT_LIST_ROOMS,
+    MT_PING,
+};
+
+struct envelope {
+    json_t *root;
+    enum msg_type type;
+    const char *type_str; /* points into root */
+    json_t *payload;      /* borrowed from root; an empty object when absent */
+    json_t *id;           /* borrowed; NULL when absent */
+};
+
+/* Parses a client's text message. Returns PE_NONE, or the error (with *detail set to
+ * a static human-readable text). On error env->id is still set when the id could
+ * be read, so the error can name it. */
+enum proto_err envelope_parse(const char *data, size_t len, struct envelope *env,
+                              const char **detail);
+void envelope_free(struct envelope *env);
+
+/* A payload string field that must be a valid name (room or user id): present,
+ * a string of 1..PROTO_MAX_NAME bytes without control characters. Returns PE_NONE
+ * with *out set, PE_MISSING_FIELD or PE_BAD_FIELD. */
+enum proto_err envelope_name(const struct envelope *env, const char *field, const char **out);
+
+/* Builds the outgoing JSON text of a message and wraps it in a ws text frame.
+ * payload: borrowed (may be NULL: an empty object). from, room, id: optional. seq: 0
+ * means absent. Returns NULL on allocation failure. */
+struct wh_msg *proto_frame(const char *type, json_t *payload, const char *from, const char *room,
+                           uint64_t seq, json_t *id);
+
+/* {"type":"error","payload":{"code":..,"message":..,"id"?:..}} */
+struct wh_msg *proto_error_frame(enum proto_err e, const char *message, json_t *id);
+
+/* {"type":"ack","payload":{"id":..,"seq"?:..,"room_id"?:..}} */
+struct wh_msg *proto_ack_frame(json_t *id, const char *room, uint64_t seq);
+
+/* Current time as RFC 3339 UTC with milliseconds, into out (>= 32 bytes). */
+void proto_timestamp(char *out, size_t cap);
+
+/* Frees this thread's serialisation buffer (call when a worker thread ends). */
+void proto_thread_cleanup(void);
+
+/* Wraps text in a ws text frame (copying it). */
+struct wh_msg *proto_text_frame(const char *text, size_t len);
+
+#endif
