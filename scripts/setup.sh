@@ -9,11 +9,13 @@ cd "$(dirname "$0")/.."
 need=()
 want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || need+=("$1"); }
 
-# Build: compiler, CMake, and the libraries the code links against.
-for p in gcc make cmake pkg-config libssl-dev zlib1g-dev libjansson-dev libjwt-dev uthash-dev; do want "$p"; done
+# Build: compiler, CMake, the libraries the code links against, and cmocka (small;
+# the build configures the unit tests even when it only builds the server).
+for p in gcc make cmake pkg-config libssl-dev zlib1g-dev libjansson-dev libjwt-dev uthash-dev \
+    libcmocka-dev; do want "$p"; done
 if [ "$mode" = test ]; then
-    # Tests: unit-test framework, clang for libFuzzer targets, real WebSocket clients.
-    for p in libcmocka-dev clang libclang-rt-14-dev python3 python3-websockets; do want "$p"; done
+    # Tests: clang for libFuzzer targets, real WebSocket clients.
+    for p in clang libclang-rt-14-dev python3 python3-websockets; do want "$p"; done
     command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 fi
 

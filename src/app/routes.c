@@ -56,7 +56,7 @@ static void ws_route(struct http_ctx *ctx, void *ud)
     struct auth_identity id;
     memset(&id, 0, sizeof id);
     enum auth_error ae = AUTH_MISSING;
-    if (auth_token_find(ctx->req, qbuf, &tok, &tok_len, &proto_index) == 0)
+    if (auth_token_find_for(r->auth, ctx->req, qbuf, &tok, &tok_len, &proto_index) == 0)
         ae = auth_verify(r->auth, tok, tok_len, (int64_t)time(NULL), &id);
     if (ae != AUTH_OK) {
         hub_release(r->hub, ip);

@@ -6,8 +6,11 @@
  *   2. `?token=<token>` query parameter (percent-decoded);
  *   3. `Sec-WebSocket-Protocol`: an offered subprotocol of the form
  *      `bearer.<token>` (a browser cannot set headers on a WebSocket, and a query
- *      string ends up in access logs). The server must then not echo that entry as
- *      the chosen subprotocol: auth_token_find reports its position;
+ *      string ends up in access logs). Clients should offer "wshub" beside it, which
+ *      the server then chooses; a browser that offered only `bearer.<token>` fails the
+ *      connection unless some offered entry is chosen, so the server answers with
+ *      that entry in that case (the token then appears in the response header).
+ *      auth_token_find reports its position;
  *   4. AUTH_NONE mode only, and only through auth_token_find_for: the guide's
  *      `?user_id=<id>` (percent-decoded).
  * A location counts as found when its syntax is there even if the token is empty or
