@@ -3,6 +3,7 @@ and service must resume when descriptors free up; IPv6 and several --listen
 addresses; an address already in use is refused at start-up with exit status 1."""
 
 import resource
+import signal
 import socket
 import subprocess
 import time
@@ -79,6 +80,37 @@ class EmfileTests(unittest.TestCase):
                 s.close()
             rc, _, killed = srv.stop()
             srv.check_stopped_cleanly(rc, killed)
+
+
+class SignalTests(unittest.TestCase):
+    def start_with_stuck_client(self):
+        """A server plus a WebSocket client that will never answer the close, so that a
+        graceful shutdown has to wait for its timeout."""
+        srv = WshubServer(["--shutdown-timeout", "5s", "--close-timeout", "5s"], threads=1)
+        srv.start()
+        self.addCleanup(srv.close_files)
+        s, ok = try_upgrade(srv.port, 2)
+        self.assertTrue(ok)
+        self.addCleanup(s.close)
+        return srv
+
+    def test_sigint_is_graceful(self):
+        srv = WshubServer(threads=1).start()
+        self.addCleanup(srv.close_files)
+        srv.proc.send_signal(signal.SIGINT)
+        self.assertEqual(srv.proc.wait(timeout=10), 0, srv.stderr())
+
+    def test_second_signal_exits_at_once(self):
+        srv = self.start_with_stuck_client()
+        t0 = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        self.assertIsNone(srv.proc.poll(), "exited before its shutdown timeout")
+        srv.proc.send_signal(signal.SIGINT)
+        rc = srv.proc.wait(timeout=3)
+        self.assertLess(time.monotonic() - t0, 2.5, "second signal did not end it at once")
+        self.assertEqual(rc, 1, srv.stderr())
+        self.assertIn("second signal", srv.stderr())
 
 
 class ListenTests(unittest.TestCase):
