@@ -20,7 +20,7 @@ build: $(BUILD)/CMakeCache.txt
 run:
 	@scripts/setup.sh run
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
-	cmake --build $(BUILD) -j $(JOBS) --target wshub
+	cmake --build $(BUILD) -j $(JOBS) --target wshub wshub-cli
 	exec $(BUILD)/wshub $(ARGS)
 
 # Installs test dependencies, builds both variants, runs every test once.

@@ -5,6 +5,7 @@
 
 #include <openssl/crypto.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,35 @@ static void rooms(struct http_ctx *ctx, void *ud)
     respond_json(ctx, 200, json_pack("{s:o, s:I}", "rooms", r, "count", (json_int_t)n));
 }
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes a path segment ('+' stays '+', unlike in a query). Returns the
+ * length, or -1 when malformed, holding %00, or too long for out. */
+static int path_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '%') {
+            if (i + 2 >= n) return -1;
+            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0 || (hi | lo) == 0) return -1;
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        }
+        if (k + 1 >= cap) return -1;
+        out[k++] = c;
+    }
+    out[k] = 0;
+    return (int)k;
+}
+
 /* /api/rooms/{id}/members, with {id} percent-decoded. */
 static void room_members(struct http_ctx *ctx, void *ud)
 {
@@ -56,17 +86,15 @@ static void room_members(struct http_ctx *ctx, void *ud)
         http_respond_error(ctx, 404, "not_found", "no such endpoint", NULL);
         return;
     }
-    /* Decode the segment with the query decoder: "id=<segment>". */
     size_t seg_len = req->path_len - pl - sl;
-    char q[3 * PROTO_MAX_NAME + 8], room[PROTO_MAX_NAME + 1];
-    if (seg_len > 3 * PROTO_MAX_NAME || memchr(req->path + pl, '/', seg_len)) {
+    char room[PROTO_MAX_NAME + 1];
+    if (memchr(req->path + pl, '/', seg_len)) {
         http_respond_error(ctx, 404, "not_found", "no such room", NULL);
         return;
     }
-    int qn = snprintf(q, sizeof q, "id=%.*s", (int)seg_len, req->path + pl);
-    int rn = http_query_param(q, (size_t)qn, "id", room, sizeof room);
-    if (rn <= 0) {
-        http_respond_error(ctx, 400, "bad_field", "room id is empty or badly encoded", NULL);
+    if (path_decode(req->path + pl, seg_len, room, sizeof room) <= 0) {
+        http_respond_error(ctx, 400, "bad_field", "room id is empty, too long or badly encoded",
+                           NULL);
         return;
     }
     json_t *m = hub_room_members(a->hub, room);
@@ -147,6 +175,16 @@ static void publish(struct http_ctx *ctx, void *ud)
         json_object_set_new(body, "payload", payload);
     }
     const char *t = json_string_value(type);
+    static const char *const reserved[] = {"presence",    "error",     "ack",  "dropped",
+                                           "room_joined", "room_left", "pong", NULL};
+    for (const char *const *r = reserved; *r; r++) {
+        if (strcmp(t, *r) == 0) {
+            json_decref(body);
+            http_respond_error(ctx, 400, "bad_field",
+                               "that type is reserved for the server's own messages", NULL);
+            return;
+        }
+    }
     if (room && strcmp(t, "chat_message") == 0 && !json_object_get(payload, "room_id"))
         json_object_set(payload, "room_id", room);
     if (service_check(t, payload, &why) != 0) {
@@ -154,18 +192,30 @@ static void publish(struct http_ctx *ctx, void *ud)
         http_respond_error(ctx, 400, "bad_field", why, NULL);
         return;
     }
+    /* Relay the backend's payload text as written, unless the checks above may have
+     * added to it (defaults of the guide's message kinds). */
+    struct proto_payload pp = proto_json(payload);
+    const char *raw;
+    size_t raw_len;
+    bool amended = strcmp(t, "notification") == 0 || strcmp(t, "chat_message") == 0;
+    if (!amended &&
+        proto_find_member((const char *)ctx->body, ctx->body_len, "payload", &raw, &raw_len) == 1 &&
+        raw_len && raw[0] == '{') {
+        pp.raw = raw;
+        pp.raw_len = raw_len;
+    }
     json_t *resp;
     if (room) {
-        uint64_t seq = hub_publish_room(a->hub, json_string_value(room), t, payload, NULL);
+        uint64_t seq = hub_publish_room(a->hub, json_string_value(room), t, &pp, NULL);
         resp = seq ? json_pack("{s:s, s:s, s:I}", "status", "published", "room_id",
                                json_string_value(room), "seq", (json_int_t)seq)
                    : json_pack("{s:s, s:s}", "status", "no_members", "room_id",
                                json_string_value(room));
     } else if (user) {
-        hub_publish_user(a->hub, json_string_value(user), t, payload, NULL);
+        hub_publish_user(a->hub, json_string_value(user), t, &pp, NULL);
         resp = json_pack("{s:s, s:s}", "status", "published", "user_id", json_string_value(user));
     } else {
-        hub_publish_all(a->hub, t, payload, NULL);
+        hub_publish_all(a->hub, t, &pp, NULL);
         resp = json_pack("{s:s, s:b}", "status", "published", "broadcast", 1);
     }
     json_decref(body);

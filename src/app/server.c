@@ -324,7 +324,7 @@ static int server_prepare(struct wh_server *s, int n_workers)
         .mode = (enum auth_mode)cfg->auth_mode,
         .secret = cfg->jwt_secret,
         .public_key_file = cfg->jwt_public_key,
-        .leeway_s = cfg->jwt_leeway_ms / 1000,
+        .leeway_s = (cfg->jwt_leeway_ms + 999) / 1000, /* never less than asked */
     };
     s->auth = auth_create(&ac, err, sizeof err);
     if (!s->auth) {

@@ -293,7 +293,9 @@ static size_t process(struct http_conn *hc, uint8_t *p, size_t n)
 {
     size_t done = 0;
     while (done < n) {
-        if (hc->close_after) return n; /* anything after a last request is ignored */
+        /* Anything after a last request is ignored; but a request already under way
+         * when the shutdown began is still answered (with Connection: close). */
+        if (hc->close_after && hc->state == HC_IDLE) return n;
         if (hc->state == HC_IDLE) {
             hc->state = HC_READING;
             hc->started_ms = loop_now(hc->c.loop);
@@ -415,6 +417,8 @@ void http_conn_shutdown(struct conn *c)
     hc->srv->shutting_down = true;
     if (hc->state == HC_IDLE && !c->out_head)
         conn_close(c);
+    else if (hc->state == HC_IDLE)
+        conn_finish(c, 1000); /* deliver the last response, then close */
     else
-        hc->close_after = true;
+        hc->close_after = true; /* answer the request under way, then close */
 }

@@ -41,9 +41,13 @@ void hub_client_abandon(struct client *c)
     client_free(c);
 }
 
+/* Replies (acks, errors, query answers) obey the same queue bounds as deliveries: a
+ * client that asks without reading cannot grow its queue without limit. */
 static void send_frame(struct client *c, struct wh_msg *m)
 {
-    if (m) ws_send_frame(c->ws, m);
+    if (!m) return;
+    shard_deliver(c, m);
+    msg_unref(m);
 }
 
 /* Answers a refused message; closes the connection when refusals keep coming. */
@@ -63,7 +67,8 @@ static int reject(struct client *c, enum proto_err e, const char *msg, json_t *i
 
 static void reply(struct client *c, const char *type, json_t *payload, json_t *id)
 {
-    struct wh_msg *m = proto_frame(type, payload, NULL, NULL, 0, id);
+    struct proto_payload pp = proto_json(payload);
+    struct wh_msg *m = proto_frame(type, &pp, NULL, NULL, 0, id);
     send_frame(c, m);
 }
 
@@ -137,7 +142,7 @@ static int do_send_room(struct client *c, struct envelope *env, bool chat)
                       e == PE_NOT_MEMBER ? "join the room before sending to it"
                                          : "not allowed to send to this room",
                       env->id);
-    json_t *payload = env->payload;
+    struct proto_payload payload = env->out;
     json_t *chatp = NULL;
     if (chat) {
         /* The guide's chat message: user_id is the sender, stamped by the server. */
@@ -147,14 +152,14 @@ static int do_send_room(struct client *c, struct envelope *env, bool chat)
             return reject(c, PE_BAD_FIELD, "content must be a string", env->id);
         chatp =
             json_pack("{s:s, s:s, s:O}", "room_id", room, "user_id", c->user, "content", content);
-        payload = chatp;
+        payload = proto_json(chatp);
     }
     struct membership *m = client_membership(c, room);
     uint64_t seq;
     if (m) {
-        seq = room_publish(c->sh->hub, m->lr->room, env->type_str, payload, c->user, false);
+        seq = room_publish(c->sh->hub, m->lr->room, env->type_str, &payload, c->user, false);
     } else {
-        seq = hub_publish_room(c->sh->hub, room, env->type_str, payload, c->user);
+        seq = hub_publish_room(c->sh->hub, room, env->type_str, &payload, c->user);
     }
     json_decref(chatp);
     ack(c, env->id, room, seq);
@@ -166,7 +171,7 @@ static int do_send_user(struct client *c, struct envelope *env)
     const char *user;
     enum proto_err e = envelope_name(env, "user_id", &user);
     if (e) return reject(c, e, "send_to_user needs a user_id string (1-128 bytes)", env->id);
-    hub_publish_user(c->sh->hub, user, env->type_str, env->payload, c->user);
+    hub_publish_user(c->sh->hub, user, env->type_str, &env->out, c->user);
     ack(c, env->id, NULL, 0);
     return 0;
 }
@@ -175,7 +180,7 @@ static int do_broadcast(struct client *c, struct envelope *env)
 {
     bool allowed = c->sh->hub->cfg.client_broadcast || (c->has_id && c->id.can_broadcast);
     if (!allowed) return reject(c, PE_FORBIDDEN, "broadcast is not allowed", env->id);
-    hub_publish_all(c->sh->hub, env->type_str, env->payload, c->user);
+    hub_publish_all(c->sh->hub, env->type_str, &env->out, c->user);
     ack(c, env->id, NULL, 0);
     return 0;
 }
@@ -250,30 +255,31 @@ static void on_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, siz
         envelope_free(&env);
         return;
     }
-    c->strikes = 0;
+    int rc;
     switch (env.type) {
     case MT_JOIN_ROOM:
-        do_join(c, &env);
+        rc = do_join(c, &env);
         break;
     case MT_LEAVE_ROOM:
-        do_leave(c, &env);
+        rc = do_leave(c, &env);
         break;
     case MT_SEND_TO_ROOM:
-        do_send_room(c, &env, false);
+        rc = do_send_room(c, &env, false);
         break;
     case MT_CHAT_MESSAGE:
-        do_send_room(c, &env, true);
+        rc = do_send_room(c, &env, true);
         break;
     case MT_SEND_TO_USER:
-        do_send_user(c, &env);
+        rc = do_send_user(c, &env);
         break;
     case MT_BROADCAST:
-        do_broadcast(c, &env);
+        rc = do_broadcast(c, &env);
         break;
     default:
-        do_query(c, &env);
+        rc = do_query(c, &env);
         break;
     }
+    if (rc == 0) c->strikes = 0; /* only a message carried out clears the strikes */
     envelope_free(&env);
 }
 

@@ -28,6 +28,7 @@
 #include "auth/ratelimit.h"
 #include "auth/token.h"
 #include "loop/loop.h"
+#include "proto/envelope.h"
 #include "ws/conn.h"
 
 enum hub_send_policy { HUB_SEND_ANY = 0, HUB_SEND_MEMBERS = 1 };
@@ -76,14 +77,15 @@ struct client *hub_client_new(struct shard *sh, const char *user, struct auth_id
 void hub_client_abandon(struct client *c);
 extern const struct ws_handler hub_ws_handler;
 
-/* Publishing (any worker thread). payload is borrowed; from may be NULL (the server).
- * hub_publish_room returns the message's sequence number in the room, or 0 when the
- * room has no members (nothing is delivered). */
-uint64_t hub_publish_room(struct hub *h, const char *room, const char *type, json_t *payload,
-                          const char *from);
-void hub_publish_user(struct hub *h, const char *user, const char *type, json_t *payload,
-                      const char *from);
-void hub_publish_all(struct hub *h, const char *type, json_t *payload, const char *from);
+/* Publishing (any worker thread). payload is borrowed (its json or raw text); from may be NULL (the
+ * server). hub_publish_room returns the message's sequence number in the room, or 0 when the room
+ * has no members (nothing is delivered). */
+uint64_t hub_publish_room(struct hub *h, const char *room, const char *type,
+                          const struct proto_payload *payload, const char *from);
+void hub_publish_user(struct hub *h, const char *user, const char *type,
+                      const struct proto_payload *payload, const char *from);
+void hub_publish_all(struct hub *h, const char *type, const struct proto_payload *payload,
+                     const char *from);
 
 /* Queries (any thread): new JSON values owned by the caller. */
 json_t *hub_online_users(struct hub *h); /* array of user ids, sorted */

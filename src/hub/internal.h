@@ -143,8 +143,8 @@ struct room *registry_find(struct hub *h, const char *room);
 
 /* shard.c */
 void inbox_push(struct shard *to, const struct item *it);
-uint64_t room_publish(struct hub *h, struct room *room, const char *type, json_t *payload,
-                      const char *from, bool presence);
+uint64_t room_publish(struct hub *h, struct room *room, const char *type,
+                      const struct proto_payload *payload, const char *from, bool presence);
 void shard_deliver(struct client *c, struct wh_msg *frame);
 void shard_user_link(struct shard *sh, struct client *c);
 void shard_user_unlink(struct shard *sh, struct client *c);

@@ -125,7 +125,10 @@ struct room *registry_join(struct hub *h, const char *room_id, const char *user)
     room_ref(room);
     if (first && h->cfg.presence) {
         json_t *p = presence_payload(room_id, user, "join");
-        room_publish(h, room, "presence", p, NULL, true);
+        {
+            struct proto_payload pp = proto_json(p);
+            room_publish(h, room, "presence", &pp, NULL, true);
+        }
         json_decref(p);
     }
     pthread_mutex_unlock(&r->mu);
@@ -145,7 +148,10 @@ void registry_leave(struct hub *h, struct room *room, const char *user)
         room->n_users--;
         if (h->cfg.presence && room->n_users > 0) {
             json_t *p = presence_payload(room->id, user, "leave");
-            room_publish(h, room, "presence", p, NULL, true);
+            {
+                struct proto_payload pp = proto_json(p);
+                room_publish(h, room, "presence", &pp, NULL, true);
+            }
             json_decref(p);
         }
         if (room->n_users == 0) {

@@ -141,16 +141,30 @@ static void inbox_task_cb(struct loop *loop, struct loop_task *t)
 
 /* ---- delivery to one client, with the slow-consumer policy ---- */
 
+/* Full when the message count is reached, or when bytes would pass the limit with
+ * something already queued (a single message larger than the byte bound still goes
+ * out to an otherwise idle connection). */
+static bool over_limit(const struct conn *cn, const struct hub_config *cfg, size_t len)
+{
+    return cn->out_count >= cfg->queue_msgs ||
+           (cn->out_count > 0 && cn->out_bytes + len > cfg->queue_bytes);
+}
+
 void shard_deliver(struct client *c, struct wh_msg *frame)
 {
     struct ws_conn *ws = c->ws;
     if (!ws || ws->state != WS_OPEN || conn_closed(&ws->c)) return;
     struct conn *cn = &ws->c;
     const struct hub_config *cfg = &c->sh->hub->cfg;
-    if (cn->out_count >= cfg->queue_msgs || cn->out_bytes + frame->len > cfg->queue_bytes) {
+    if (over_limit(cn, cfg, frame->len) && (cn->flags & CONN_WRITABLE)) {
+        /* Writes are corked until the end of the turn; a burst that fills the queue
+         * within one turn is written out now rather than taken for a slow reader. */
+        conn_flush(cn);
+        if (conn_closed(cn)) return;
+    }
+    if (over_limit(cn, cfg, frame->len)) {
         if (cfg->slow_policy == HUB_SLOW_DROP_OLDEST) {
-            while (cn->out_count >= cfg->queue_msgs ||
-                   (cn->out_bytes + frame->len > cfg->queue_bytes && cn->out_count > 0)) {
+            while (over_limit(cn, cfg, frame->len)) {
                 if (conn_drop_oldest(cn) == 0) break;
                 c->dropped++;
                 STAT_INC(hub_dropped_oldest);
@@ -170,13 +184,14 @@ void shard_deliver(struct client *c, struct wh_msg *frame)
 
 /* ---- publishing ---- */
 
-uint64_t room_publish(struct hub *h, struct room *room, const char *type, json_t *payload,
-                      const char *from, bool presence)
+uint64_t room_publish(struct hub *h, struct room *room, const char *type,
+                      const struct proto_payload *payload, const char *from, bool presence)
 {
     pthread_mutex_lock(&room->mu);
-    uint64_t seq = ++room->seq;
+    uint64_t seq = room->seq + 1;
     struct wh_msg *frame = proto_frame(type, payload, from, room->id, seq, NULL);
     if (frame) {
+        room->seq = seq; /* a failed build leaves no gap */
         for (int i = 0; i < h->n_shards; i++) {
             struct item it = {.kind = IT_ROOM,
                               .presence = presence,
@@ -192,8 +207,8 @@ uint64_t room_publish(struct hub *h, struct room *room, const char *type, json_t
     return seq;
 }
 
-uint64_t hub_publish_room(struct hub *h, const char *room_id, const char *type, json_t *payload,
-                          const char *from)
+uint64_t hub_publish_room(struct hub *h, const char *room_id, const char *type,
+                          const struct proto_payload *payload, const char *from)
 {
     struct room *room = registry_find(h, room_id);
     if (!room) return 0;
@@ -203,7 +218,7 @@ uint64_t hub_publish_room(struct hub *h, const char *room_id, const char *type, 
 }
 
 static void publish_each(struct hub *h, enum item_kind kind, const char *user, const char *type,
-                         json_t *payload, const char *from)
+                         const struct proto_payload *payload, const char *from)
 {
     struct wh_msg *frame = proto_frame(type, payload, from, NULL, 0, NULL);
     if (!frame) return;
@@ -228,13 +243,14 @@ static void publish_each(struct hub *h, enum item_kind kind, const char *user, c
     if (target) msg_unref(target);
 }
 
-void hub_publish_user(struct hub *h, const char *user, const char *type, json_t *payload,
-                      const char *from)
+void hub_publish_user(struct hub *h, const char *user, const char *type,
+                      const struct proto_payload *payload, const char *from)
 {
     publish_each(h, IT_USER, user, type, payload, from);
 }
 
-void hub_publish_all(struct hub *h, const char *type, json_t *payload, const char *from)
+void hub_publish_all(struct hub *h, const char *type, const struct proto_payload *payload,
+                     const char *from)
 {
     publish_each(h, IT_ALL, NULL, type, payload, from);
 }
@@ -327,6 +343,13 @@ int shard_join(struct client *c, const char *room_id, bool presence)
         HASH_ADD_PTR(sh->rooms, room, lr);
     }
     if (lr->n == lr->cap && grow((void **)&lr->m, &lr->cap, sizeof *lr->m) < 0) {
+        registry_leave(sh->hub, room, c->user);
+        if (lr->n == 0) {
+            HASH_DEL(sh->rooms, lr);
+            free(lr->m);
+            free(lr);
+            room_unref(room);
+        }
         free(m);
         return -ENOMEM;
     }

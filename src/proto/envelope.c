@@ -3,6 +3,8 @@
  * header: one serialisation per message, however many recipients share the frame. */
 #include "proto/envelope.h"
 
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -51,7 +53,7 @@ enum proto_err envelope_parse(const char *data, size_t len, struct envelope *env
 {
     memset(env, 0, sizeof *env);
     json_error_t jerr;
-    env->root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    env->root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!env->root) {
         *detail = "message is not valid JSON";
         return PE_BAD_JSON;
@@ -85,6 +87,15 @@ enum proto_err envelope_parse(const char *data, size_t len, struct envelope *env
         /* Owned by root from now on, so envelope_free releases it. */
         env->payload = json_object();
         json_object_set_new(env->root, "payload", env->payload);
+    }
+    /* Relay the client's own payload text when it can be found (see proto_payload). */
+    env->out = proto_json(env->payload);
+    const char *raw;
+    size_t raw_len;
+    if (json_object_get(env->root, "payload") == env->payload && json_is_object(env->payload) &&
+        proto_find_member(data, len, "payload", &raw, &raw_len) == 1 && raw_len && raw[0] == '{') {
+        env->out.raw = raw;
+        env->out.raw_len = raw_len;
     }
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         if (strcmp(env->type_str, types[i].name) == 0) env->type = types[i].type;
@@ -157,19 +168,6 @@ static int scratch_put(const char *data, size_t size, void *ud)
     return 0;
 }
 
-static struct wh_msg *dump_frame(json_t *obj)
-{
-    scratch.len = 0;
-    if (json_dump_callback(obj, scratch_put, &scratch, JSON_COMPACT) != 0) return NULL;
-    struct wh_msg *m = proto_text_frame(scratch.buf, scratch.len);
-    /* Keep a modest buffer for the next message; give back a big one. */
-    if (scratch.cap > 64 * 1024) {
-        free(scratch.buf);
-        scratch = (struct scratch){0};
-    }
-    return m;
-}
-
 struct wh_msg *proto_text_frame(const char *text, size_t len)
 {
     uint8_t hdr[WS_MAX_HEADER];
@@ -181,26 +179,138 @@ struct wh_msg *proto_text_frame(const char *text, size_t len)
     return m;
 }
 
-struct wh_msg *proto_frame(const char *type, json_t *payload, const char *from, const char *room,
-                           uint64_t seq, json_t *id)
+static int put_str(const char *s)
 {
-    char ts[40];
+    /* JSON string escaping of our own fields (type, user and room ids: no control
+     * characters reach here, but quotes and backslashes may). */
+    if (scratch_put("\"", 1, &scratch)) return -1;
+    for (const char *p = s; *p; p++) {
+        const char *run = p;
+        while (*p && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+            p++;
+        if (p > run && scratch_put(run, (size_t)(p - run), &scratch)) return -1;
+        if (!*p) break;
+        char esc[8];
+        int n = (unsigned char)*p < 0x20 ? snprintf(esc, sizeof esc, "\\u%04x", (unsigned char)*p)
+                                         : snprintf(esc, sizeof esc, "\\%c", *p);
+        if (scratch_put(esc, (size_t)n, &scratch)) return -1;
+    }
+    return scratch_put("\"", 1, &scratch);
+}
+
+static int put_lit(const char *s)
+{
+    return scratch_put(s, strlen(s), &scratch);
+}
+
+struct wh_msg *proto_frame(const char *type, const struct proto_payload *payload, const char *from,
+                           const char *room, uint64_t seq, json_t *id)
+{
+    char ts[40], num[32];
     proto_timestamp(ts, sizeof ts);
-    json_t *o = json_object();
-    if (!o) return NULL;
-    json_object_set_new(o, "type", json_string(type));
-    if (payload)
-        json_object_set(o, "payload", payload);
-    else
-        json_object_set_new(o, "payload", json_object());
-    json_object_set_new(o, "timestamp", json_string(ts));
-    if (from) json_object_set_new(o, "from", json_string(from));
-    if (room) json_object_set_new(o, "room_id", json_string(room));
-    if (seq) json_object_set_new(o, "seq", json_integer((json_int_t)seq));
-    if (id) json_object_set(o, "id", id);
-    struct wh_msg *m = dump_frame(o);
-    json_decref(o);
+    scratch.len = 0;
+    int bad = put_lit("{\"type\":") || put_str(type) || put_lit(",\"payload\":");
+    if (!bad) {
+        if (payload && payload->raw)
+            bad = scratch_put(payload->raw, payload->raw_len, &scratch);
+        else if (payload && payload->json)
+            bad = json_dump_callback(payload->json, scratch_put, &scratch, JSON_COMPACT) != 0;
+        else
+            bad = put_lit("{}");
+    }
+    bad = bad || put_lit(",\"timestamp\":\"") || put_lit(ts) || put_lit("\"");
+    if (from) bad = bad || put_lit(",\"from\":") || put_str(from);
+    if (room) bad = bad || put_lit(",\"room_id\":") || put_str(room);
+    if (seq) {
+        snprintf(num, sizeof num, ",\"seq\":%llu", (unsigned long long)seq);
+        bad = bad || put_lit(num);
+    }
+    if (id)
+        bad = bad || put_lit(",\"id\":") ||
+              json_dump_callback(id, scratch_put, &scratch, JSON_COMPACT | JSON_ENCODE_ANY) != 0;
+    bad = bad || put_lit("}");
+    struct wh_msg *m = bad ? NULL : proto_text_frame(scratch.buf, scratch.len);
+    /* Keep a modest buffer for the next message; give back a big one. */
+    if (scratch.cap > 64 * 1024) proto_thread_cleanup();
     return m;
+}
+
+/* ---- locating a member in validated JSON text ---- */
+
+static const char *skip_ws(const char *p, const char *e)
+{
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* p at an opening quote; returns just past the closing one (or e). */
+static const char *skip_string(const char *p, const char *e)
+{
+    for (p++; p < e; p++) {
+        if (*p == '\\')
+            p++;
+        else if (*p == '"')
+            return p + 1;
+    }
+    return e;
+}
+
+static const char *skip_value(const char *p, const char *e)
+{
+    if (p >= e) return e;
+    if (*p == '"') return skip_string(p, e);
+    if (*p == '{' || *p == '[') {
+        int depth = 0;
+        while (p < e) {
+            if (*p == '"') {
+                p = skip_string(p, e);
+                continue;
+            }
+            if (*p == '{' || *p == '[') depth++;
+            if (*p == '}' || *p == ']') {
+                if (--depth == 0) return p + 1;
+            }
+            p++;
+        }
+        return e;
+    }
+    while (p < e && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' && *p != '\n' &&
+           *p != '\r')
+        p++;
+    return p;
+}
+
+int proto_find_member(const char *text, size_t len, const char *key, const char **val,
+                      size_t *val_len)
+{
+    const char *p = text, *e = text + len;
+    size_t klen = strlen(key);
+    p = skip_ws(p, e);
+    if (p >= e || *p != '{') return 0;
+    p++;
+    for (;;) {
+        p = skip_ws(p, e);
+        if (p >= e || *p != '"') return 0; /* '}' or malformed: no such member */
+        const char *ks = p + 1, *kend = skip_string(p, e);
+        if (kend > e || kend - 1 < ks) return 0;
+        size_t kl = (size_t)(kend - 1 - ks);
+        bool escaped = memchr(ks, '\\', kl) != NULL;
+        p = skip_ws(kend, e);
+        if (p >= e || *p != ':') return 0;
+        p = skip_ws(p + 1, e);
+        const char *vs = p;
+        p = skip_value(p, e);
+        if (escaped) return -1;
+        if (kl == klen && memcmp(ks, key, klen) == 0) {
+            *val = vs;
+            *val_len = (size_t)(p - vs);
+            return 1;
+        }
+        p = skip_ws(p, e);
+        if (p >= e || *p != ',') return 0;
+        p++;
+    }
 }
 
 struct wh_msg *proto_error_frame(enum proto_err e, const char *message, json_t *id)
@@ -208,7 +318,8 @@ struct wh_msg *proto_error_frame(enum proto_err e, const char *message, json_t *
     json_t *p = json_pack("{s:s, s:s}", "code", proto_err_code(e), "message", message);
     if (!p) return NULL;
     if (id) json_object_set(p, "id", id);
-    struct wh_msg *m = proto_frame("error", p, NULL, NULL, 0, NULL);
+    struct proto_payload pp = proto_json(p);
+    struct wh_msg *m = proto_frame("error", &pp, NULL, NULL, 0, NULL);
     json_decref(p);
     return m;
 }
@@ -220,7 +331,8 @@ struct wh_msg *proto_ack_frame(json_t *id, const char *room, uint64_t seq)
     if (id) json_object_set(p, "id", id);
     if (room) json_object_set_new(p, "room_id", json_string(room));
     if (seq) json_object_set_new(p, "seq", json_integer((json_int_t)seq));
-    struct wh_msg *m = proto_frame("ack", p, NULL, NULL, 0, NULL);
+    struct proto_payload pp = proto_json(p);
+    struct wh_msg *m = proto_frame("ack", &pp, NULL, NULL, 0, NULL);
     json_decref(p);
     return m;
 }

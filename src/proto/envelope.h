@@ -59,12 +59,22 @@ enum msg_type {
     MT_PING,
 };
 
+/* A payload to send: its JSON text as the client wrote it (relayed byte for byte, so
+ * numbers keep their spelling: jansson would print 3.14159 as 3.1415899999999999),
+ * or else a jansson value to serialise. */
+struct proto_payload {
+    json_t *json;    /* used when raw is NULL; NULL too means {} */
+    const char *raw; /* exact JSON text of an object, or NULL */
+    size_t raw_len;
+};
+
 struct envelope {
     json_t *root;
     enum msg_type type;
-    const char *type_str; /* points into root */
-    json_t *payload;      /* borrowed from root; an empty object when absent */
-    json_t *id;           /* borrowed; NULL when absent */
+    const char *type_str;     /* points into root */
+    json_t *payload;          /* borrowed from root; an empty object when absent */
+    json_t *id;               /* borrowed; NULL when absent */
+    struct proto_payload out; /* the payload to relay: raw text when it could be found */
 };
 
 /* Parses a client's text message. Returns PE_NONE, or the error (with *detail set to
@@ -79,11 +89,24 @@ void envelope_free(struct envelope *env);
  * with *out set, PE_MISSING_FIELD or PE_BAD_FIELD. */
 enum proto_err envelope_name(const struct envelope *env, const char *field, const char **out);
 
-/* Builds the outgoing JSON text of a message and wraps it in a ws text frame.
- * payload: borrowed (may be NULL: an empty object). from, room, id: optional. seq: 0
- * means absent. Returns NULL on allocation failure. */
-struct wh_msg *proto_frame(const char *type, json_t *payload, const char *from, const char *room,
-                           uint64_t seq, json_t *id);
+/* Builds the outgoing JSON text of a message and wraps it in a ws text frame:
+ * {"type","payload","timestamp"[,"from"][,"room_id"][,"seq"][,"id"]}. payload may be
+ * NULL ({}); from, room, id optional; seq 0 means absent. NULL on allocation failure. */
+struct wh_msg *proto_frame(const char *type, const struct proto_payload *payload, const char *from,
+                           const char *room, uint64_t seq, json_t *id);
+
+/* Shorthand for a payload held as a jansson value. */
+static inline struct proto_payload proto_json(json_t *j)
+{
+    struct proto_payload p = {j, NULL, 0};
+    return p;
+}
+
+/* In the JSON object text[0..len) (already known to be valid JSON), finds the value of
+ * the top-level member `key`: 1 with *val and *val_len set, 0 when absent, -1 when it
+ * cannot tell (a key written with escapes). Allocates nothing; never reads past len. */
+int proto_find_member(const char *text, size_t len, const char *key, const char **val,
+                      size_t *val_len);
 
 /* {"type":"error","payload":{"code":..,"message":..,"id"?:..}} */
 struct wh_msg *proto_error_frame(enum proto_err e, const char *message, json_t *id);

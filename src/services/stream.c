@@ -34,15 +34,21 @@ static void tick(struct loop *loop, struct timer *t)
     hoststats_sample(&st->hs, loop_now(loop), &sample);
     loop_timer_arm(loop, t, st->spec.interval_ms);
     if (hub_room_member_count(ss->hub, st->spec.room) == 0) return;
-    char text[1024];
-    size_t n = hoststats_json(&sample, text, sizeof text);
-    json_t *data = n ? json_loadb(text, n, 0, NULL) : NULL;
-    if (!data) return;
-    json_t *payload =
-        json_pack("{s:s, s:s, s:o}", "room_id", st->spec.room, "source", "host", "data", data);
-    if (payload && hub_publish_room(ss->hub, st->spec.room, "data_update", payload, NULL))
-        ss->published++;
-    json_decref(payload);
+    /* The sampler's JSON goes out as written (two decimals), not re-printed by jansson
+     * with seventeen digits. The room id is a configured name, escaped by jansson. */
+    char data[1024], text[1400];
+    size_t n = hoststats_json(&sample, data, sizeof data);
+    json_t *room = json_string(st->spec.room);
+    char *room_json = room ? json_dumps(room, JSON_ENCODE_ANY) : NULL;
+    json_decref(room);
+    int len = room_json && n ? snprintf(text, sizeof text,
+                                        "{\"room_id\":%s,\"source\":\"host\",\"data\":%.*s}",
+                                        room_json, (int)n, data)
+                             : -1;
+    free(room_json);
+    if (len <= 0 || (size_t)len >= sizeof text) return;
+    struct proto_payload pp = {NULL, text, (size_t)len};
+    if (hub_publish_room(ss->hub, st->spec.room, "data_update", &pp, NULL)) ss->published++;
 }
 
 struct streams *streams_start(struct hub *h, struct loop *loop, const struct stream_spec *specs,
