@@ -205,10 +205,10 @@ function track(ws) {
   return ws;
 }
 
-// Opens a WebSocket; resolves with it once open. Rejects on error, a non-101 answer,
-// or timeout.
-function connect(url, { timeout = DEFAULT_TIMEOUT_MS, ...opts } = {}) {
-  const ws = track(new WebSocket(url, { perMessageDeflate: false, ...opts }));
+// Opens a WebSocket (offering `protocols`, if given); resolves with it once open.
+// Rejects on error, a non-101 answer, or timeout.
+function connect(url, { timeout = DEFAULT_TIMEOUT_MS, protocols, ...opts } = {}) {
+  const ws = track(new WebSocket(url, protocols, { perMessageDeflate: false, ...opts }));
   const opened = new Promise((resolve, reject) => {
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);

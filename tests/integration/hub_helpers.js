@@ -216,26 +216,9 @@ class HubClient {
   }
 }
 
-// Like harness.connect, with subprotocols offered (harness.connect takes none).
-function connectWithProtocols(url, protocols, { timeout = DEFAULT_TIMEOUT_MS, ...opts } = {}) {
-  const ws = new WebSocket(url, protocols, { perMessageDeflate: false, ...opts });
-  ws.on('error', () => {}); // reported through the promise below or the close
-  const opened = new Promise((resolve, reject) => {
-    ws.once('open', () => resolve(ws));
-    ws.once('error', reject);
-    ws.once('unexpected-response', (req, res) => {
-      const e = new Error(`unexpected HTTP ${res.statusCode} to the upgrade`);
-      e.statusCode = res.statusCode;
-      res.resume();
-      req.destroy();
-      reject(e);
-    });
-    ws.once('close', (code) => reject(new Error(`closed (${code}) before open`)));
-  });
-  return withTimeout(opened, timeout, `WebSocket open ${url}`).catch((e) => {
-    ws.terminate();
-    throw e;
-  });
+// harness.connect with subprotocols offered.
+function connectWithProtocols(url, protocols, opts = {}) {
+  return harness.connect(url, { ...opts, protocols });
 }
 
 async function closeAll(clients) {
