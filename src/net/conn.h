@@ -39,11 +39,6 @@ struct conn_ops {
     void (*on_blocked)(struct conn *c);
 };
 
-struct outq_node {
-    struct outq_node *next;
-    struct wh_msg *msg;
-};
-
 enum conn_flags {
     CONN_CLOSED = 1u << 0,      /* closed: ignore everything */
     CONN_WRITABLE = 1u << 1,    /* the last write did not hit EAGAIN */
@@ -66,8 +61,10 @@ struct conn {
     struct conn *list_next, *list_prev;
     struct timer timer;
     struct loop_task task; /* flush / read-again / free at the end of the turn */
-    struct outq_node *out_head, *out_tail;
-    uint32_t out_off;          /* bytes of out_head already written */
+    struct wh_msg **ring;  /* queued messages, oldest at ring[ring_head]; a power-of-
+                              two array, allocated on demand, freed when drained */
+    uint32_t ring_cap, ring_head;
+    uint32_t out_off;          /* bytes of the oldest message already written */
     uint32_t out_count;        /* messages queued */
     uint64_t out_bytes;        /* bytes queued (not yet written) */
     uint64_t blocked_since_ms; /* 0 unless a write hit EAGAIN with data queued */
