@@ -5,7 +5,7 @@ JOBS    ?= $(shell nproc)
 ARGS    ?=
 CMAKE_FLAGS ?=
 
-.PHONY: all build run test fuzz format clean
+.PHONY: all build run test fuzz bench format clean
 
 all: build
 
@@ -44,3 +44,8 @@ fuzz:
 	cmake --build $(BUILD) -j $(JOBS) --target fuzz_targets
 	for f in $(BUILD)/fuzz/fuzz_*; do n=$$(basename $$f); \
 	  tests/fuzz/run.sh $$f tests/fuzz/corpus/$${n#fuzz_} $(FUZZ_SECONDS) || exit 1; done
+
+# Measures wshub against the reference peers and updates docs/benchmarks.md (minutes).
+bench:
+	@scripts/setup.sh run
+	bench/compare $(ARGS)

@@ -68,6 +68,7 @@ static int path_decode(const char *s, size_t n, char *out, size_t cap)
             c = (char)(hi * 16 + lo);
             i += 2;
         }
+        if ((unsigned char)c < 0x20 || c == 0x7f) return -1; /* as room ids on /ws */
         if (k + 1 >= cap) return -1;
         out[k++] = c;
     }
@@ -140,11 +141,14 @@ static void publish(struct http_ctx *ctx, void *ud)
         return;
     }
     json_error_t jerr;
-    json_t *body =
-        json_loadb((const char *)ctx->body, ctx->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *body = json_loadb((const char *)ctx->body, ctx->body_len,
+                              JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!json_is_object(body)) {
+        /* As on /ws: bad_json for text that is not JSON, bad_envelope for JSON that is
+         * not an object. */
+        http_respond_error(ctx, 400, body ? "bad_envelope" : "bad_json",
+                           "the body must be a JSON object", NULL);
         json_decref(body);
-        http_respond_error(ctx, 400, "bad_json", "the body must be a JSON object", NULL);
         return;
     }
     json_t *type = json_object_get(body, "type");

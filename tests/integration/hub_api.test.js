@@ -227,7 +227,7 @@ describe('hub API (--api-key)', () => {
       return r;
     };
     assert.equal((await raw('{not json')).json.error.code, 'bad_json');
-    assert.equal((await raw('[1,2]')).json.error.code, 'bad_json');
+    assert.equal((await raw('[1,2]')).json.error.code, 'bad_envelope'); // JSON, not an object
     assert.equal((await raw('')).json.error.code, 'bad_json');
     assert.equal((await raw('{"room_id":"r","room_id":"s","type":"t"}')).json.error.code, 'bad_json');
     const env = async (body) => {
