@@ -43,4 +43,8 @@ foreach(variant IN LISTS WSHUB_VARIANTS)
              WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/tests/integration)
     set_tests_properties(py${v}/${name} PROPERTIES ENVIRONMENT "${envs}" TIMEOUT 300)
   endforeach()
+  # RFC 6455 conformance suite (Autobahn-style case list, see docs/conformance.md).
+  add_test(NAME conformance${v} COMMAND ${SYS_PYTHON} -m unittest -v test_conformance
+           WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/tests/conformance)
+  set_tests_properties(conformance${v} PROPERTIES ENVIRONMENT "${envs}" TIMEOUT 600)
 endforeach()
