@@ -9,10 +9,11 @@
  *    socket is registered once for EPOLLIN|EPOLLOUT|EPOLLRDHUP and never modified: a
  *    connection remembers whether its last send() hit EAGAIN and waits for EPOLLOUT.
  *  - Nothing is allocated per message. Connections and their buffers are set up
- *    before the measured window; received data lands in one shared read buffer and is
- *    parsed in place (bench_wire.h says why the hot path does not use wsc_feed); only
- *    the tail of a frame cut by a read is copied aside (into a per-connection carry
- *    buffer that grows once, to the largest frame seen).
+ *    before the measured window (churn: each new connection has its handshake state,
+ *    as it must; the slots and their buffers are reused). Received data lands in one
+ *    shared read buffer and is parsed in place (bench_wire.h says why the hot path
+ *    does not use wsc_feed); only the tail of a frame cut by a read is copied aside
+ *    (into a per-connection carry buffer that grows once, to the largest frame seen).
  *  - Sending: every frame the echo and churn modes send is a copy of one of
  *    MASK_POOL pre-built, pre-masked frames; only the 16 timestamp bytes are written
  *    (and masked) per message. RFC 6455 wants a fresh unpredictable mask per frame so
@@ -88,6 +89,7 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 #define PUB_BATCH             65536 /* a publisher builds at most this much before a send */
 #define CLOSE_WAIT_NS         (3 * NS_PER_S)
 #define DRAIN_WAIT_NS         (5 * NS_PER_S)
+#define DRAIN_STALL_NS        (2 * NS_PER_S)
 #define CHURN_CONN_TIMEOUT_NS (10 * NS_PER_S)
 
 /* ------------------------------------------------------------------ options */
@@ -1074,7 +1076,7 @@ static struct {
     enum phase phase;
     bool sending;
     struct bench_hist hist;
-    uint64_t received, sent, bad;
+    uint64_t received, bad;
     uint64_t outstanding;
 } E;
 
@@ -1098,7 +1100,6 @@ static void echo_on_message(struct conn *c, uint8_t op, uint8_t *data, size_t le
         frame_append(c);
         c->outstanding++;
         E.outstanding++;
-        if (E.phase == PH_MEASURE) E.sent++;
     }
 }
 
@@ -1144,7 +1145,7 @@ static int run_echo(void)
             if (E.phase == PH_WARMUP && g.now >= warm_end) {
                 cpu_mark(&a);
                 bench_hist_reset(&E.hist);
-                E.received = E.sent = 0;
+                E.received = 0;
                 E.phase = PH_MEASURE;
             }
             if (E.phase == PH_MEASURE && g.now >= end) {
@@ -1216,7 +1217,7 @@ static struct {
     uint64_t baselined;                /* (s, j) pairs that have seen a message */
     uint64_t turn;
     /* counters */
-    uint64_t deliveries, deliveries_total, published, published_total;
+    uint64_t deliveries, published; /* in the measured window */
     uint64_t lost_gaps, dups, bad, other, pub_errors, rate_behind;
     struct bench_hist hist;
     /* publishers */
@@ -1284,7 +1285,6 @@ static void fan_publish(struct conn *c, uint32_t r)
     F.room_sent[r]++;
     F.expected += F.members[r];
     c->out_len += (uint32_t)fan_build(c->out + c->out_len, j, r, n, now_ns());
-    F.published_total++;
     if (F.phase == PH_MEASURE) F.published++;
 }
 
@@ -1407,7 +1407,6 @@ static void fan_on_message(struct conn *c, uint8_t op, uint8_t *data, size_t len
         F.dups++;
         return;
     }
-    F.deliveries_total++;
     if (F.phase == PH_MEASURE) {
         F.deliveries++;
         bench_hist_record(&F.hist, (uint64_t)(g.now - (int64_t)t));
@@ -1470,7 +1469,7 @@ static int run_fanout(void)
     int64_t t0 = now_ns();
     progress("fanout: connecting %zu subscribers and %zu publishers to %s", F.S, F.P, O.url);
     bool ok = connect_all(0, g.n_conns, fan_token, t0 + (int64_t)(O.timeout * 1e9));
-    double settle_s = 0;
+    double settle_s = 0, drain_s = 0;
     if (ok) {
         /* settle: probes until every subscriber has heard from every publisher */
         progress("fanout: %zu open in %.2f s; settling the joins", g.opened,
@@ -1537,10 +1536,23 @@ static int run_fanout(void)
         }
         if (F.phase != PH_DRAIN) cpu_mark(&b);
         if (!a.t) a = b;
+        /* Drain: wait for what is still on its way for as long as deliveries keep
+         * coming (a server that fell behind a fixed rate may need a while), up to
+         * --timeout; what has not arrived after DRAIN_STALL_NS without progress is
+         * counted as lost. */
         F.phase = PH_DRAIN;
-        int64_t drain_end = now_ns() + DRAIN_WAIT_NS;
-        while (F.expected > F.advanced && now_ns() < drain_end && !interrupted)
-            loop_once(drain_end);
+        int64_t d0 = now_ns(), progress = d0, hard = d0 + (int64_t)(O.timeout * 1e9);
+        uint64_t seen = F.advanced;
+        while (F.expected > F.advanced && !interrupted) {
+            int64_t t = now_ns();
+            if (F.advanced != seen) {
+                seen = F.advanced;
+                progress = t;
+            }
+            if (t - progress >= DRAIN_STALL_NS || t >= hard) break;
+            loop_once(progress + DRAIN_STALL_NS < hard ? progress + DRAIN_STALL_NS : hard);
+        }
+        drain_s = (double)(now_ns() - d0) / 1e9;
     } else {
         cpu_mark(&a);
         b = a;
@@ -1549,9 +1561,16 @@ static int run_fanout(void)
     close_all();
 
     uint64_t lost = F.lost_gaps + tail_lost;
+    if (ok && tail_lost && !g.first_error[0])
+        note_error("%llu deliveries had not arrived %.1f s after the window (%s)",
+                   (unsigned long long)tail_lost, drain_s,
+                   drain_s >= O.timeout ? "gave up after --timeout" : "no progress for 2 s");
     double window = (double)(b.t - a.t) / 1e9;
     double drate = window > 0 ? (double)F.deliveries / window : 0;
     double prate = window > 0 ? (double)F.published / window : 0;
+    /* rate mode: deliveries a second the server was asked for (messages go round-robin
+     * over the rooms, so each reaches S/R subscribers on average) */
+    double offered = O.rate * (double)F.S / (double)F.R;
     if (ok && lost && !g.first_error[0])
         note_error("%llu deliveries lost", (unsigned long long)lost);
     if (ok && F.dups && !g.first_error[0])
@@ -1565,13 +1584,19 @@ static int run_fanout(void)
         printf("fanout %s: %zu publisher(s) -> %zu subscribers in %zu room(s), %ld B pad, rate "
                "%s, %.1f s measured (+%.1f s warm-up)\n",
                O.url, F.P, F.S, F.R, O.size, O.rate > 0 ? "fixed" : "max", window, O.warmup);
-        if (O.rate > 0) printf("  target rate    %.0f msg/s\n", O.rate);
+        if (O.rate > 0) {
+            printf("  target rate    %.0f msg/s (%.0f deliveries/s)\n", O.rate, offered);
+            if (drate < 0.95 * offered)
+                printf("  NOTE           the server fell behind the offered load: latency "
+                       "grows with the run\n");
+        }
         printf("  deliveries/s   %.0f  (%llu)\n", drate, (unsigned long long)F.deliveries);
         printf("  published/s    %.0f  (%llu)\n", prate, (unsigned long long)F.published);
         print_hist_line("latency us", &F.hist);
-        printf("  lost %llu, duplicated %llu, disconnects %llu, settle %.2f s\n",
-               (unsigned long long)lost, (unsigned long long)F.dups,
-               (unsigned long long)g.disconnects, settle_s);
+        printf("  lost %llu (%llu never arrived), duplicated %llu, disconnects %llu, settle "
+               "%.2f s, drain %.2f s\n",
+               (unsigned long long)lost, (unsigned long long)tail_lost, (unsigned long long)F.dups,
+               (unsigned long long)g.disconnects, settle_s, drain_s);
     }
     json_begin();
     jcat(",\"params\":{\"subscribers\":%zu,\"publishers\":%zu,\"rooms\":%zu,\"size\":%ld,"
@@ -1579,16 +1604,23 @@ static int run_fanout(void)
          "\"sources\":%ld}",
          F.S, F.P, F.R, O.size, O.rate, O.window, O.max_lag, O.duration, O.warmup, O.sources);
     jcat(",\"results\":{\"window_s\":%.3f,\"deliveries\":%llu,\"deliveries_per_s\":%.0f,"
-         "\"published\":%llu,\"published_per_s\":%.0f,\"latency_us\":",
+         "\"published\":%llu,\"published_per_s\":%.0f,\"offered_deliveries_per_s\":",
          window, (unsigned long long)F.deliveries, drate, (unsigned long long)F.published, prate);
+    if (O.rate > 0)
+        jcat("%.0f", offered);
+    else
+        jcat("null");
+    jcat(",\"latency_us\":");
     jhist_us(&F.hist);
-    jcat(",\"lost\":%llu,\"duplicated\":%llu,\"settle_s\":%.3f,\"connect_failures\":%llu,"
+    jcat(",\"lost\":%llu,\"never_arrived\":%llu,\"duplicated\":%llu,\"settle_s\":%.3f,"
+         "\"drain_s\":%.3f,\"connect_failures\":%llu,"
          "\"disconnects\":%llu,\"protocol_errors\":%llu,\"bad_messages\":%llu,"
-         "\"publisher_errors\":%llu,\"rate_behind\":%llu}",
-         (unsigned long long)lost, (unsigned long long)F.dups, settle_s,
-         (unsigned long long)g.failures, (unsigned long long)g.disconnects,
+         "\"publisher_errors\":%llu,\"rate_behind\":%llu,\"other_messages\":%llu}",
+         (unsigned long long)lost, (unsigned long long)tail_lost, (unsigned long long)F.dups,
+         settle_s, drain_s, (unsigned long long)g.failures, (unsigned long long)g.disconnects,
          (unsigned long long)g.protocol_errors, (unsigned long long)F.bad,
-         (unsigned long long)F.pub_errors, (unsigned long long)F.rate_behind);
+         (unsigned long long)F.pub_errors, (unsigned long long)F.rate_behind,
+         (unsigned long long)F.other);
     report_common(&a, &b, F.deliveries, "server_cpu_per_msg_us", "per delivery", success);
     return success ? EXIT_OK : EXIT_FAIL;
 }
@@ -1929,7 +1961,8 @@ static void usage(FILE *out)
           "                        churn: connections in progress at once\n"
           "  --max-failures N      connection failures tolerated before the run fails\n"
           "                        (default 0)\n"
-          "  --timeout S           limit for the connect phase and for settling (default 30)\n"
+          "  --timeout S           limit for the connect phase, for settling, and for the\n"
+          "                        fanout drain after the window (default 30)\n"
           "  --json-only           print only the JSON line (implies --quiet)\n"
           "  -q, --quiet           no progress messages on stderr\n"
           "  -h, --help            this help\n"
