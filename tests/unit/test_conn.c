@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -270,6 +271,67 @@ static void test_migrate(void **state)
     loop_destroy(loop);
 }
 
+/* Fills the socket until the oldest message is only partly written, then checks that
+ * drop-oldest and discard keep that message (cutting it would corrupt the stream) and
+ * remove the right ones, with the byte count kept exact; then that what remains
+ * arrives intact and in order. */
+static void test_drop_and_discard_keep_partial_head(void **state)
+{
+    (void)state;
+    struct loop *loop = loop_create();
+    int peer;
+    struct tconn *t = make(loop, &peer, NULL);
+    int small = 4096;
+    setsockopt(peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    setsockopt(t->c.w.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    static uint8_t big[256 * 1024];
+    memset(big, 'B', sizeof big);
+    conn_send_copy(&t->c, big, sizeof big); /* cannot fit: stays partly written */
+    for (int i = 0; i < 20; i++) {          /* wraps the ring more than once */
+        char m[16];
+        snprintf(m, sizeof m, "m%02d", i);
+        conn_send_copy(&t->c, m, 3);
+    }
+    spin(loop, 20);
+    assert_true(t->c.out_off > 0); /* the head went out in part */
+    assert_int_equal(t->c.out_count, 21);
+    uint64_t before = t->c.out_bytes;
+    assert_int_equal(conn_drop_oldest(&t->c), 1); /* drops m00, not the head */
+    assert_int_equal(t->c.out_count, 20);
+    assert_int_equal(t->c.out_bytes, before - 3);
+    assert_int_equal(conn_drop_oldest(&t->c), 1);     /* m01 */
+    assert_int_equal(conn_discard_queued(&t->c), 18); /* m02..m19 */
+    assert_int_equal(t->c.out_count, 1);
+    assert_int_equal(conn_drop_oldest(&t->c), 0); /* only the partial head is left */
+    assert_int_equal(conn_discard_queued(&t->c), 0);
+    conn_send_copy(&t->c, "tail", 4);
+    /* Everything that remains arrives: the rest of big, then "tail". */
+    size_t got = 0;
+    uint8_t buf[65536];
+    uint8_t last[4] = {0};
+    for (int rounds = 0; rounds < 4000 && got < sizeof big + 4; rounds++) {
+        ssize_t n;
+        while ((n = read(peer, buf, sizeof buf)) > 0) {
+            for (ssize_t i = 0; i < n; i++) {
+                if (got + (size_t)i < sizeof big)
+                    assert_int_equal(buf[i], 'B');
+                else
+                    last[got + (size_t)i - sizeof big] = buf[i];
+            }
+            got += (size_t)n;
+        }
+        spin(loop, 1);
+    }
+    assert_int_equal(got, sizeof big + 4);
+    assert_memory_equal(last, "tail", 4);
+    assert_int_equal(t->c.out_count, 0);
+    assert_null(t->c.ring); /* freed when drained */
+    conn_close(&t->c);
+    loop_drain_tasks(loop);
+    close(peer);
+    loop_destroy(loop);
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -287,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_finish_linger_timeout),
         cmocka_unit_test(test_close_inside_callback),
         cmocka_unit_test(test_migrate),
+        cmocka_unit_test(test_drop_and_discard_keep_partial_head),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }
