@@ -18,6 +18,7 @@
 #include "auth/ratelimit.h"
 #include "auth/token.h"
 #include "base/log.h"
+#include "base/msg.h"
 #include "hub/hub.h"
 #include "services/stream.h"
 #include "http/server.h"
@@ -142,6 +143,7 @@ static void *worker_main(void *arg)
     loop_drain_tasks(w->loop);
     conn_thread_cleanup();
     proto_thread_cleanup();
+    msg_thread_cleanup();
     log_debug("worker stopped", "worker=%d", w->id);
     atomic_fetch_sub(&w->srv->running, 1);
     return NULL;
@@ -422,6 +424,7 @@ void server_wait(struct wh_server *s)
     for (int i = 0; i < s->n_workers; i++)
         pthread_join(s->workers[i].thread, NULL);
     server_free(s);
+    msg_thread_cleanup(); /* blocks released on this thread by hub_destroy */
 }
 
 void server_stats(struct wh_server *s, struct wh_stats *out)

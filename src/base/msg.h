@@ -26,4 +26,8 @@ static inline struct wh_msg *msg_ref(struct wh_msg *m)
 
 void msg_unref(struct wh_msg *m);
 
+/* Frees this thread's cache of small message blocks (call when a thread that handled
+ * messages ends: workers, and the main thread after the hub is destroyed). */
+void msg_thread_cleanup(void);
+
 #endif

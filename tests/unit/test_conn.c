@@ -336,6 +336,7 @@ static int teardown(void **state)
 {
     (void)state;
     conn_thread_cleanup();
+    msg_thread_cleanup();
     return 0;
 }
 

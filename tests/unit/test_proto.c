@@ -173,6 +173,7 @@ static int teardown(void **state)
 {
     (void)state;
     proto_thread_cleanup();
+    msg_thread_cleanup();
     return 0;
 }
 
