@@ -141,7 +141,6 @@ static void *worker_main(void *arg)
     loop_drain_tasks(w->loop);
     hub_shard_detach(w->shard);
     loop_drain_tasks(w->loop);
-    conn_thread_cleanup();
     proto_thread_cleanup();
     msg_thread_cleanup();
     log_debug("worker stopped", "worker=%d", w->id);

@@ -65,11 +65,6 @@ static void ring_release(struct conn *c)
     c->ring_cap = c->ring_head = 0;
 }
 
-void conn_thread_cleanup(void)
-{
-    /* Nothing is cached per thread any more; kept for the workers' exit path. */
-}
-
 static void conn_io_cb(struct loop *loop, struct io_watch *w, uint32_t events);
 static void conn_timer_cb(struct loop *loop, struct timer *t);
 static void conn_task_cb(struct loop *loop, struct loop_task *t);

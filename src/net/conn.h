@@ -126,9 +126,6 @@ static inline bool conn_closed(const struct conn *c)
     return (c->flags & CONN_CLOSED) != 0;
 }
 
-/* Frees this thread's cache of queue nodes (call when a worker thread ends). */
-void conn_thread_cleanup(void);
-
 /* Peer address as text ("1.2.3.4" / "::1"); out must hold INET6_ADDRSTRLEN. */
 const char *conn_peer(const struct conn *c, char *out, size_t cap);
 

@@ -10,7 +10,6 @@
 #include "base/stats.h"
 
 static void ws_on_data(struct conn *c, uint8_t *data, size_t len);
-static void ws_on_eof(struct conn *c);
 static void ws_on_timer(struct conn *c);
 static void ws_on_drain(struct conn *c);
 static void ws_on_free(struct conn *c);
@@ -18,7 +17,6 @@ static void ws_on_blocked(struct conn *c);
 
 static const struct conn_ops ws_ops = {
     .on_data = ws_on_data,
-    .on_eof = ws_on_eof,
     .on_timer = ws_on_timer,
     .on_drain = ws_on_drain,
     .on_free = ws_on_free,
@@ -208,11 +206,6 @@ static void ws_on_data(struct conn *c, uint8_t *data, size_t len)
         log_debug("websocket protocol error", "close_code=%d", rc);
         ws_fail(ws, (unsigned)rc, close_reason(rc));
     }
-}
-
-static void ws_on_eof(struct conn *c)
-{
-    (void)c; /* on_free reports 1006 unless a close was exchanged */
 }
 
 static void ws_on_timer(struct conn *c)

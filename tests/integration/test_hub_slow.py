@@ -18,7 +18,7 @@ import unittest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from wshub_harness import (OP_CLOSE, OP_TEXT, ConnectionClosed as RawClosed, RawClient,
+from wshub_harness import (close_code, run, OP_CLOSE, OP_TEXT, ConnectionClosed as RawClosed, RawClient,
                            ServerTestCase, build_frame, http_request)
 
 KiB = 1024
@@ -27,15 +27,6 @@ STEP_TIMEOUT = 10.0
 RSS_BOUND = 64 * MiB  # growth of the server's RSS allowed during a flood
 
 
-def run(coro, timeout=30.0):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-def close_code(exc):
-    rcvd = getattr(exc, "rcvd", None)
-    if rcvd is not None:
-        return rcvd.code
-    return exc.code
 
 
 def metrics(port):

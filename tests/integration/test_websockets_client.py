@@ -12,23 +12,12 @@ import unittest
 import websockets
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
-from wshub_harness import ServerTestCase
+from wshub_harness import close_code, run, ServerTestCase
 
 MiB = 1024 * 1024
 STEP_TIMEOUT = 10.0  # bound on any single awaited step
 
 
-def run(coro, timeout=30.0):
-    """Runs a coroutine on a fresh event loop, bounded in time."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-def close_code(exc):
-    """The close code the server sent, from a ConnectionClosed exception."""
-    rcvd = getattr(exc, "rcvd", None)
-    if rcvd is not None:
-        return rcvd.code
-    return exc.code
 
 
 class WebsocketsTestCase(ServerTestCase):

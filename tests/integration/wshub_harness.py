@@ -18,6 +18,7 @@ Every blocking operation has a timeout (sockets: at most 5 s), so no test can ha
 Only processes started here are ever signalled, and only by their PID.
 """
 
+import asyncio
 import base64
 import errno
 import hashlib
@@ -726,3 +727,19 @@ class RawClient:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# --------------------------------------------------------------------------- asyncio
+
+
+def run(coro, timeout=30.0):
+    """Runs a coroutine (websockets client code) on a fresh event loop, bounded in time."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def close_code(exc):
+    """The close code the server sent, from a websockets ConnectionClosed exception."""
+    rcvd = getattr(exc, "rcvd", None)
+    if rcvd is not None:
+        return rcvd.code
+    return exc.code

@@ -335,7 +335,6 @@ static void test_drop_and_discard_keep_partial_head(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    conn_thread_cleanup();
     msg_thread_cleanup();
     return 0;
 }
