@@ -311,9 +311,16 @@ static void metrics(struct http_ctx *ctx, void *ud)
             "wshub_websocket_timeouts_total{kind=\"read\"} %llu\n"
             "wshub_websocket_timeouts_total{kind=\"write\"} %llu\n"
             "wshub_websocket_timeouts_total{kind=\"close\"} %llu\n"
-            "wshub_websocket_timeouts_total{kind=\"handshake\"} %llu\n",
+            "wshub_websocket_timeouts_total{kind=\"handshake\"} %llu\n"
+            "wshub_websocket_timeouts_total{kind=\"message\"} %llu\n",
             (unsigned long long)s.ws_read_timeouts, (unsigned long long)s.ws_write_timeouts,
-            (unsigned long long)s.ws_close_timeouts, (unsigned long long)s.handshake_timeouts);
+            (unsigned long long)s.ws_close_timeouts, (unsigned long long)s.handshake_timeouts,
+            (unsigned long long)s.ws_message_timeouts);
+    metric(&t, "wshub_websocket_pings_received_total", "counter", "Ping frames received.",
+           s.ws_pings_received);
+    metric(&t, "wshub_websocket_ping_flood_pauses_total", "counter",
+           "Times reading was paused because pongs piled up unread (a ping flood).",
+           s.ws_ping_pauses);
     metric(&t, "wshub_http_requests_total", "counter", "HTTP requests handled.", s.http_requests);
     metric(&t, "wshub_http_bad_requests_total", "counter",
            "HTTP requests refused as malformed or over a limit.", s.http_bad_requests);

@@ -46,6 +46,7 @@ struct wh_config {
     uint32_t ping_interval_ms;     /* --ping-interval, default 54 s */
     uint32_t read_timeout_ms;      /* --read-timeout, default 60 s (renewed by any frame) */
     uint32_t write_timeout_ms;     /* --write-timeout, default 10 s */
+    uint32_t message_timeout_ms;   /* --message-timeout, default 60 s */
     uint32_t handshake_timeout_ms; /* --handshake-timeout, default 10 s */
     uint32_t close_timeout_ms;     /* --close-timeout: wait for the peer's close, 5 s */
     uint32_t idle_timeout_ms;      /* --http-idle-timeout: keep-alive HTTP, default 30 s */

@@ -363,6 +363,8 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
         .ping_interval_ms = cfg->ping_interval_ms,
         .read_timeout_ms = cfg->read_timeout_ms,
         .write_timeout_ms = cfg->write_timeout_ms,
+        .message_timeout_ms = cfg->message_timeout_ms,
+        .max_queue_bytes = cfg->send_queue_bytes,
         .close_timeout_ms = cfg->close_timeout_ms,
     };
     int n = cfg->threads;

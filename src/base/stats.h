@@ -30,6 +30,9 @@ struct wh_stats {
     uint64_t ws_read_timeouts;
     uint64_t ws_write_timeouts;
     uint64_t ws_close_timeouts;
+    uint64_t ws_message_timeouts; /* a message dribbled in too slowly: 1008 */
+    uint64_t ws_pings_received;
+    uint64_t ws_ping_pauses;     /* reading paused: pings from a peer not reading pongs */
     uint64_t hub_published;      /* messages serialised and posted (once each) */
     uint64_t hub_deliveries;     /* frames queued to recipients */
     uint64_t hub_dropped_oldest; /* lost to the drop-oldest policy */

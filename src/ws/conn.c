@@ -99,6 +99,8 @@ static void schedule(struct ws_conn *ws)
     if (o->write_timeout_ms && ws->c.blocked_since_ms &&
         ws->c.blocked_since_ms + o->write_timeout_ms < at)
         at = ws->c.blocked_since_ms + o->write_timeout_ms;
+    if (o->message_timeout_ms && ws->msg_start_ms && ws->msg_start_ms + o->message_timeout_ms < at)
+        at = ws->msg_start_ms + o->message_timeout_ms;
     if (at == UINT64_MAX) {
         conn_timer_cancel(&ws->c);
         return;
@@ -147,9 +149,19 @@ static int rd_control(void *ud, enum ws_opcode op, unsigned code, uint8_t *data,
     struct ws_conn *ws = ud;
     switch (op) {
     case WS_OP_PING:
+        STAT_INC(ws_pings_received);
         if (ws->state == WS_OPEN) {
             STAT_INC(ws_pongs_sent);
             send_control(ws, WS_OP_PONG, data, len);
+            /* Every ping is answered, but a peer that sends pings without reading the
+             * pongs is read no further until they drain: TCP pushes back on it and
+             * the write deadline ends it, with the queue bounded meanwhile. */
+            if (ws->opt->max_queue_bytes && ws->c.out_bytes > ws->opt->max_queue_bytes &&
+                !ws->ping_paused) {
+                ws->ping_paused = 1;
+                STAT_INC(ws_ping_pauses);
+                conn_pause(&ws->c);
+            }
         }
         break;
     case WS_OP_PONG:
@@ -198,13 +210,26 @@ static const char *close_reason(int code)
 static void ws_on_data(struct conn *c, uint8_t *data, size_t len)
 {
     struct ws_conn *ws = (struct ws_conn *)c;
-    ws->last_rx_ms = loop_now(c->loop);
+    uint64_t now = loop_now(c->loop);
+    ws->last_rx_ms = now;
     if (ws->state == WS_DONE) return;
     int rc = ws_reader_feed(&ws->r, data, len, &reader_cb, ws);
     if (rc > 0 && !conn_closed(c)) {
         STAT_INC(ws_protocol_errors);
         log_debug("websocket protocol error", "close_code=%d", rc);
         ws_fail(ws, (unsigned)rc, close_reason(rc));
+        return;
+    }
+    if (conn_closed(c) || ws->state != WS_OPEN) return;
+    /* Start the message clock when a message is left unfinished; stop it when none
+     * is. Only a change re-arms the timer, so whole messages cost one branch. */
+    if (ws_reader_busy(&ws->r)) {
+        if (!ws->msg_start_ms && ws->opt->message_timeout_ms) {
+            ws->msg_start_ms = now ? now : 1;
+            schedule(ws);
+        }
+    } else if (ws->msg_start_ms) {
+        ws->msg_start_ms = 0;
     }
 }
 
@@ -223,6 +248,14 @@ static void ws_on_timer(struct conn *c)
         STAT_INC(ws_write_timeouts);
         log_debug("websocket write timeout", "queued_bytes=%llu", (unsigned long long)c->out_bytes);
         conn_close(c);
+        return;
+    }
+    if (o->message_timeout_ms && ws->msg_start_ms &&
+        now >= ws->msg_start_ms + o->message_timeout_ms) {
+        STAT_INC(ws_message_timeouts);
+        log_debug("websocket message timeout", "elapsed_ms=%llu",
+                  (unsigned long long)(now - ws->msg_start_ms));
+        ws_fail(ws, WS_CLOSE_POLICY, "message too slow");
         return;
     }
     if (o->read_timeout_ms && now >= ws->last_rx_ms + o->read_timeout_ms) {
@@ -248,6 +281,10 @@ static void ws_on_blocked(struct conn *c)
 static void ws_on_drain(struct conn *c)
 {
     struct ws_conn *ws = (struct ws_conn *)c;
+    if (ws->ping_paused) {
+        ws->ping_paused = 0;
+        conn_resume(c);
+    }
     if (ws->h->on_drain && ws->state == WS_OPEN) ws->h->on_drain(ws);
 }
 

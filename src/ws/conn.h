@@ -6,7 +6,8 @@
  * is dropped when nothing has been received for read_timeout (any bytes count, so a
  * pong renews it), or when queued output has made no progress for write_timeout.
  * After a close frame is sent, the peer has close_timeout to answer before the TCP
- * connection is dropped.
+ * connection is dropped. A message (or frame) in progress must be complete within
+ * message_timeout of its first byte, or the connection is failed with 1008.
  *
  * Ownership: a ws_conn is created by ws_accept and freed by the connection layer after
  * it closes; handler->on_close is called exactly once, just before that, whatever
@@ -32,6 +33,13 @@ struct ws_options {
     uint32_t ping_interval_ms; /* 0: no pings */
     uint32_t read_timeout_ms;  /* 0: no read deadline */
     uint32_t write_timeout_ms; /* 0: no write deadline */
+    /* Most time from a message's first byte to its last (0: no limit). Bytes dribbled
+     * one at a time renew the read deadline, so this is what ends a slow-frame
+     * attack: it is answered 1008 and counted. */
+    uint32_t message_timeout_ms;
+    /* Queued bytes past which a ping pauses reading until the queue drains: pongs
+     * to a flood from a peer that does not read must not pile up (0: no bound). */
+    uint64_t max_queue_bytes;
     uint32_t close_timeout_ms;
 };
 
@@ -56,8 +64,10 @@ struct ws_conn {
     void *ud;
     uint64_t last_rx_ms;
     uint64_t next_ping_ms;
+    uint64_t msg_start_ms; /* when the message in progress began; 0: none */
     uint16_t close_code;
     uint8_t state;
+    uint8_t ping_paused; /* reading paused by a ping flood; resumed on drain */
 };
 
 /* Completes the upgrade of ctx's connection: sends the 101 answer for hs (with

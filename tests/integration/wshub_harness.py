@@ -24,6 +24,7 @@ import errno
 import hashlib
 import os
 import re
+import shlex
 import signal
 import socket
 import struct
@@ -115,7 +116,9 @@ class WshubServer:
     def _spawn(self, env, port):
         self.close_files()
         self._stderr_file = tempfile.TemporaryFile(prefix="wshub-stderr-")
-        cmd = [wshub_bin(), "--listen", "%s:%d" % (HOST, port), "--threads", str(self.threads)]
+        # WSHUB_WRAPPER runs the server under a tool (bench/soak: valgrind).
+        wrapper = shlex.split(os.environ.get("WSHUB_WRAPPER", ""))
+        cmd = wrapper + [wshub_bin(), "--listen", "%s:%d" % (HOST, port), "--threads", str(self.threads)]
         cmd += self.args
         self.cmd = cmd
         self.proc = subprocess.Popen(
