@@ -3,3 +3,16 @@
 
 static struct wh_stats stats_scratch;
 _Thread_local struct wh_stats *stats_cur = &stats_scratch;
+
+const uint64_t stats_latency_bounds_us[STATS_LATENCY_BUCKETS - 1] = {
+    50,    100,   250,    500,    1000,   2500,    5000,   10000,
+    25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
+
+void stat_latency(uint64_t us, uint64_t n)
+{
+    unsigned i = 0;
+    while (i < STATS_LATENCY_BUCKETS - 1 && us > stats_latency_bounds_us[i])
+        i++;
+    STAT_ADD(hub_latency_buckets[i], n);
+    STAT_ADD(hub_latency_sum_us, us * n);
+}
