@@ -1,12 +1,21 @@
 /* The scratch block for threads that own no worker (main thread, unit tests). */
 #include "base/stats.h"
 
+#include <time.h>
+
 static struct wh_stats stats_scratch;
 _Thread_local struct wh_stats *stats_cur = &stats_scratch;
 
 const uint64_t stats_latency_bounds_us[STATS_LATENCY_BUCKETS - 1] = {
     50,    100,   250,    500,    1000,   2500,    5000,   10000,
     25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
+
+uint64_t stats_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 void stat_latency(uint64_t us, uint64_t n)
 {

@@ -34,7 +34,7 @@ struct wh_stats {
     uint64_t http_requests;
     uint64_t http_status[6];     /* by class: [1]=1xx .. [5]=5xx */
     uint64_t http_bad_requests;  /* malformed or over a limit: 400/408/413/414/431/505 */
-    uint64_t handshake_failures; /* upgrade requests refused */
+    uint64_t handshake_failures; /* upgrade requests refused (STAT_HANDSHAKE_FAILED) */
     uint64_t handshake_timeouts;
     uint64_t ws_upgrades;
     uint64_t ws_open; /* gauge */
@@ -55,8 +55,6 @@ struct wh_stats {
     uint64_t hub_errors[16];     /* error messages sent, by enum proto_err */
     uint64_t hub_rate_limited;
     uint64_t hub_strike_closes;                        /* closed 1008 after repeated bad messages */
-    uint64_t auth_failures;                            /* upgrades refused 401 */
-    uint64_t conn_limit_refusals;                      /* upgrades refused 503/429 */
     uint64_t handshake_reason[HSR_COUNT];              /* each also counted in handshake_failures */
     uint64_t hub_qdepth_buckets[STATS_QDEPTH_BUCKETS]; /* send-queue depth per delivery */
     uint64_t hub_qdepth_sum;
@@ -96,6 +94,9 @@ static inline void stat_qdepth(uint64_t depth)
 
 /* The latency histogram's upper bounds, in microseconds (ascending). */
 extern const uint64_t stats_latency_bounds_us[STATS_LATENCY_BUCKETS - 1];
+
+/* Monotonic clock in microseconds (for the latency histogram). */
+uint64_t stats_now_us(void);
 
 /* Records n deliveries that each took us microseconds from publish to queue. */
 void stat_latency(uint64_t us, uint64_t n);

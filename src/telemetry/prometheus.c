@@ -52,25 +52,46 @@ putf(struct out *o, const char *fmt, ...)
     if (k > 0) put(o, buf, (size_t)k < sizeof buf ? (size_t)k : sizeof buf - 1);
 }
 
-/* HELP escapes backslash and newline; label values also escape the double quote. */
-static void escaped(struct out *o, const char *s, bool quote)
+/* HELP escapes backslash and newline; label values also escape the double quote.
+ * Returns the escape sequence for c, or NULL when c stands for itself. */
+static const char *escape_of(char c, bool label_value)
+{
+    if (c == '\\') return "\\\\";
+    if (c == '\n') return "\\n";
+    if (label_value && c == '"') return "\\\"";
+    return NULL;
+}
+
+static void escaped(struct out *o, const char *s, bool label_value)
 {
     for (; *s; s++) {
-        if (*s == '\\')
-            puts_(o, "\\\\");
-        else if (*s == '\n')
-            puts_(o, "\\n");
-        else if (quote && *s == '"')
-            puts_(o, "\\\"");
+        const char *e = escape_of(*s, label_value);
+        if (e)
+            puts_(o, e);
         else
             put(o, s, 1);
     }
+}
+
+size_t prom_escape(char *buf, size_t cap, const char *s, bool label_value)
+{
+    size_t n = 0;
+    for (; *s; s++) {
+        const char *e = escape_of(*s, label_value);
+        size_t k = e ? strlen(e) : 1;
+        for (size_t i = 0; i < k; i++, n++)
+            if (n + 1 < cap) buf[n] = e ? e[i] : *s;
+    }
+    if (cap) buf[n < cap ? n : cap - 1] = 0;
+    return n;
 }
 
 int prom_format_double(char *buf, size_t cap, double v)
 {
     if (isnan(v)) return snprintf(buf, cap, "NaN");
     if (isinf(v)) return snprintf(buf, cap, v > 0 ? "+Inf" : "-Inf");
+    /* Whole numbers as integers ("5000", not the shorter "5e+03"). */
+    if (v == floor(v) && fabs(v) < 1e15) return snprintf(buf, cap, "%.0f", v);
     int k = 0;
     for (int prec = 1; prec <= 17; prec++) {
         k = snprintf(buf, cap, "%.*g", prec, v);
@@ -98,14 +119,32 @@ static const char *prom_type(enum metric_kind k)
     }
 }
 
-/* The family name: a counter's samples end _total, which HELP and TYPE leave out in
- * OpenMetrics but keep in the 0.0.4 text format that Prometheus parses here. */
+/* The Prometheus base unit of a UCUM unit, NULL for none ("{message}" is a count). */
+static const char *prom_unit(const char *ucum)
+{
+    if (strcmp(ucum, "By") == 0) return "bytes";
+    if (strcmp(ucum, "s") == 0) return "seconds";
+    return NULL;
+}
+
+/* In the 0.0.4 format a counter's HELP and TYPE name the sample, _total included.
+ * UNIT is OpenMetrics' line: the 0.0.4 parser takes it for a comment (promtool
+ * accepts it), and it is written only where the name carries the unit as its suffix,
+ * as OpenMetrics requires. */
 static void begin(void *ud, const struct metric_desc *d)
 {
     struct out *o = ud;
     putf(o, "# HELP %s ", d->prom_name);
     escaped(o, d->description, false);
     putf(o, ".\n# TYPE %s %s\n", d->prom_name, prom_type(d->kind));
+    const char *unit = prom_unit(d->unit);
+    if (unit) {
+        char suffix[32];
+        snprintf(suffix, sizeof suffix, "_%s%s", unit, d->kind == METRIC_COUNTER ? "_total" : "");
+        size_t n = strlen(d->prom_name), k = strlen(suffix);
+        if (n > k && strcmp(d->prom_name + n - k, suffix) == 0)
+            putf(o, "# UNIT %s %s\n", d->prom_name, unit);
+    }
 }
 
 /* {k="v",...} with an optional extra le label; nothing when there are no labels. */
