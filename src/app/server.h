@@ -35,8 +35,9 @@ void server_wait(struct wh_server *s);
 void server_stats(struct wh_server *s, struct wh_stats *out);
 
 /* Gathers what a metrics collection reads (telemetry/metrics.h): the workers'
- * counters summed, the hub's room and user counts, the start time. Any thread; a
- * metrics_gather_fn with s as ud. */
+ * counters summed, the hub's room and user counts, the start time. A
+ * metrics_gather_fn with s as ud: any thread, from server_start until server_wait
+ * (which frees the workers: stop an exporter thread before calling it). */
 void server_metrics_gather(void *s, struct metrics_source *out);
 
 /* The port actually bound for listen address i (differs from cfg with port 0). */
