@@ -60,6 +60,7 @@ struct wh_stats {
     uint64_t hub_qdepth_sum;
     uint64_t hub_latency_buckets[STATS_LATENCY_BUCKETS]; /* publish to queued, per recipient */
     uint64_t hub_latency_sum_us;
+    uint64_t hub_dropped_nomem; /* posts to a shard lost for want of memory */
 };
 
 extern _Thread_local struct wh_stats *stats_cur;

@@ -49,6 +49,7 @@ void inbox_push(struct shard *to, const struct item *it)
             pthread_mutex_unlock(&ib->mu);
             struct item copy = *it;
             item_release(&copy);
+            STAT_INC(hub_dropped_nomem);
             log_error("hub inbox: out of memory, delivery lost", "shard=%d", to->idx);
             return;
         }

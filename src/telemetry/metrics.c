@@ -166,6 +166,16 @@ _Static_assert(ADJACENT(ws_read_timeouts, ws_write_timeouts) &&
 _Static_assert(ADJACENT(ws_pings_sent, ws_pongs_sent), "ping and pong counters adjacent");
 
 static const char *const drop_reasons[] = {"drop_oldest", "slow_consumer_closed", NULL};
+
+/* The slow-consumer policy's two (adjacent counters), and a post to a shard that
+ * could not be queued for want of memory. */
+static void emit_dropped(const struct row *r, const struct metrics_source *src,
+                         const struct metrics_visitor *v, void *ud)
+{
+    emit_labelled(r, src, v, ud);
+    struct metric_attr a = {r->d.attr_keys[0], "out_of_memory"};
+    point_value(r, v, ud, &a, 1, (int64_t)src->stats.hub_dropped_nomem);
+}
 static const char *const timeout_kinds[] = {"read", "write", "close", NULL};
 
 /* The three WebSocket deadlines, and the HTTP request deadline as kind="handshake". */
@@ -250,8 +260,8 @@ static const struct row rows[] = {
       "Frames queued to /ws clients: deliveries and replies", C, true, {NULL}},
      emit_field, FIELD(hub_deliveries), NULL},
     {{"hub.messages.dropped", "wshub_hub_messages_dropped_total", "{message}",
-      "Frames lost to the slow-consumer policy, by reason", C, true, {"reason", NULL}},
-     emit_labelled, FIELD(hub_dropped_oldest), drop_reasons},
+      "Messages lost, by reason", C, true, {"reason", NULL}},
+     emit_dropped, FIELD(hub_dropped_oldest), drop_reasons},
     {{"hub.slow_consumer_closes", "wshub_hub_slow_consumer_closes_total", "{connection}",
       "Connections closed 1013 because their send queue was full", C, true, {NULL}},
      emit_field, FIELD(hub_slow_closes), NULL},

@@ -167,10 +167,12 @@ static void test_collect_values(void **state)
     assert_string_equal(s.last[1], "code=1011:5");
     s = collect(&src, "websocket.closes.received");
     assert_int_equal(s.n_last, 0);
+    src.stats.hub_dropped_nomem = 1;
     s = collect(&src, "hub.messages.dropped");
-    assert_int_equal(s.n_last, 2);
+    assert_int_equal(s.n_last, 3);
     assert_string_equal(s.last[0], "reason=drop_oldest:4");
     assert_string_equal(s.last[1], "reason=slow_consumer_closed:9");
+    assert_string_equal(s.last[2], "reason=out_of_memory:1");
     s = collect(&src, "websocket.timeouts");
     assert_int_equal(s.n_last, 4);
     assert_string_equal(s.last[0], "kind=read:1");
