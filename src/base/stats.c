@@ -6,9 +6,10 @@
 static struct wh_stats stats_scratch;
 _Thread_local struct wh_stats *stats_cur = &stats_scratch;
 
+/* In-process hand-offs take microseconds; the top end catches a stalled worker. */
 const uint64_t stats_latency_bounds_us[STATS_LATENCY_BUCKETS - 1] = {
-    50,    100,   250,    500,    1000,   2500,    5000,   10000,
-    25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
+    5,    10,    25,    50,    100,    250,    500,    1000,    2500,
+    5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
 
 uint64_t stats_now_us(void)
 {

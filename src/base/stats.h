@@ -25,7 +25,7 @@ enum stats_hs_reason {
 /* Histograms with fixed bounds (telemetry/metrics.c names them): per-bucket counts,
  * the last bucket for values above the last bound. */
 #define STATS_QDEPTH_BUCKETS  14 /* bounds 1, 2, 4, .. 4096 messages */
-#define STATS_LATENCY_BUCKETS 16 /* bounds 50 us .. 2.5 s */
+#define STATS_LATENCY_BUCKETS 19 /* bounds 5 us .. 2.5 s */
 
 struct wh_stats {
     uint64_t conns_accepted;

@@ -220,8 +220,8 @@ static void test_histogram_recording(void **state)
     const uint64_t depths[] = {0, 1, 2, 3, 4, 5, 4096, 4097, 100000};
     for (size_t i = 0; i < sizeof depths / sizeof depths[0]; i++)
         stat_qdepth(depths[i]);
-    stat_latency(50, 1);      /* on the first bound: le="5e-05" */
-    stat_latency(51, 2);      /* just above: the next bucket, twice */
+    stat_latency(5, 1);       /* on the first bound: le="5e-06" */
+    stat_latency(6, 2);       /* just above: the next bucket, twice */
     stat_latency(2500000, 1); /* the last bound */
     stat_latency(9000000, 3); /* above every bound */
     stats_cur = saved;
@@ -236,7 +236,7 @@ static void test_histogram_recording(void **state)
 
     s = collect(&src, "hub.delivery.latency");
     assert_int_equal(s.hist.n_bounds, METRICS_LATENCY_BOUNDS);
-    assert_true(s.hist_bounds[0] == 50e-6 && s.hist_bounds[METRICS_LATENCY_BOUNDS - 1] == 2.5);
+    assert_true(s.hist_bounds[0] == 5e-6 && s.hist_bounds[METRICS_LATENCY_BOUNDS - 1] == 2.5);
     for (size_t i = 1; i < METRICS_LATENCY_BOUNDS; i++)
         assert_true(s.hist_bounds[i] > s.hist_bounds[i - 1]);
     assert_int_equal(s.hist_counts[0], 1);
@@ -244,7 +244,7 @@ static void test_histogram_recording(void **state)
     assert_int_equal(s.hist_counts[METRICS_LATENCY_BOUNDS - 1], 1);
     assert_int_equal(s.hist_counts[METRICS_LATENCY_BOUNDS], 3);
     assert_int_equal(s.hist.count, 7);
-    assert_true(fabs(s.hist.sum - (50 + 2 * 51 + 2500000 + 3 * 9000000) / 1e6) < 1e-9);
+    assert_true(fabs(s.hist.sum - (5 + 2 * 6 + 2500000 + 3 * 9000000) / 1e6) < 1e-9);
 }
 
 static void test_format_double(void **state)
@@ -329,8 +329,8 @@ static void test_render(void **state)
                               "wshub_hub_send_queue_depth_messages_sum 5000\n"
                               "wshub_hub_send_queue_depth_messages_count 4\n"));
     assert_non_null(strstr(t, "# UNIT wshub_hub_delivery_latency_seconds seconds\n"
-                              "wshub_hub_delivery_latency_seconds_bucket{le=\"5e-05\"} 0\n"
-                              "wshub_hub_delivery_latency_seconds_bucket{le=\"0.0001\"} 3\n"));
+                              "wshub_hub_delivery_latency_seconds_bucket{le=\"5e-06\"} 0\n"
+                              "wshub_hub_delivery_latency_seconds_bucket{le=\"1e-05\"} 3\n"));
     assert_non_null(strstr(t, "wshub_hub_delivery_latency_seconds_sum 0.00025\n"
                               "wshub_hub_delivery_latency_seconds_count 3\n"));
     /* No UNIT for counts of things: the name carries no unit suffix. */
