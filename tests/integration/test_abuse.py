@@ -274,7 +274,9 @@ class HandshakeAbuseTests(AbuseTestCase):
             self.assertEqual(status, 429)
             refused += 1
         self.sample_rss(srv)
-        self.assertEqual(metrics(srv.port)["wshub_connection_limit_refusals_total"], refused)
+        self.assertEqual(
+            metrics(srv.port)['wshub_websocket_handshake_failures_total{reason="too_many_connections"}'],
+            refused)
         close_all(ok)
         # Once the flood's connections are gone, the address may connect again.
         wait_for(lambda: metrics(srv.port)["wshub_websocket_active_connections"] == 0, 10,
