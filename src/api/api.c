@@ -323,6 +323,18 @@ static void metrics(struct http_ctx *ctx, void *ud)
            s.auth_failures);
     metric(&t, "wshub_connection_limit_refusals_total", "counter",
            "Upgrades refused by a connection limit (503/429).", s.conn_limit_refusals);
+    metric(&t, "wshub_tls_handshakes_total", "counter", "TLS handshakes completed.",
+           s.tls_handshakes);
+    metric(&t, "wshub_tls_handshake_failures_total", "counter",
+           "TLS handshakes failed or timed out (the connection was dropped).",
+           s.tls_handshake_failures);
+    metric(&t, "wshub_tls_plaintext_refused_total", "counter",
+           "Plain HTTP requests sent to a TLS listener (answered 400, closed).",
+           s.tls_plaintext_refused);
+    metric(&t, "wshub_tls_reloads_total", "counter",
+           "Certificate reloads (SIGHUP) that took effect.", s.tls_reloads);
+    metric(&t, "wshub_tls_reload_failures_total", "counter",
+           "Certificate reloads refused (the previous certificate stays).", s.tls_reload_failures);
     metric(&t, "wshub_hub_messages_published_total", "counter",
            "Messages serialised and posted to the shards (once per message).", s.hub_published);
     metric(&t, "wshub_hub_deliveries_total", "counter", "Messages queued to recipients.",

@@ -5,7 +5,9 @@
  * origin ("https://app.example.com"), a wildcard host ("https://" "*.example.com", any subdomain),
  * or
  * "*" (any: the guide's insecure behaviour, only when asked for explicitly).
- * Comparisons are case-insensitive. Everything else is refused (403). */
+ * Comparisons are case-insensitive. Everything else is refused (403).
+ * Same origin includes the scheme: https:// on a TLS connection, http:// otherwise
+ * (a page served over the other scheme is another origin, RFC 6454 section 4). */
 #ifndef WSHUB_AUTH_ORIGIN_H
 #define WSHUB_AUTH_ORIGIN_H
 
@@ -13,7 +15,8 @@
 
 #include "http/parser.h"
 
-/* allow: NULL-terminated list of patterns, or NULL for same-origin only. */
-bool origin_allowed(const struct http_request *req, const char *const *allow);
+/* allow: NULL-terminated list of patterns, or NULL for same-origin only. tls: the
+ * request came over TLS. */
+bool origin_allowed(const struct http_request *req, const char *const *allow, bool tls);
 
 #endif

@@ -40,6 +40,13 @@ struct wh_stats {
     uint64_t hub_strike_closes;   /* closed 1008 after repeated bad messages */
     uint64_t auth_failures;       /* upgrades refused 401 */
     uint64_t conn_limit_refusals; /* upgrades refused 503/429 */
+
+    /* TLS */
+    uint64_t tls_handshakes;         /* handshakes completed */
+    uint64_t tls_handshake_failures; /* handshakes failed (including timeouts) */
+    uint64_t tls_plaintext_refused;  /* plain HTTP sent to a TLS listener */
+    uint64_t tls_reloads;            /* certificate reloads (SIGHUP) that took effect */
+    uint64_t tls_reload_failures;    /* reloads refused: the old certificate stays */
 };
 
 extern _Thread_local struct wh_stats *stats_cur;
