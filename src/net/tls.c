@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,8 +108,14 @@ static SSL_CTX *build_ctx(const char *cert, const char *key, char *err, size_t c
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        snprintf(err, cap, "--tls-key %s: not a usable PEM private key for %s: %s", key, cert,
-                 ssl_reason(why, sizeof why));
+        /* OpenSSL checks the pair while loading: say which mistake it is. */
+        unsigned long e = ERR_peek_last_error();
+        bool mismatch =
+            ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH;
+        snprintf(err, cap,
+                 mismatch ? "--tls-key %s does not match the certificate in --tls-cert %s: %s"
+                          : "--tls-key %s: not a usable PEM private key for %s: %s",
+                 key, cert, ssl_reason(why, sizeof why));
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
