@@ -16,6 +16,7 @@ for p in gcc make cmake pkg-config libssl-dev zlib1g-dev libjansson-dev libjwt-d
 if [ "$mode" = test ]; then
     # Tests: clang for libFuzzer targets, real WebSocket clients.
     for p in clang libclang-rt-14-dev python3 python3-websockets; do want "$p"; done
+    want openssl # the TLS tests make their CA and certificates with the CLI
     command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 fi
 

@@ -22,6 +22,10 @@ endforeach()
 
 # Integration tests: real clients against the real binary.
 find_program(NODE node)
+find_program(OPENSSL_CLI openssl) # the TLS tests make a throwaway CA with it
+if(NOT OPENSSL_CLI)
+  message(FATAL_ERROR "openssl (the command) not found: run scripts/setup.sh test (make test does)")
+endif()
 set(SYS_PYTHON /usr/bin/python3)
 foreach(variant IN LISTS WSHUB_VARIANTS)
   wshub_suffix(${variant} v)
