@@ -34,9 +34,10 @@ bool origin_allowed(const struct http_request *req, const char *const *allow, bo
     if (!oh) return true;
     for (const char *const *p = allow; p && *p; p++)
         if (pattern_match(*p, oh->value, oh->value_len)) return true;
-    const char *scheme = tls ? "https://" : "http://";
-    size_t slen = strlen(scheme);
-    if (oh->value_len < slen || strncasecmp(oh->value, scheme, slen) != 0) return false;
+    static const char https[] = "https://";
+    if (tls &&
+        (oh->value_len < sizeof https - 1 || strncasecmp(oh->value, https, sizeof https - 1) != 0))
+        return false;
     const struct http_header *host = http_header_find(req, "Host");
     size_t alen;
     const char *a = origin_authority(oh->value, oh->value_len, &alen);

@@ -6,8 +6,9 @@
  * or
  * "*" (any: the guide's insecure behaviour, only when asked for explicitly).
  * Comparisons are case-insensitive. Everything else is refused (403).
- * Same origin includes the scheme: https:// on a TLS connection, http:// otherwise
- * (a page served over the other scheme is another origin, RFC 6454 section 4). */
+ * On a TLS connection same origin also requires https:// (no http:// page can share
+ * the origin of a port that only speaks TLS); on a plaintext one the scheme is not
+ * compared, because a proxy in front may have terminated TLS for an https:// page. */
 #ifndef WSHUB_AUTH_ORIGIN_H
 #define WSHUB_AUTH_ORIGIN_H
 

@@ -243,3 +243,17 @@ describe('TLS with Node ws', () => {
     assert.equal(m.get('wshub_tls_reloads_total'), 0);
   });
 });
+
+describe('Origin on a plaintext server (TLS terminated by a proxy in front)', () => {
+  it('still takes an https:// page of the same host as same-origin', async () => {
+    const srv = await startServer(['--stream', '']);
+    try {
+      const ws = await connect(srv.wsUrl('/echo'), { origin: `https://${HOST}:${srv.port}` });
+      ws.close();
+      await assert.rejects(connect(srv.wsUrl('/echo'), { origin: `https://${HOST}:${srv.port + 1}` }),
+        (e) => e.statusCode === 403);
+    } finally {
+      await srv.stop();
+    }
+  });
+});
