@@ -23,7 +23,8 @@ import unittest
 
 import websockets
 
-from wshub_harness import HOST, SOCK_TIMEOUT, ServerTestCase, WshubServer, run, wait_socket_closed
+from wshub_harness import (HOST, OP_BINARY, SOCK_TIMEOUT, ServerTestCase, WshubServer, build_frame,
+                           close_code, run, upgrade_request, wait_socket_closed)
 
 ASAN = os.environ.get("WSHUB_VARIANT") == "asan"
 
@@ -330,6 +331,72 @@ class WebsocketsOverTls(TlsTestCase):
                         break
                     data += chunk
                 self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:60])
+
+
+class TlsBackpressureAndShutdown(TlsTestCase):
+    SERVER_ARGS = ("--write-timeout", "1s", "--send-queue-bytes", "256KiB")
+
+    def test_client_that_never_reads_is_closed_by_the_write_timeout(self):
+        """A TLS client that sends to /echo and never reads: the server's TLS writes
+        block (records staged for the retry), echo stops reading from it, and the
+        write deadline (measured on the socket under TLS) closes it."""
+        before = self.metrics()
+        ctx = self.pki.client_context()
+        raw = socket.create_connection((HOST, self.port), timeout=SOCK_TIMEOUT)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        s = ctx.wrap_socket(raw, server_hostname=HOST)
+        try:
+            s.sendall(upgrade_request(self.port, "/echo"))
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(1)
+            self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+            frame = build_frame(OP_BINARY, os.urandom(65536))
+            s.settimeout(0.5)
+            sent = 0
+            try:
+                while sent < (64 << 20):
+                    s.sendall(frame)
+                    sent += len(frame)
+            except (socket.timeout, ssl.SSLError, OSError):
+                pass  # our writes block too: the server stopped reading (backpressure)
+            self.assertGreater(sent, 256 << 10)
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                m = self.metrics()
+                if (m['wshub_websocket_timeouts_total{kind="write"}'] >
+                        before['wshub_websocket_timeouts_total{kind="write"}']):
+                    break
+                time.sleep(0.2)
+            else:
+                self.fail("no write timeout within 8 s (sent %d bytes)" % sent)
+        finally:
+            s.close()
+        # the server goes on serving
+        async def main():
+            async with self.connect() as ws:
+                await ws.send("after")
+                self.assertEqual(await ws.recv(), "after")
+        run(main())
+
+    def test_graceful_shutdown_sends_1001_over_tls(self):
+        srv = TlsServer(["--tls-cert", self.cert, "--tls-key", self.key, "--stream", ""],
+                        self.pki.ca).start()
+        try:
+            async def main():
+                async with self.connect(port=srv.port) as ws:
+                    await ws.send("before")
+                    self.assertEqual(await ws.recv(), "before")
+                    srv.terminate()
+                    with self.assertRaises(websockets.exceptions.ConnectionClosed) as cm:
+                        await asyncio.wait_for(ws.recv(), 5)
+                    self.assertEqual(close_code(cm.exception), 1001)
+            run(main())
+            self.assertEqual(srv.wait(10), 0)
+        finally:
+            rc, _, killed = srv.stop()
+            srv.check_stopped_cleanly(rc, killed)
+            srv.close_files()
 
 
 class TlsReload(unittest.TestCase):
