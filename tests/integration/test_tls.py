@@ -51,12 +51,18 @@ class TestPKI:
             f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
                     "extendedKeyUsage=serverAuth\n")
 
-    def leaf(self, name, serial):
-        """Returns (chain file, key file) for a certificate with CN=name."""
+    def leaf(self, name, serial, san=None):
+        """Returns (chain file, key file) for a certificate with CN=name (for
+        127.0.0.1 and localhost unless san names others)."""
+        ext = "ext.cnf"
+        if san:
+            ext = name + ".cnf"
+            with open(os.path.join(self.dir, ext), "w") as f:
+                f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\n" % san)
         openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                  "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name], self.dir)
         openssl(["x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-set_serial", str(serial), "-days", "2", "-extfile", "ext.cnf",
+                 "-set_serial", str(serial), "-days", "2", "-extfile", ext,
                  "-out", name + ".leaf"], self.dir)
         chain = os.path.join(self.dir, name + ".pem")
         with open(chain, "wb") as out:
@@ -397,6 +403,67 @@ class TlsBackpressureAndShutdown(TlsTestCase):
             rc, _, killed = srv.stop()
             srv.check_stopped_cleanly(rc, killed)
             srv.close_files()
+
+
+class CliOverTls(TlsTestCase):
+    """wshub-cli (the C client library's socket layer) speaking wss://."""
+
+    def run_cli(self, *args, timeout=20):
+        from test_cli import cli_bin, cli_env
+        p = subprocess.run([cli_bin()] + list(args), env=cli_env(), stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=timeout)
+        self.assertNotRegex(p.stderr, r"AddressSanitizer|LeakSanitizer|runtime error:")
+        return p.returncode, p.stdout, p.stderr
+
+    def test_echo_over_wss_trusting_the_test_ca(self):
+        before = self.metrics()["wshub_tls_handshakes_total"]
+        for host in ("127.0.0.1", "localhost"):
+            rc, out, err = self.run_cli("--ca", self.pki.ca, "-q", "-w", "1", "-x", "hello tls",
+                                        "wss://%s:%d/echo" % (host, self.port))
+            self.assertEqual(rc, 0, err)
+            self.assertIn("hello tls", out)
+        self.assertGreaterEqual(self.metrics()["wshub_tls_handshakes_total"], before + 2)
+
+    def test_hub_over_wss(self):
+        rc, out, err = self.run_cli("--ca", self.pki.ca, "-q", "-w", "1", "-x",
+                                    '{"type":"join_room","payload":{"room_id":"cli-tls"}}',
+                                    "wss://127.0.0.1:%d/ws?token=cli-user" % self.port)
+        self.assertEqual(rc, 0, err)
+        self.assertIn('"room_joined"', out)
+
+    def test_untrusted_server_is_refused(self):
+        rc, out, err = self.run_cli("-x", "x", "wss://127.0.0.1:%d/echo" % self.port)
+        self.assertEqual(rc, 1)
+        self.assertIn("certificate verify failed", err)
+
+    def test_name_mismatch_is_refused(self):
+        """A certificate of the trusted CA for another name: the address is checked."""
+        cert, key = self.pki.leaf("other-name", 3003, san="DNS:other.example")
+        srv = TlsServer(["--tls-cert", cert, "--tls-key", key, "--stream", ""], self.pki.ca)
+        srv.healthz = lambda timeout=2.0: 200  # our own https check would refuse it too
+        srv.start()
+        try:
+            rc, out, err = self.run_cli("--ca", self.pki.ca, "-x", "x",
+                                        "wss://127.0.0.1:%d/echo" % srv.port)
+            self.assertEqual(rc, 1)
+            self.assertIn("certificate verify failed", err)
+            self.assertIn("IP address mismatch", err)
+        finally:
+            rc2, _, killed = srv.stop()
+            srv.check_stopped_cleanly(rc2, killed)
+            srv.close_files()
+
+    def test_wss_to_a_plaintext_server_fails_cleanly(self):
+        plain = WshubServer(["--stream", ""]).start()
+        try:
+            rc, out, err = self.run_cli("--ca", self.pki.ca, "-x", "x",
+                                        "wss://127.0.0.1:%d/echo" % plain.port)
+            self.assertEqual(rc, 1)
+            self.assertIn("TLS with 127.0.0.1", err)
+        finally:
+            rc2, _, killed = plain.stop()
+            plain.check_stopped_cleanly(rc2, killed)
+            plain.close_files()
 
 
 class TlsReload(unittest.TestCase):
