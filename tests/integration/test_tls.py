@@ -466,6 +466,38 @@ class CliOverTls(TlsTestCase):
             plain.close_files()
 
 
+class BenchOverTls(TlsTestCase):
+    """wshub-bench speaks wss:// too (echo and fanout through TLS, verified)."""
+
+    def run_bench(self, *args):
+        from test_bench import bench_bin, bench_env
+        p = subprocess.run([bench_bin()] + [str(a) for a in args], env=bench_env(),
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90)
+        self.assertNotRegex(p.stderr, r"AddressSanitizer|LeakSanitizer|runtime error:")
+        import json
+        return p.returncode, json.loads(p.stdout.strip().splitlines()[-1]), p.stderr
+
+    def test_echo_and_fanout(self):
+        rc, res, err = self.run_bench("echo", "--url", "wss://127.0.0.1:%d/echo" % self.port,
+                                      "--ca", self.pki.ca, "-c", 4, "-k", 4, "-s", 2000, "-d", 1,
+                                      "-w", 0.3, "--json-only")
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(res["ok"], res)
+        self.assertGreater(res["results"]["messages"], 100)
+        self.assertEqual(res["results"]["bad_echoes"], 0)
+        rc, res, err = self.run_bench("fanout", "--url", "wss://127.0.0.1:%d/ws" % self.port,
+                                      "--ca", self.pki.ca, "--subscribers", 20, "--rate", 200,
+                                      "-d", 1, "-w", 0.3, "--json-only")
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(res["ok"], res)
+
+    def test_untrusted_is_a_failed_run(self):
+        rc, res, err = self.run_bench("echo", "--url", "wss://127.0.0.1:%d/echo" % self.port,
+                                      "-c", 1, "-d", 0.5, "-w", 0, "--json-only")
+        self.assertEqual(rc, 1)
+        self.assertIn("certificate verify failed", res["error"])
+
+
 class TlsReload(unittest.TestCase):
     """SIGHUP reloads the certificate files; one server per test."""
 
