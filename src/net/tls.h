@@ -1,7 +1,7 @@
 /* The server's TLS configuration: an OpenSSL SSL_CTX built from a PEM certificate
  * chain and its private key, with wshub's policy (TLS 1.2 minimum, 1.3 allowed;
  * forward-secret AEAD suites only for 1.2, OpenSSL's defaults for 1.3; ALPN
- * http/1.1; no renegotiation; session tickets on).
+ * http/1.1; no renegotiation; resumption by session tickets, no server-side cache).
  *
  * Reload: tls_server_reload builds a new SSL_CTX from the same files and, only if it
  * is complete (chain readable, key readable and matching), makes it the one new
