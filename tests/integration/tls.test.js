@@ -133,7 +133,7 @@ describe('TLS with Node ws', () => {
     ws.close();
   });
 
-  it('many small frames sent at once come back in order (writes coalesce into records)', async () => {
+  it('2000 small frames sent at once come back whole and in order', async () => {
     const ws = await connect(view.wsUrl('/echo'), { ca: certs.ca });
     const n = 2000;
     const got = [];
