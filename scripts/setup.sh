@@ -18,6 +18,7 @@ if [ "$mode" = test ]; then
     for p in clang libclang-rt-14-dev python3 python3-websockets; do want "$p"; done
     # promtool and a Prometheus server that scrapes /metrics (tests/integration/test_metrics_prometheus.py).
     want prometheus
+    want openssl # the TLS tests make their CA and certificates with the CLI
     command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 fi
 

@@ -22,6 +22,10 @@ endforeach()
 
 # Integration tests: real clients against the real binary.
 find_program(NODE node)
+find_program(OPENSSL_CLI openssl) # the TLS tests make a throwaway CA with it
+if(NOT OPENSSL_CLI)
+  message(FATAL_ERROR "openssl (the command) not found: run scripts/setup.sh test (make test does)")
+endif()
 set(SYS_PYTHON /usr/bin/python3)
 # promtool and a Prometheus server for test_metrics.py (Debian package prometheus); the
 # test fails with a clear message when they are missing, the build does not.

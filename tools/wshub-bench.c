@@ -55,6 +55,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "client/wsc_tls.h"
 #include "client/wsclient.h"
 #include "ws/frame.h"
 
@@ -122,13 +123,15 @@ struct opts {
     long max_pending;
     long max_failures;
     double timeout;
+    const char *ca_file; /* --ca, for wss:// */
 };
 
 static struct opts O;
 
 /* ------------------------------------------------------------------ connections */
 
-enum conn_state { CS_FREE, CS_CONNECTING, CS_HANDSHAKE, CS_OPEN, CS_CLOSING, CS_CLOSED };
+/* CS_TLS: connected, TLS handshake under way (wss:// only). */
+enum conn_state { CS_FREE, CS_CONNECTING, CS_HANDSHAKE, CS_OPEN, CS_CLOSING, CS_CLOSED, CS_TLS };
 enum role { R_ECHO, R_SUB, R_PUB, R_IDLE, R_CHURN };
 
 struct conn {
@@ -144,6 +147,7 @@ struct conn {
     uint32_t room;
     uint32_t outstanding; /* echo: frames sent and not yet echoed */
     struct wsc *wsc;      /* during the handshake only */
+    SSL *ssl;             /* wss:// */
     uint8_t *carry;       /* a frame cut by a read (or the handshake head so far) */
     uint32_t carry_len, carry_cap;
     uint8_t *out; /* output queue: out[out_off..out_len) unsent */
@@ -178,6 +182,7 @@ struct global {
     uint64_t protocol_errors;
     bool closing; /* final phase: connections going down are expected */
     char first_error[256];
+    SSL_CTX *tls_ctx; /* wss:// */
 };
 
 static struct global g;
@@ -251,6 +256,10 @@ static uint32_t out_cap_for(const struct conn *c);
 
 static void conn_release_fd(struct conn *c)
 {
+    if (c->ssl) {
+        wsc_tls_free(c->ssl);
+        c->ssl = NULL;
+    }
     if (c->fd >= 0) {
         close(c->fd); /* also removes it from the epoll set */
         c->fd = -1;
@@ -303,6 +312,7 @@ BENCH_PRINTF(2, 3) static void conn_fail(struct conn *c, const char *fmt, ...)
         va_end(ap);
         note_error("%s %u (%s): %s", role_name(c), c->id,
                    c->state == CS_CONNECTING  ? "connecting"
+                   : c->state == CS_TLS       ? "TLS handshake"
                    : c->state == CS_HANDSHAKE ? "handshake"
                                               : "open",
                    buf);
@@ -332,6 +342,21 @@ static bool out_reserve(struct conn *c, size_t need)
     return false;
 }
 
+/* send(2) and read(2), through TLS for wss://. */
+static ssize_t c_send(struct conn *c, const void *p, size_t n)
+{
+    bool want_write;
+    if (c->ssl) return wsc_tls_send(c->ssl, p, n, &want_write);
+    return send(c->fd, p, n, MSG_NOSIGNAL);
+}
+
+static ssize_t c_read(struct conn *c, void *p, size_t n)
+{
+    bool want_write;
+    if (c->ssl) return wsc_tls_recv(c->ssl, p, n, &want_write);
+    return read(c->fd, p, n);
+}
+
 /* Writes what is queued. Returns false if the connection failed. */
 static bool conn_flush(struct conn *c)
 {
@@ -339,7 +364,7 @@ static bool conn_flush(struct conn *c)
         size_t len;
         const uint8_t *p;
         while ((p = wsc_output(c->wsc, &len)) != NULL && len) {
-            ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+            ssize_t n = c_send(c, p, len);
             if (n < 0) {
                 if (errno == EINTR) continue;
                 if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -356,7 +381,7 @@ static bool conn_flush(struct conn *c)
     if (c->out_off == c->out_len || !c->writable) return true;
     mode_before_flush(c);
     while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        ssize_t n = c_send(c, c->out + c->out_off, c->out_len - c->out_off);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -553,7 +578,7 @@ static size_t conn_input(struct conn *c, uint8_t *data, size_t len)
 
 static void conn_eof(struct conn *c)
 {
-    if (c->state == CS_CONNECTING || c->state == CS_HANDSHAKE) {
+    if (c->state == CS_CONNECTING || c->state == CS_TLS || c->state == CS_HANDSHAKE) {
         conn_fail(c, "the server closed the connection during the handshake");
         return;
     }
@@ -568,8 +593,10 @@ static void conn_readable(struct conn *c, bool hup)
 {
     uint8_t *base = g.rbuf + MAX_CARRY;
     for (;;) {
-        if (c->state == CS_FREE || c->state == CS_CLOSED || c->state == CS_CONNECTING) return;
-        ssize_t n = read(c->fd, base, RBUF_SIZE);
+        if (c->state == CS_FREE || c->state == CS_CLOSED || c->state == CS_CONNECTING ||
+            c->state == CS_TLS)
+            return;
+        ssize_t n = c_read(c, base, RBUF_SIZE);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -614,8 +641,9 @@ static void conn_readable(struct conn *c, bool hup)
         /* batching: what handling this read produced goes out in one send() */
         if (c->out_len > c->out_off && !conn_flush(c)) return;
         /* A short read drained the socket: with edge-triggered epoll any later data
-         * raises a new event, so skip the read that would only say EAGAIN. */
-        if ((size_t)n < RBUF_SIZE && !hup) break;
+         * raises a new event, so skip the read that would only say EAGAIN. Not under
+         * TLS: OpenSSL may hold records already read. */
+        if ((size_t)n < RBUF_SIZE && !hup && !c->ssl) break;
     }
     if (c->out_len > c->out_off) conn_flush(c);
 }
@@ -632,9 +660,30 @@ static void conn_event(struct conn *c, uint32_t ev)
             conn_fail(c, "connect: %s", strerror(err));
             return;
         }
+        if (g.tls_ctx) {
+            char why[300];
+            c->ssl = wsc_tls_new(g.tls_ctx, c->fd, g.url.host, why, sizeof why);
+            if (!c->ssl) {
+                conn_fail(c, "%s", why);
+                return;
+            }
+            c->state = CS_TLS;
+        } else {
+            c->state = CS_HANDSHAKE;
+            c->writable = true;
+            if (!conn_flush(c)) return;
+        }
+    }
+    if (c->state == CS_TLS) {
+        char why[300];
+        bool want_write;
+        int r = wsc_tls_handshake(c->ssl, &want_write, why, sizeof why);
+        if (r < 0) conn_fail(c, "TLS: %s", why);
+        if (r <= 0) return;
         c->state = CS_HANDSHAKE;
         c->writable = true;
         if (!conn_flush(c)) return;
+        ev |= EPOLLIN; /* the 101 may already be in OpenSSL's buffer */
     } else if (ev & EPOLLOUT) {
         c->writable = true;
         if (!conn_flush(c)) return;
@@ -1915,7 +1964,7 @@ static void mode_before_flush(struct conn *c)
 
 static void usage(FILE *out)
 {
-    fputs("Usage: " PROG " MODE --url ws://HOST:PORT[/PATH] [OPTIONS]\n"
+    fputs("Usage: " PROG " MODE --url ws[s]://HOST:PORT[/PATH] [OPTIONS]\n"
           "\n"
           "Load generator for wshub and the reference peers (seed-go, node-ws). One thread,\n"
           "edge-triggered epoll, pre-masked frames, batched writes. Run it on its own core\n"
@@ -1963,6 +2012,8 @@ static void usage(FILE *out)
           "                        (default 0)\n"
           "  --timeout S           limit for the connect phase, for settling, and for the\n"
           "                        fanout drain after the window (default 30)\n"
+          "  --ca FILE             wss:// URLs: trust the CAs in this PEM file (default: the\n"
+          "                        system's); the certificate and host are always verified\n"
           "  --json-only           print only the JSON line (implies --quiet)\n"
           "  -q, --quiet           no progress messages on stderr\n"
           "  -h, --help            this help\n"
@@ -2063,6 +2114,7 @@ enum {
     OPT_MAXPEND,
     OPT_MAXFAIL,
     OPT_TIMEOUT,
+    OPT_CA,
 };
 
 struct opt_rule {
@@ -2157,6 +2209,7 @@ static int parse_args(int argc, char **argv)
         {"max-pending", required_argument, NULL, OPT_MAXPEND},
         {"max-failures", required_argument, NULL, OPT_MAXFAIL},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"ca", required_argument, NULL, OPT_CA},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -2247,6 +2300,9 @@ static int parse_args(int argc, char **argv)
             if (!parse_double(optarg, 0.1, 3600, &O.timeout))
                 return usage_error("bad --timeout \"%s\" (seconds)", optarg);
             break;
+        case OPT_CA:
+            O.ca_file = optarg;
+            break;
         case 'h':
             usage(stdout);
             exit(EXIT_OK);
@@ -2272,6 +2328,12 @@ static int parse_args(int argc, char **argv)
     const char *why = NULL;
     if (wsc_url_parse(O.url, &g.url, &why) != 0)
         return usage_error("bad --url \"%s\": %s", url, why ? why : "invalid");
+    if (O.ca_file && !g.url.tls) return usage_error("--ca applies to wss:// URLs only");
+    if (g.url.tls) {
+        char err[400];
+        g.tls_ctx = wsc_tls_ctx_new(O.ca_file, err, sizeof err);
+        if (!g.tls_ctx) return usage_error("%s", err);
+    }
 
     if (O.mode == M_ECHO || O.mode == M_CHURN) {
         long min = O.binary ? 8 : 16;

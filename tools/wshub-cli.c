@@ -52,6 +52,7 @@ struct cli {
     bool echo_sent;  /* stdout is a terminal: show sent messages */
     bool erase_echo; /* stdin is a terminal too: replace the line the terminal echoed */
     char *token_header;
+    const char *ca_file; /* --ca: trust these CAs for wss:// */
     /* run */
     struct wsc *c;
 };
@@ -137,8 +138,9 @@ static int on_event(void *ud, const struct wsc_event *ev)
 static void usage(FILE *out)
 {
     fputs("Usage: " PROG " [OPTION]... URL\n"
-          "Connect to a WebSocket server at URL (ws://HOST[:PORT][/PATH][?QUERY]), send each\n"
-          "line of standard input as a text message and print every message received.\n"
+          "Connect to a WebSocket server at URL (ws:// or wss://HOST[:PORT][/PATH][?QUERY]),\n"
+          "send each line of standard input as a text message and print every message\n"
+          "received.\n"
           "\n"
           "Options:\n"
           "  -H, --header 'NAME: VALUE'  add a request header (repeatable)\n"
@@ -151,6 +153,9 @@ static void usage(FILE *out)
           "  -w, --wait SECONDS          with -x: how long to wait for replies before\n"
           "                              closing [default: 2]\n"
           "  -b, --binary                send messages (stdin lines and -x) as binary\n"
+          "      --ca FILE               wss://: trust the CAs in this PEM file instead of\n"
+          "                              the system's (the server's certificate is always\n"
+          "                              verified, name or address included)\n"
           "      --no-color              do not colour the output (colour is used only\n"
           "                              when standard output is a terminal and NO_COLOR\n"
           "                              is not set)\n"
@@ -205,7 +210,7 @@ static int parse_wait(const char *s, double *out)
 /* Returns -1 to go on, else the exit status. */
 static int parse_args(struct cli *cli, int argc, char **argv, struct wsc_url *url)
 {
-    enum { OPT_NO_COLOR = 256, OPT_VERSION };
+    enum { OPT_NO_COLOR = 256, OPT_VERSION, OPT_CA };
     static const struct option longs[] = {
         {"header", required_argument, NULL, 'H'},
         {"token", required_argument, NULL, 't'},
@@ -214,6 +219,7 @@ static int parse_args(struct cli *cli, int argc, char **argv, struct wsc_url *ur
         {"wait", required_argument, NULL, 'w'},
         {"binary", no_argument, NULL, 'b'},
         {"no-color", no_argument, NULL, OPT_NO_COLOR},
+        {"ca", required_argument, NULL, OPT_CA},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -264,6 +270,9 @@ static int parse_args(struct cli *cli, int argc, char **argv, struct wsc_url *ur
             break;
         case OPT_NO_COLOR:
             no_color = true;
+            break;
+        case OPT_CA:
+            cli->ca_file = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -488,7 +497,8 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct wsc_options opt = {.headers = cli.headers, .subprotocols = cli.subprotocols};
+    struct wsc_options opt = {
+        .headers = cli.headers, .subprotocols = cli.subprotocols, .ca_file = cli.ca_file};
     int err = 0;
     cli.c = wsc_new(url, &opt, &err);
     if (!cli.c) {

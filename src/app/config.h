@@ -72,6 +72,9 @@ struct wh_config {
     bool client_broadcast;       /* --client-broadcast */
     uint32_t max_rooms_per_conn; /* --max-rooms-per-connection */
     char *streams;               /* --stream ROOM:INTERVAL[,ROOM:INTERVAL...] */
+    /* TLS */
+    char *tls_cert; /* --tls-cert FILE (PEM chain); with tls_key, every listener is TLS */
+    char *tls_key;  /* --tls-key FILE (PEM private key) */
 };
 
 /* Fills cfg with the defaults. */

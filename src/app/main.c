@@ -1,7 +1,7 @@
 /* wshub: the binary. Loads the configuration, starts the server and turns signals
  * into a graceful shutdown: the first SIGINT/SIGTERM starts it, a second one ends the
- * process at once. Signals are blocked in every thread and taken here synchronously,
- * so no handler runs in the middle of a worker's loop. */
+ * process at once; SIGHUP reloads the TLS certificate. Signals are blocked in every thread and
+ * taken here synchronously, so no handler runs in the middle of a worker's loop. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +29,7 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -45,6 +46,10 @@ int main(int argc, char **argv)
     while (!server_done(srv)) {
         siginfo_t si;
         int sig = sigtimedwait(&set, &si, &tick);
+        if (sig == SIGHUP) {
+            server_reload_tls(srv);
+            continue;
+        }
         if (sig != SIGINT && sig != SIGTERM) continue;
         if (++signals == 1) {
             log_info("shutting down", "signal=%d timeout_ms=%u", sig, cfg.shutdown_timeout_ms);

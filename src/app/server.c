@@ -25,6 +25,7 @@
 #include "loop/loop.h"
 #include "net/conn.h"
 #include "net/listener.h"
+#include "net/tls.h"
 #include "proto/envelope.h"
 #include "ws/conn.h"
 #include "ws/handshake.h"
@@ -53,7 +54,8 @@ struct wh_server {
     struct hub *hub;
     struct auth *auth;
     struct api api;
-    char *origins_buf; /* --allowed-origins, split in place */
+    struct tls_server *tls; /* --tls-cert/--tls-key, or NULL */
+    char *origins_buf;      /* --allowed-origins, split in place */
     const char **origins;
     struct stream_spec streams[STREAMS_MAX];
     int n_streams;
@@ -190,6 +192,7 @@ static int worker_init(struct wh_server *s, struct worker *w, int id)
         .max_body = cfg->max_body_size,
         .handshake_timeout_ms = cfg->handshake_timeout_ms,
         .idle_timeout_ms = cfg->idle_timeout_ms,
+        .tls = s->tls,
     };
     for (int i = 0; i < cfg->n_listen; i++) {
         int fd = listener_socket(cfg->listen[i].host, s->ports[i], 1);
@@ -249,6 +252,7 @@ static void server_free(struct wh_server *s)
         loop_destroy(w->loop);
     }
     free(s->workers);
+    tls_server_destroy(s->tls);
     hub_destroy(s->hub);
     auth_destroy(s->auth);
     free(s->origins);
@@ -275,6 +279,32 @@ static int split_origins(struct wh_server *s, const char *list)
         while (e > t && e[-1] == ' ')
             *--e = 0;
         if (*t) s->origins[k++] = t;
+    }
+    return 0;
+}
+
+static bool opt_set(const char *v)
+{
+    return v && *v;
+}
+
+/* Both files or neither; a certificate that cannot serve is refused at start-up. */
+static int prepare_tls(struct wh_server *s)
+{
+    const struct wh_config *cfg = s->cfg;
+    if (!opt_set(cfg->tls_cert) && !opt_set(cfg->tls_key)) return 0;
+    if (!opt_set(cfg->tls_cert) || !opt_set(cfg->tls_key)) {
+        fprintf(stderr, "wshub: %s %s given without %s: TLS needs both\n",
+                opt_set(cfg->tls_cert) ? "--tls-cert" : "--tls-key",
+                opt_set(cfg->tls_cert) ? cfg->tls_cert : cfg->tls_key,
+                opt_set(cfg->tls_cert) ? "--tls-key" : "--tls-cert");
+        return -1;
+    }
+    char err[512];
+    s->tls = tls_server_create(cfg->tls_cert, cfg->tls_key, err, sizeof err);
+    if (!s->tls) {
+        fprintf(stderr, "wshub: %s\n", err);
+        return -1;
     }
     return 0;
 }
@@ -334,6 +364,7 @@ static int server_prepare(struct wh_server *s, int n_workers)
         return -1;
     }
     if (split_origins(s, cfg->allowed_origins) < 0) return -1;
+    if (prepare_tls(s) < 0) return -1;
     s->hub = hub_create(&hc, n_workers);
     if (!s->hub) return -1;
     s->api.hub = s->hub;
@@ -405,9 +436,15 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
             exit(1); /* startup only: no partial server is worth running */
         }
     }
+    if (s->tls) {
+        char subject[256];
+        log_info("tls enabled on every listener", "cert=%s subject=\"%s\"", cfg->tls_cert,
+                 tls_server_subject(s->tls, subject, sizeof subject));
+    }
     for (int i = 0; i < cfg->n_listen; i++)
-        log_info("listening", "addr=%s port=%u threads=%d",
-                 cfg->listen[i].host[0] ? cfg->listen[i].host : "0.0.0.0", s->ports[i], n);
+        log_info("listening", "addr=%s port=%u threads=%d tls=%s",
+                 cfg->listen[i].host[0] ? cfg->listen[i].host : "0.0.0.0", s->ports[i], n,
+                 s->tls ? "on" : "off");
     return s;
 }
 
@@ -442,6 +479,23 @@ void server_metrics_gather(void *ud, struct metrics_source *out)
     out->time_unix_nano = metrics_now_unix_nano();
 }
 
+int server_reload_tls(struct wh_server *s)
+{
+    if (!s->tls) {
+        log_info("SIGHUP: no TLS certificate to reload", NULL);
+        return 0;
+    }
+    char err[512];
+    if (tls_server_reload(s->tls, err, sizeof err) < 0) {
+        log_error("tls reload failed: keeping the previous certificate", "error=\"%s\"", err);
+        return -1;
+    }
+    char subject[256];
+    log_info("tls certificate reloaded", "cert=%s subject=\"%s\"", s->cfg->tls_cert,
+             tls_server_subject(s->tls, subject, sizeof subject));
+    return 0;
+}
+
 void server_stats(struct wh_server *s, struct wh_stats *out)
 {
     memset(out, 0, sizeof *out);
@@ -450,5 +504,9 @@ void server_stats(struct wh_server *s, struct wh_stats *out)
         const uint64_t *src = (const uint64_t *)&s->workers[i].stats;
         for (size_t k = 0; k < sizeof *out / sizeof(uint64_t); k++)
             dst[k] += __atomic_load_n(&src[k], __ATOMIC_RELAXED);
+    }
+    if (s->tls) { /* counted by the main thread, which owns no block */
+        out->tls_reloads = tls_server_reloads(s->tls);
+        out->tls_reload_failures = tls_server_reload_failures(s->tls);
     }
 }

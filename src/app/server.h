@@ -31,6 +31,11 @@ int server_done(struct wh_server *s);
 /* Joins the workers and frees everything. */
 void server_wait(struct wh_server *s);
 
+/* Rebuilds the TLS context from the --tls-cert/--tls-key files for new connections
+ * (open ones keep theirs); on failure logs it and keeps the old one. Returns 0 or -1.
+ * Call from one thread at a time (main's signal loop). */
+int server_reload_tls(struct wh_server *s);
+
 /* Sums every worker's counters into out. */
 void server_stats(struct wh_server *s, struct wh_stats *out);
 

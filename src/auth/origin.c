@@ -28,12 +28,16 @@ static bool pattern_match(const char *pat, const char *o, size_t len)
     return strncasecmp(o + len - slen, suffix, slen) == 0;
 }
 
-bool origin_allowed(const struct http_request *req, const char *const *allow)
+bool origin_allowed(const struct http_request *req, const char *const *allow, bool tls)
 {
     const struct http_header *oh = http_header_find(req, "Origin");
     if (!oh) return true;
     for (const char *const *p = allow; p && *p; p++)
         if (pattern_match(*p, oh->value, oh->value_len)) return true;
+    static const char https[] = "https://";
+    if (tls &&
+        (oh->value_len < sizeof https - 1 || strncasecmp(oh->value, https, sizeof https - 1) != 0))
+        return false;
     const struct http_header *host = http_header_find(req, "Host");
     size_t alen;
     const char *a = origin_authority(oh->value, oh->value_len, &alen);

@@ -5,7 +5,10 @@
  * origin ("https://app.example.com"), a wildcard host ("https://" "*.example.com", any subdomain),
  * or
  * "*" (any: the guide's insecure behaviour, only when asked for explicitly).
- * Comparisons are case-insensitive. Everything else is refused (403). */
+ * Comparisons are case-insensitive. Everything else is refused (403).
+ * On a TLS connection same origin also requires https:// (no http:// page can share
+ * the origin of a port that only speaks TLS); on a plaintext one the scheme is not
+ * compared, because a proxy in front may have terminated TLS for an https:// page. */
 #ifndef WSHUB_AUTH_ORIGIN_H
 #define WSHUB_AUTH_ORIGIN_H
 
@@ -13,7 +16,8 @@
 
 #include "http/parser.h"
 
-/* allow: NULL-terminated list of patterns, or NULL for same-origin only. */
-bool origin_allowed(const struct http_request *req, const char *const *allow);
+/* allow: NULL-terminated list of patterns, or NULL for same-origin only. tls: the
+ * request came over TLS. */
+bool origin_allowed(const struct http_request *req, const char *const *allow, bool tls);
 
 #endif

@@ -64,6 +64,13 @@ struct wh_stats {
     uint64_t hub_latency_buckets[STATS_LATENCY_BUCKETS]; /* publish to queued, per recipient */
     uint64_t hub_latency_sum_us;
     uint64_t hub_dropped_nomem; /* posts to a shard lost for want of memory */
+
+    /* TLS */
+    uint64_t tls_handshakes;         /* handshakes completed */
+    uint64_t tls_handshake_failures; /* handshakes failed (including timeouts) */
+    uint64_t tls_plaintext_refused;  /* plain HTTP sent to a TLS listener */
+    uint64_t tls_reloads;            /* certificate reloads (SIGHUP) that took effect */
+    uint64_t tls_reload_failures;    /* reloads refused: the old certificate stays */
 };
 
 extern _Thread_local struct wh_stats *stats_cur;

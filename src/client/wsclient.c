@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "client/wsc_tls.h"
 #include "http/parser.h"
 #include "ws/handshake.h"
 #include "ws/reader.h"
@@ -54,6 +55,13 @@ struct wsc {
     int fd;
     char host[WSC_MAX_HOST];
     uint16_t port;
+
+    /* wss:// */
+    bool tls;
+    bool tls_want_write; /* OpenSSL waits for the socket to be writable */
+    char *ca_file;
+    SSL_CTX *tls_ctx;
+    SSL *ssl;
 
     /* handshake */
     char accept[WS_ACCEPT_LEN + 1];
@@ -299,10 +307,11 @@ int wsc_url_parse(const char *url, struct wsc_url *out, const char **why)
 {
     if (!url || !out) return url_err(why, "no URL");
     memset(out, 0, sizeof *out);
-    if (strncasecmp(url, "wss://", 6) == 0)
-        return url_err(why, "wss:// (TLS) is not supported; use ws://");
-    if (strncasecmp(url, "ws://", 5) != 0) return url_err(why, "the URL must start with ws://");
-    const char *p = url + 5;
+    bool tls = strncasecmp(url, "wss://", 6) == 0;
+    if (!tls && strncasecmp(url, "ws://", 5) != 0)
+        return url_err(why, "the URL must start with ws:// or wss://");
+    out->tls = tls;
+    const char *p = url + (tls ? 6 : 5);
     size_t alen = strcspn(p, "/?#");
     const char *auth = p, *aend = p + alen;
     if (memchr(auth, '@', alen)) return url_err(why, "user info (user@host) is not supported");
@@ -336,7 +345,7 @@ int wsc_url_parse(const char *url, struct wsc_url *out, const char **why)
         out->host[hl] = '\0';
     }
 
-    out->port = 80;
+    out->port = tls ? 443 : 80;
     if (rest < aend) {
         if (*rest != ':') return url_err(why, "unexpected text after the host");
         const char *ps = rest + 1;
@@ -445,7 +454,8 @@ static int build_request(struct wsc *c, const struct wsc_url *url, const struct 
         if (strncasecmp(*h, "host:", 5) == 0) own_host = true;
     if (!rc && !own_host) {
         char port[16] = "";
-        if (url->port != 80) snprintf(port, sizeof port, ":%u", (unsigned)url->port);
+        if (url->port != (url->tls ? 443 : 80))
+            snprintf(port, sizeof port, ":%u", (unsigned)url->port);
         snprintf(line, sizeof line, "Host: %s%s%s%s\r\n", url->ipv6 ? "[" : "", url->host,
                  url->ipv6 ? "]" : "", port);
         rc = out_str(c, line);
@@ -493,6 +503,11 @@ struct wsc *wsc_new(const struct wsc_url *url, const struct wsc_options *opt, in
     memcpy(c->host, url->host, sizeof c->host);
     c->host[sizeof c->host - 1] = '\0';
     c->port = url->port;
+    c->tls = url->tls;
+    if (c->tls && opt->ca_file && !(c->ca_file = strdup(opt->ca_file))) {
+        free(c);
+        return NULL;
+    }
     c->fragment_size = opt->fragment_size;
     c->rbuf_size = opt->read_buffer_size ? opt->read_buffer_size : DEFAULT_READ_BUFFER;
     if (c->rbuf_size < MIN_READ_BUFFER) c->rbuf_size = MIN_READ_BUFFER;
@@ -531,6 +546,9 @@ fail:
 void wsc_free(struct wsc *c)
 {
     if (!c) return;
+    wsc_tls_free(c->ssl);
+    SSL_CTX_free(c->tls_ctx);
+    free(c->ca_file);
     if (c->fd >= 0) close(c->fd);
     ws_reader_free(&c->reader);
     free(c->offered);
@@ -1053,6 +1071,8 @@ const char *wsc_strerror(int err)
         return "the server chose an extension that was not offered";
     case WSC_ERR_PROTOCOL:
         return "the server broke the WebSocket protocol";
+    case WSC_ERR_TLS:
+        return "TLS handshake or certificate verification failed";
     default:
         return "unknown error";
     }
@@ -1060,13 +1080,26 @@ const char *wsc_strerror(int err)
 
 /* ---- socket layer ---- */
 
+/* send(2)/recv(2), through TLS for wss://. */
+static ssize_t sock_send(struct wsc *c, const void *p, size_t n)
+{
+    if (c->ssl) return wsc_tls_send(c->ssl, p, n, &c->tls_want_write);
+    return send(c->fd, p, n, MSG_NOSIGNAL);
+}
+
+static ssize_t sock_recv(struct wsc *c, void *p, size_t n)
+{
+    if (c->ssl) return wsc_tls_recv(c->ssl, p, n, &c->tls_want_write);
+    return recv(c->fd, p, n, 0);
+}
+
 /* Closes the socket of a finished connection after one last non-blocking attempt to
  * send what is queued (our close frame). */
 static void socket_finish(struct wsc *c)
 {
     if (c->fd < 0) return;
     while (out_pending(c)) {
-        ssize_t n = send(c->fd, c->out + c->out_off, out_pending(c), MSG_NOSIGNAL);
+        ssize_t n = sock_send(c, c->out + c->out_off, out_pending(c));
         if (n > 0) {
             c->out_off += (size_t)n;
         } else if (n < 0 && errno == EINTR) {
@@ -1076,6 +1109,9 @@ static void socket_finish(struct wsc *c)
         }
     }
     c->out_off = c->out_len = 0;
+    wsc_tls_free(c->ssl);
+    c->ssl = NULL;
+    c->tls_want_write = false;
     close(c->fd);
     c->fd = -1;
     free(c->rbuf);
@@ -1083,7 +1119,7 @@ static void socket_finish(struct wsc *c)
     c->rlen = 0;
 }
 
-int wsc_attach(struct wsc *c, int fd)
+static int attach_fd(struct wsc *c, int fd)
 {
     if (fd < 0) return WSC_ERR_ARG;
     if (c->fd >= 0 || c->state == WSC_STATE_CLOSED) return WSC_ERR_STATE;
@@ -1097,6 +1133,12 @@ int wsc_attach(struct wsc *c, int fd)
     return 0;
 }
 
+int wsc_attach(struct wsc *c, int fd)
+{
+    if (c->tls) return WSC_ERR_ARG; /* the TLS handshake is wsc_connect's */
+    return attach_fd(c, fd);
+}
+
 int wsc_fd(const struct wsc *c)
 {
     return c->fd;
@@ -1104,7 +1146,7 @@ int wsc_fd(const struct wsc *c)
 
 int wsc_want_write(const struct wsc *c)
 {
-    return out_pending(c) > 0;
+    return out_pending(c) > 0 || c->tls_want_write;
 }
 
 int wsc_flush(struct wsc *c)
@@ -1115,7 +1157,7 @@ int wsc_flush(struct wsc *c)
         return c->result;
     }
     while (out_pending(c)) {
-        ssize_t n = send(c->fd, c->out + c->out_off, out_pending(c), MSG_NOSIGNAL);
+        ssize_t n = sock_send(c, c->out + c->out_off, out_pending(c));
         if (n > 0) {
             c->out_off += (size_t)n;
         } else if (n < 0 && errno == EINTR) {
@@ -1203,7 +1245,7 @@ int wsc_read(struct wsc *c, wsc_event_fn fn, void *ud)
     c->fn = fn;
     c->ud = ud;
     while (c->state != WSC_STATE_CLOSED) {
-        ssize_t n = recv(c->fd, c->rbuf + c->rlen, c->rbuf_size - c->rlen, 0);
+        ssize_t n = sock_recv(c, c->rbuf + c->rlen, c->rbuf_size - c->rlen);
         if (n > 0) {
             c->rlen += (size_t)n;
             process_input(c);
@@ -1248,7 +1290,10 @@ int wsc_poll(struct wsc *c, int timeout_ms, wsc_event_fn fn, void *ud)
         int rc = wsc_flush(c);
         if (rc < 0) return rc;
     }
-    if (pfd.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) return wsc_read(c, fn, ud);
+    /* A TLS read that had to write first (a key update) goes on once writable. */
+    bool tls_read = c->ssl && c->tls_want_write && !out_pending(c) && (pfd.revents & POLLOUT);
+    if (tls_read || (pfd.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)))
+        return wsc_read(c, fn, ud);
     return 0;
 }
 
@@ -1320,12 +1365,42 @@ static int tcp_connect(struct wsc *c, int64_t deadline, int timeout_ms)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    int rc = wsc_attach(c, fd);
+    int rc = attach_fd(c, fd);
     if (rc) {
         close(fd);
         return fail(c, rc, "%s", wsc_strerror(rc));
     }
     return 0;
+}
+
+/* The TLS handshake on the connected socket, within the deadline. */
+static int tls_connect(struct wsc *c, int64_t deadline, int timeout_ms)
+{
+    char err[400];
+    if (!c->tls_ctx && !(c->tls_ctx = wsc_tls_ctx_new(c->ca_file, err, sizeof err))) goto fail;
+    c->ssl = wsc_tls_new(c->tls_ctx, c->fd, c->host, err, sizeof err);
+    if (!c->ssl) goto fail;
+    for (;;) {
+        int r = wsc_tls_handshake(c->ssl, &c->tls_want_write, err, sizeof err);
+        if (r > 0) return 0;
+        if (r < 0) goto fail;
+        int64_t left = deadline - now_ms();
+        if (left <= 0) {
+            int rc = fail(c, WSC_ERR_TIMEOUT, "TLS handshake with %s port %u timed out after %d ms",
+                          c->host, (unsigned)c->port, timeout_ms);
+            socket_finish(c);
+            return rc;
+        }
+        struct pollfd pfd = {.fd = c->fd, .events = c->tls_want_write ? POLLOUT : POLLIN};
+        if (poll(&pfd, 1, left > INT32_MAX ? INT32_MAX : (int)left) < 0 && errno != EINTR) {
+            snprintf(err, sizeof err, "poll failed: %s", strerror(errno));
+            goto fail;
+        }
+    }
+fail:;
+    int rc = fail(c, WSC_ERR_TLS, "TLS with %s port %u: %s", c->host, (unsigned)c->port, err);
+    socket_finish(c);
+    return rc;
 }
 
 int wsc_connect(struct wsc *c, int timeout_ms, wsc_event_fn fn, void *ud)
@@ -1334,6 +1409,7 @@ int wsc_connect(struct wsc *c, int timeout_ms, wsc_event_fn fn, void *ud)
     if (timeout_ms <= 0) timeout_ms = DEFAULT_TIMEOUT_MS;
     int64_t deadline = now_ms() + timeout_ms;
     int rc = tcp_connect(c, deadline, timeout_ms);
+    if (!rc && c->tls) rc = tls_connect(c, deadline, timeout_ms);
     if (rc) return rc;
     while (c->state == WSC_STATE_HANDSHAKE) {
         int64_t left = deadline - now_ms();

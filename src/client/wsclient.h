@@ -1,4 +1,4 @@
-/* wsclient: a small RFC 6455 WebSocket client for ws:// URLs (no TLS, no extensions).
+/* wsclient: a small RFC 6455 WebSocket client for ws:// and wss:// URLs (no extensions).
  *
  * Two layers, usable separately:
  *
@@ -18,6 +18,12 @@
  *    event loop calls them when the descriptor (wsc_fd) is readable or writable
  *    (wsc_want_write says whether to watch for writability). wsc_poll() is the
  *    blocking convenience for simple programs.
+ *
+ *  - wss:// (TLS, client/wsc_tls.h) lives in the socket layer: wsc_connect does the
+ *    TLS handshake after the TCP connect, verifying the server's certificate against
+ *    the system's trust store (or wsc_options.ca_file) and its name or address against
+ *    the URL's host; wsc_read/wsc_flush then go through TLS. wsc_attach is for ws://
+ *    only. The protocol core never sees TLS.
  *
  * Memory: a connection allocates its struct, its output queue (grown to the largest
  * burst queued, then reused) and, with the socket layer, one read buffer; the
@@ -66,6 +72,7 @@ enum wsc_error {
     WSC_ERR_SUBPROTOCOL = -15, /* the server chose a subprotocol that was not offered */
     WSC_ERR_EXTENSION = -16,   /* the server chose an extension (none is ever offered) */
     WSC_ERR_PROTOCOL = -17,    /* the server broke the framing protocol; closed with 1002/7/9 */
+    WSC_ERR_TLS = -18,         /* TLS handshake or certificate verification failed */
 };
 
 /* 1 (not an error): the close handshake is complete. */
@@ -75,17 +82,17 @@ enum wsc_error {
 
 struct wsc_url {
     char host[WSC_MAX_HOST]; /* without brackets for IPv6 */
-    uint16_t port;           /* 80 when the URL names none */
+    uint16_t port;           /* 80 (443 for wss://) when the URL names none */
     bool ipv6;               /* host was a bracketed IPv6 literal */
     char path[WSC_MAX_PATH]; /* origin-form request target: "/" or "/p?q" */
+    bool tls;                /* wss:// */
 };
 
-/* Parses ws://HOST[:PORT][/PATH][?QUERY]. HOST is a name (letters, digits, '-', '.',
- * '_', '~'), a dotted IPv4 address or [IPv6]; PORT is 1..65535; the path and query are
- * kept as written (visible ASCII; percent-encode anything else). Refused: other schemes
- * (wss:// is named as unsupported), user info, fragments, empty ports, over-long
- * parts. Returns 0, or WSC_ERR_ARG with *why (if why is not NULL) set to a static
- * text saying what is wrong. */
+/* Parses ws://HOST[:PORT][/PATH][?QUERY] (or wss://). HOST is a name (letters, digits,
+ * '-', '.', '_', '~'), a dotted IPv4 address or [IPv6]; PORT is 1..65535; the path and
+ * query are kept as written (visible ASCII; percent-encode anything else). Refused:
+ * other schemes, user info, fragments, empty ports, over-long parts. Returns 0, or WSC_ERR_ARG with
+ * *why (if why is not NULL) set to a static text saying what is wrong. */
 int wsc_url_parse(const char *url, struct wsc_url *out, const char **why);
 
 /* ---- connections ---- */
@@ -101,6 +108,7 @@ struct wsc_options {
     size_t fragment_size;      /* wsc_send splits data messages into frames of at most this
                                   many payload bytes; 0: one frame per message */
     size_t read_buffer_size;   /* socket layer read buffer; 0: 64 KiB; at least 1 KiB */
+    const char *ca_file;       /* wss://: PEM file of the CAs to trust; NULL: the system's */
 };
 
 enum wsc_state {
@@ -229,13 +237,14 @@ int wsc_connect(struct wsc *c, int timeout_ms, wsc_event_fn fn, void *ud);
 
 /* Adopts a connected (or connecting) socket: c owns it from now on and makes it
  * non-blocking. Then drive the handshake with wsc_flush/wsc_read. WSC_ERR_STATE if c
- * already has a socket. */
+ * already has a socket; WSC_ERR_ARG for a wss:// connection (use wsc_connect). */
 int wsc_attach(struct wsc *c, int fd);
 
 /* The socket descriptor, or -1 (none yet, or closed once the connection finished). */
 int wsc_fd(const struct wsc *c);
 
-/* 1 when output is queued (watch the descriptor for writability), else 0. */
+/* 1 when output is queued or TLS waits to write (watch the descriptor for
+ * writability), else 0. */
 int wsc_want_write(const struct wsc *c);
 
 /* Writes queued output until done or the socket would block. Returns 0 when all is

@@ -12,6 +12,7 @@
 
 #include "base/log.h"
 #include "base/stats.h"
+#include "net/tls_io.h"
 
 enum { HC_IDLE = 0, HC_READING = 1 };
 
@@ -111,6 +112,10 @@ int http_conn_start(struct http_server *srv, struct loop *loop, int fd, struct c
     }
     STAT_INC(conns_accepted);
     STAT_INC(conns_open);
+    if (srv->tls && (rc = tls_io_start(&hc->c, srv->tls)) < 0) {
+        conn_close(&hc->c);
+        return rc;
+    }
     hc->state = HC_READING;
     hc->started_ms = loop_now(loop);
     conn_timer_arm(&hc->c, srv->handshake_timeout_ms);

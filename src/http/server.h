@@ -5,7 +5,9 @@
  * Timers: from accept until the first request is complete, the handshake timeout
  * (slow or silent clients cannot hold sockets); between keep-alive requests, the idle
  * timeout; once a new request starts, the handshake timeout again. A request cut off
- * by its timeout gets 408; an idle connection is simply closed.
+ * by its timeout gets 408; an idle connection is simply closed. Under TLS the first
+ * handshake timeout also covers the TLS handshake: a client that has not finished it
+ * in time is dropped without an answer (it has no channel to receive one).
  *
  * Ownership: struct http_server (routes, limits) is shared read-only by all workers
  * and outlives every connection. Request data handed to a handler is valid only
@@ -19,6 +21,7 @@
 
 #include "http/parser.h"
 #include "net/conn.h"
+#include "net/tls.h"
 
 struct http_conn;
 
@@ -52,7 +55,8 @@ struct http_server {
     uint32_t max_body;
     uint32_t handshake_timeout_ms;
     uint32_t idle_timeout_ms;
-    bool shutting_down; /* set per worker copy; answers close connections */
+    bool shutting_down;     /* set per worker copy; answers close connections */
+    struct tls_server *tls; /* every connection starts with a TLS handshake, or NULL */
 };
 
 /* Takes ownership of fd and starts serving HTTP on it. Returns 0 or -errno (fd is

@@ -2,7 +2,11 @@
  * buffer; writes are corked: conn_send only queues and marks the connection, and the
  * end-of-turn task writes the whole queue with one writev. The fd is registered once
  * for IN|OUT|RDHUP in edge-triggered mode, so no epoll_ctl is needed when a socket
- * fills up or drains: CONN_WRITABLE tracks the edge instead. */
+ * fills up or drains: CONN_WRITABLE tracks the edge instead.
+ *
+ * TLS (conn->tls set, see net/tls_io.h) branches off at the three points where bytes
+ * meet the socket: the read call, the flush and the first events (the handshake);
+ * queueing, timers, backpressure and closing are shared. */
 #include "net/conn.h"
 
 #include <arpa/inet.h>
@@ -16,6 +20,8 @@
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include "net/tls_io.h"
 
 #define CONN_EVENTS         (EPOLLIN | EPOLLOUT | EPOLLRDHUP)
 #define CONN_READS_PER_TURN 8 /* fairness: then yield to other connections */
@@ -63,6 +69,12 @@ static void ring_release(struct conn *c)
     free(c->ring);
     c->ring = NULL;
     c->ring_cap = c->ring_head = 0;
+}
+
+/* Output not yet handed to the kernel: queued, or staged by TLS for a retry. */
+static inline bool has_output(const struct conn *c)
+{
+    return c->out_count || (c->tls && tls_io_staged(c));
 }
 
 static void conn_io_cb(struct loop *loop, struct io_watch *w, uint32_t events);
@@ -144,9 +156,10 @@ int conn_migrate(struct conn *from, struct conn *to, const struct conn_ops *ops)
     from->ring = NULL;
     from->out_count = 0;
     from->list = NULL;
+    from->tls = NULL; /* carried over to `to` */
     from->task.fn = free_raw_task;
     loop_defer(from->loop, &from->task);
-    if (to->out_count || (to->flags & CONN_READ_AGAIN)) loop_defer(to->loop, &to->task);
+    if (has_output(to) || (to->flags & CONN_READ_AGAIN)) loop_defer(to->loop, &to->task);
     if (rc < 0) conn_close(to);
     return rc;
 }
@@ -166,6 +179,7 @@ void conn_close(struct conn *c)
     if (c->flags & CONN_CLOSED) return;
     c->flags |= CONN_CLOSED;
     loop_watch_del(c->loop, &c->w);
+    if (c->tls) tls_io_free(c);
     close(c->w.fd);
     c->w.fd = -1;
     loop_timer_cancel(c->loop, &c->timer);
@@ -234,6 +248,7 @@ static void half_close(struct conn *c)
 {
     if (c->flags & CONN_HALF_CLOSED) return;
     c->flags |= CONN_HALF_CLOSED;
+    if (c->tls) tls_io_shutdown(c);
     shutdown(c->w.fd, SHUT_WR);
 }
 
@@ -253,7 +268,26 @@ bool conn_write_progressed(struct conn *c)
     return moved;
 }
 
-void conn_flush(struct conn *c)
+size_t conn_queue_take(struct conn *c, uint8_t *dst, size_t cap)
+{
+    size_t got = 0;
+    while (got < cap && c->out_count) {
+        struct wh_msg *m = c->ring[c->ring_head];
+        size_t rest = m->len - c->out_off;
+        size_t k = rest < cap - got ? rest : cap - got;
+        memcpy(dst + got, m->data + c->out_off, k);
+        got += k;
+        if (k == rest) {
+            ring_pop(c);
+        } else {
+            c->out_off += (uint32_t)k;
+            c->out_bytes -= k;
+        }
+    }
+    return got;
+}
+
+static void flush_plain(struct conn *c)
 {
     while (c->out_count && (c->flags & (CONN_WRITABLE | CONN_CLOSED)) == CONN_WRITABLE) {
         struct iovec iov[CONN_IOV_MAX];
@@ -297,8 +331,16 @@ void conn_flush(struct conn *c)
             break;
         }
     }
+}
+
+void conn_flush(struct conn *c)
+{
+    if (c->tls)
+        tls_io_flush(c);
+    else
+        flush_plain(c);
     if (c->flags & CONN_CLOSED) return;
-    if (c->out_count) {
+    if (has_output(c)) {
         if (!(c->flags & CONN_WRITABLE) && c->blocked_since_ms == 0) {
             c->blocked_since_ms = loop_now(c->loop);
             if (c->blocked_since_ms == 0) c->blocked_since_ms = 1;
@@ -323,14 +365,16 @@ static void conn_read(struct conn *c, bool until_eof)
             c->flags |= CONN_READ_AGAIN;
             return;
         }
-        ssize_t n = read(c->w.fd, buf, LOOP_RBUF_SIZE);
+        ssize_t n =
+            c->tls ? tls_io_read(c, buf, LOOP_RBUF_SIZE) : read(c->w.fd, buf, LOOP_RBUF_SIZE);
         if (n > 0) {
             c->bytes_in += (uint64_t)n;
             if (!(c->flags & CONN_FINISHING)) c->ops->on_data(c, buf, (size_t)n);
             if (c->flags & CONN_CLOSED) return;
             /* A short read drained the socket; a later arrival raises a new edge.
-             * With RDHUP seen, read on to collect the EOF, which raises no edge. */
-            if ((size_t)n < LOOP_RBUF_SIZE && !until_eof) return;
+             * With RDHUP seen, read on to collect the EOF, which raises no edge.
+             * Under TLS only WANT_READ says the socket is drained. */
+            if (!until_eof && (c->tls ? c->tls->drained : (size_t)n < LOOP_RBUF_SIZE)) return;
             continue;
         }
         if (n == 0) {
@@ -351,13 +395,29 @@ static void conn_io_cb(struct loop *loop, struct io_watch *w, uint32_t events)
     (void)loop;
     struct conn *c = (struct conn *)w;
     if (c->flags & CONN_CLOSED) return;
+    if (c->tls) {
+        if (!tls_io_open(c)) {
+            int r = tls_io_handshake(c);
+            if (r < 0) conn_close(c);
+            if (r <= 0) return;
+            events |= EPOLLIN; /* the request may have come with the client's Finished */
+        }
+        if ((events & EPOLLOUT) && c->tls->read_wants_write) {
+            c->tls->read_wants_write = false;
+            events |= EPOLLIN;
+        }
+    }
     if (events & EPOLLOUT) {
         c->flags |= CONN_WRITABLE;
-        if (c->out_count) conn_flush(c);
+        if (has_output(c)) conn_flush(c);
         if (c->flags & CONN_CLOSED) return;
     }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         conn_read(c, (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
+        if (c->tls && c->tls->write_wants_read && !(c->flags & CONN_CLOSED)) {
+            c->tls->write_wants_read = false;
+            conn_flush(c);
+        }
     }
 }
 
@@ -371,7 +431,7 @@ static void conn_task_cb(struct loop *loop, struct loop_task *t)
         conn_read(c, false);
         if (c->flags & CONN_CLOSED) return;
     }
-    if (c->out_count && (c->flags & CONN_WRITABLE)) conn_flush(c);
+    if (has_output(c) && (c->flags & CONN_WRITABLE)) conn_flush(c);
 }
 
 static void conn_timer_cb(struct loop *loop, struct timer *t)
@@ -380,6 +440,12 @@ static void conn_timer_cb(struct loop *loop, struct timer *t)
     struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, timer));
     if (c->flags & CONN_CLOSED) return;
     if (c->flags & CONN_FINISHING) {
+        conn_close(c);
+        return;
+    }
+    if (c->tls && !tls_io_open(c)) {
+        /* Nothing above TLS has seen a byte yet: there is no one to answer. */
+        tls_io_handshake_timeout(c);
         conn_close(c);
         return;
     }
@@ -392,7 +458,7 @@ void conn_finish(struct conn *c, uint32_t linger_ms)
     c->flags |= CONN_FINISHING;
     c->flags &= ~CONN_PAUSED;
     loop_timer_arm(c->loop, &c->timer, linger_ms);
-    if (!c->out_count)
+    if (!has_output(c))
         half_close(c);
     else
         loop_defer(c->loop, &c->task);

@@ -20,6 +20,7 @@
 #include "loop/loop.h"
 
 struct conn;
+struct tls_stream;
 
 struct conn_ops {
     /* Bytes arrived. data points into the loop's shared buffer (valid during the
@@ -72,6 +73,7 @@ struct conn {
     uint64_t bytes_in, bytes_out;
     uint32_t flags;
     uint32_t linger_ms;
+    struct tls_stream *tls; /* NULL on a plaintext connection (net/tls_io.h) */
 };
 
 /* Sets up c (allocated by the caller, zeroed, with the protocol's size) for fd and
@@ -97,6 +99,11 @@ int conn_drop_oldest(struct conn *c);
 
 /* Drops every queued message that has not started to go out. Returns how many. */
 size_t conn_discard_queued(struct conn *c);
+
+/* For transports that write through a buffer of their own (TLS): moves up to cap
+ * queued bytes into dst, oldest first. They count as written: a message taken in
+ * part stays at the head, partly written. Returns the bytes moved. */
+size_t conn_queue_take(struct conn *c, uint8_t *dst, size_t cap);
 
 /* Writes what is queued now rather than at the end of the turn. */
 void conn_flush(struct conn *c);

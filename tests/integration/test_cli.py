@@ -252,7 +252,7 @@ class UsageTests(CliTestCase):
     START_CLASS_SERVER = False
 
     def test_bad_url(self):
-        for url in ("http://127.0.0.1/ws", "wss://127.0.0.1/", "ws://", "ws://h:99999/",
+        for url in ("http://127.0.0.1/ws", "wss:/127.0.0.1/", "ws://", "ws://h:99999/",
                     "ws://h/#frag", "not a url"):
             rc, out, err = self.run_cli(url)
             self.assertEqual(rc, 2, "%s: %s" % (url, err))

@@ -285,6 +285,55 @@ static void test_url_good(void **state)
     assert_int_equal(wsc_url_parse("ws://[2001:db8::1]", &u, &why), 0);
     assert_string_equal(u.host, "2001:db8::1");
     assert_int_equal(u.port, 80);
+    assert_false(u.tls);
+
+    assert_int_equal(wsc_url_parse("wss://example.com/ws", &u, &why), 0);
+    assert_true(u.tls);
+    assert_string_equal(u.host, "example.com");
+    assert_int_equal(u.port, 443);
+    assert_string_equal(u.path, "/ws");
+    assert_int_equal(wsc_url_parse("WSS://[::1]:8443", &u, &why), 0);
+    assert_true(u.tls && u.ipv6);
+    assert_int_equal(u.port, 8443);
+}
+
+/* The Host header names the port only when it is not the scheme's default; a wss://
+ * connection cannot adopt a socket (its TLS handshake is wsc_connect's). */
+static void test_wss_host_header_and_attach(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url, *host;
+    } cases[] = {
+        {"wss://example.com/", "Host: example.com\r\n"},
+        {"wss://example.com:8443/", "Host: example.com:8443\r\n"},
+        {"wss://example.com:80/", "Host: example.com:80\r\n"},
+        {"ws://example.com:443/", "Host: example.com:443\r\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct wsc_url u;
+        assert_int_equal(wsc_url_parse(cases[i].url, &u, NULL), 0);
+        int err;
+        struct wsc *c = wsc_new(&u, NULL, &err);
+        assert_non_null(c);
+        size_t len;
+        const uint8_t *out = wsc_output(c, &len);
+        char *req = strndup((const char *)out, len);
+        if (!strstr(req, cases[i].host))
+            fail_msg("%s: no \"%s\" in\n%s", cases[i].url, cases[i].host, req);
+        free(req);
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+        int rc = wsc_attach(c, sv[0]);
+        if (u.tls) {
+            assert_int_equal(rc, WSC_ERR_ARG);
+            close(sv[0]);
+        } else {
+            assert_int_equal(rc, 0);
+        }
+        close(sv[1]);
+        wsc_free(c);
+    }
 }
 
 static void test_url_bad(void **state)
@@ -294,7 +343,6 @@ static void test_url_bad(void **state)
         "",
         "example.com",
         "http://example.com/",
-        "wss://example.com/",
         "ws://",
         "ws:///path",
         "ws://:80/",
@@ -326,8 +374,8 @@ static void test_url_bad(void **state)
     }
     struct wsc_url u;
     const char *why = NULL;
-    assert_int_equal(wsc_url_parse("wss://x/", &u, &why), WSC_ERR_ARG);
-    assert_non_null(strstr(why, "wss"));
+    assert_int_equal(wsc_url_parse("wss:/x/", &u, &why), WSC_ERR_ARG);
+    assert_non_null(strstr(why, "wss://"));
 
     /* over-long host and path */
     char *big = malloc(WSC_MAX_PATH + 64);
@@ -1300,6 +1348,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_good),
+        cmocka_unit_test(test_wss_host_header_and_attach),
         cmocka_unit_test(test_url_bad),
         cmocka_unit_test(test_request_bytes),
         cmocka_unit_test(test_request_own_host_and_bad_options),

@@ -1,0 +1,206 @@
+/* TLS handshake, reads and writes for one connection; see tls_io.h. */
+#include "net/tls_io.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "base/log.h"
+#include "base/stats.h"
+
+/* The most plaintext one TLS record carries (RFC 8446 section 5.1). */
+#define TLS_RECORD_MAX 16384u
+
+static _Thread_local uint8_t scratch[TLS_RECORD_MAX];
+
+int tls_io_start(struct conn *c, struct tls_server *srv)
+{
+    struct tls_stream *t = calloc(1, sizeof *t);
+    if (!t) return -ENOMEM;
+    t->ssl = tls_server_new_ssl(srv, c->w.fd);
+    if (!t->ssl) {
+        free(t);
+        return -ENOMEM;
+    }
+    c->tls = t;
+    return 0;
+}
+
+/* A client that speaks plain HTTP to a TLS port gets a plain answer it can read,
+ * rather than a TLS alert it cannot. Best effort: the connection closes right after. */
+static void refuse_plaintext(struct conn *c)
+{
+    static const char body[] = "{\"error\":{\"code\":\"tls_required\",\"message\":\"this port "
+                               "speaks TLS: use https:// or wss://\"}}\n";
+    char resp[320];
+    int n = snprintf(resp, sizeof resp,
+                     "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     sizeof body - 1, body);
+    if (n > 0 && (size_t)n < sizeof resp) {
+        ssize_t w = write(c->w.fd, resp, (size_t)n);
+        (void)w;
+    }
+}
+
+int tls_io_handshake(struct conn *c)
+{
+    struct tls_stream *t = c->tls;
+    ERR_clear_error();
+    int r = SSL_do_handshake(t->ssl);
+    if (r == 1) {
+        t->state = TLS_OPEN;
+        STAT_INC(tls_handshakes);
+        return 1;
+    }
+    int e = SSL_get_error(t->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
+    unsigned long err = ERR_peek_error();
+    if (ERR_GET_LIB(err) == ERR_LIB_SSL && ERR_GET_REASON(err) == SSL_R_HTTP_REQUEST) {
+        STAT_INC(tls_plaintext_refused);
+        refuse_plaintext(c);
+    }
+    STAT_INC(tls_handshake_failures);
+    if (LOG_DEBUG >= log_min_level) {
+        char why[200], ip[64];
+        if (err)
+            ERR_error_string_n(err, why, sizeof why);
+        else
+            snprintf(why, sizeof why, "connection closed (%s)",
+                     e == SSL_ERROR_SYSCALL ? "socket" : "peer");
+        log_debug("tls handshake failed", "remote=%s reason=\"%s\"", conn_peer(c, ip, sizeof ip),
+                  why);
+    }
+    ERR_clear_error();
+    return -1;
+}
+
+void tls_io_handshake_timeout(struct conn *c)
+{
+    (void)c;
+    STAT_INC(handshake_timeouts);
+    STAT_INC(tls_handshake_failures);
+}
+
+ssize_t tls_io_read(struct conn *c, uint8_t *buf, size_t cap)
+{
+    struct tls_stream *t = c->tls;
+    size_t got = 0;
+    /* One SSL_read yields at most one record: gather several, so the protocol above
+     * parses in large chunks as it does on a plaintext socket. */
+    while (got < cap) {
+        size_t n = 0;
+        ERR_clear_error();
+        int r = SSL_read_ex(t->ssl, buf + got, cap - got, &n);
+        if (r == 1) {
+            got += n;
+            continue;
+        }
+        int e = SSL_get_error(t->ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            if (e == SSL_ERROR_WANT_WRITE) t->read_wants_write = true;
+            t->drained = true;
+            if (got) return (ssize_t)got;
+            errno = EAGAIN;
+            return -1;
+        }
+        /* EOF or a failure: hand over what came before it; the next call sees it
+         * again (OpenSSL keeps returning the same error). */
+        if (got) break;
+        if (e == SSL_ERROR_ZERO_RETURN) return 0;
+        if (e != SSL_ERROR_SYSCALL || errno == 0 || errno == EAGAIN || errno == EINTR)
+            errno = EPROTO;
+        ERR_clear_error();
+        return -1;
+    }
+    t->drained = false;
+    return (ssize_t)got;
+}
+
+/* Keeps bytes SSL_write could not take, for the retry OpenSSL requires. */
+static int stage_keep(struct tls_stream *t, const uint8_t *p, size_t len)
+{
+    if (p == scratch) {
+        t->stage = malloc(TLS_RECORD_MAX);
+        if (!t->stage) return -1;
+        memcpy(t->stage, p, len);
+        t->stage_off = 0;
+        t->stage_len = (uint32_t)len;
+    } else {
+        t->stage_off = (uint32_t)(p - t->stage);
+    }
+    return 0;
+}
+
+void tls_io_flush(struct conn *c)
+{
+    struct tls_stream *t = c->tls;
+    if (t->state != TLS_OPEN) return;
+    while ((c->flags & (CONN_WRITABLE | CONN_CLOSED)) == CONN_WRITABLE) {
+        const uint8_t *p;
+        size_t len;
+        if (t->stage_len) {
+            p = t->stage + t->stage_off;
+            len = t->stage_len - t->stage_off;
+        } else if (c->out_count) {
+            len = conn_queue_take(c, scratch, sizeof scratch);
+            p = scratch;
+        } else {
+            break;
+        }
+        while (len > 0) {
+            size_t n = 0;
+            ERR_clear_error();
+            int r = SSL_write_ex(t->ssl, p, len, &n);
+            if (r == 1) {
+                p += n;
+                len -= n;
+                c->bytes_out += n;
+                c->blocked_since_ms = 0;
+                continue;
+            }
+            int e = SSL_get_error(t->ssl, r);
+            if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+                if (e == SSL_ERROR_WANT_WRITE)
+                    c->flags &= ~CONN_WRITABLE;
+                else
+                    t->write_wants_read = true;
+                if (stage_keep(t, p, len) < 0) break;
+                return;
+            }
+            break; /* the peer is gone or broke the protocol */
+        }
+        if (len > 0) {
+            ERR_clear_error();
+            conn_close(c);
+            return;
+        }
+        if (t->stage_len) {
+            free(t->stage);
+            t->stage = NULL;
+            t->stage_off = t->stage_len = 0;
+        }
+    }
+}
+
+void tls_io_shutdown(struct conn *c)
+{
+    struct tls_stream *t = c->tls;
+    if (t->state != TLS_OPEN) return;
+    ERR_clear_error();
+    SSL_shutdown(t->ssl);
+    ERR_clear_error();
+}
+
+void tls_io_free(struct conn *c)
+{
+    struct tls_stream *t = c->tls;
+    if (!t) return;
+    c->tls = NULL;
+    SSL_free(t->ssl);
+    free(t->stage);
+    free(t);
+}
