@@ -200,7 +200,8 @@ static const struct opt_def options[] = {
      .min = 1,
      .max = DAY,
      .group = G_TIMEOUTS,
-     .help = "Time allowed for the HTTP upgrade handshake."},
+     .help =
+         "Time allowed for the TLS handshake (with --tls-cert) and the HTTP request or upgrade."},
     {.name = "close-timeout",
      .kind = K_DURATION,
      FIELD(close_timeout_ms),
