@@ -339,6 +339,35 @@ static void metrics(struct http_ctx *ctx, void *ud)
            s.hub_rate_limited);
     metric(&t, "wshub_hub_strike_closes_total", "counter",
            "Connections closed 1008 after repeated bad messages.", s.hub_strike_closes);
+    metric(&t, "wshub_deflate_connections_total", "counter",
+           "WebSocket connections that negotiated permessage-deflate.", s.ws_deflate_negotiated);
+    metric(&t, "wshub_deflate_inflated_messages_total", "counter",
+           "Compressed client messages inflated.", s.ws_deflate_msgs_in);
+    metric(&t, "wshub_deflate_inflated_bytes_in_total", "counter",
+           "Compressed payload bytes received.", s.ws_deflate_bytes_in_compressed);
+    metric(&t, "wshub_deflate_inflated_bytes_out_total", "counter",
+           "Bytes those payloads inflated to.", s.ws_deflate_bytes_in_inflated);
+    metric(&t, "wshub_deflate_bombs_total", "counter",
+           "Compressed messages refused for inflating past the limit (closed 1009).",
+           s.ws_deflate_bombs);
+    metric(&t, "wshub_deflate_errors_total", "counter",
+           "Compressed messages with invalid data (closed 1002).", s.ws_deflate_errors);
+    metric(&t, "wshub_deflate_compressed_messages_total", "counter",
+           "Outgoing messages compressed (once per message and worker, not per recipient).",
+           s.ws_deflate_msgs_out);
+    metric(&t, "wshub_deflate_compressed_bytes_in_total", "counter",
+           "Payload bytes of outgoing messages before compression.", s.ws_deflate_bytes_out_raw);
+    metric(&t, "wshub_deflate_compressed_bytes_out_total", "counter",
+           "Payload bytes of outgoing messages after compression.",
+           s.ws_deflate_bytes_out_compressed);
+    metric(&t, "wshub_deflate_incompressible_total", "counter",
+           "Outgoing messages sent uncompressed because deflate did not shrink them.",
+           s.ws_deflate_incompressible);
+    metric(&t, "wshub_deflate_cache_hits_total", "counter",
+           "Compressed frames reused for another recipient instead of compressing again.",
+           s.ws_deflate_cache_hits);
+    metric(&t, "wshub_deflate_frames_sent_total", "counter", "Compressed frames queued to clients.",
+           s.ws_deflate_frames_out);
     tprintf(&t, "# HELP wshub_hub_errors_total Error messages sent to clients, by code.\n"
                 "# TYPE wshub_hub_errors_total counter\n");
     for (int e = 1; e < PE_COUNT; e++)

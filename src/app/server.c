@@ -27,6 +27,7 @@
 #include "net/listener.h"
 #include "proto/envelope.h"
 #include "ws/conn.h"
+#include "ws/deflate.h"
 
 struct worker {
     int id;
@@ -142,6 +143,7 @@ static void *worker_main(void *arg)
     hub_shard_detach(w->shard);
     loop_drain_tasks(w->loop);
     proto_thread_cleanup();
+    ws_deflate_thread_cleanup(); /* drops cached frames: before msg_thread_cleanup */
     msg_thread_cleanup();
     log_debug("worker stopped", "worker=%d", w->id);
     atomic_fetch_sub(&w->srv->running, 1);
@@ -364,6 +366,8 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
         .read_timeout_ms = cfg->read_timeout_ms,
         .write_timeout_ms = cfg->write_timeout_ms,
         .close_timeout_ms = cfg->close_timeout_ms,
+        .compression = cfg->compression,
+        .compression_threshold = cfg->compress_threshold,
     };
     int n = cfg->threads;
     if (n <= 0) {
@@ -423,6 +427,7 @@ void server_wait(struct wh_server *s)
     for (int i = 0; i < s->n_workers; i++)
         pthread_join(s->workers[i].thread, NULL);
     server_free(s);
+    ws_deflate_thread_cleanup();
     msg_thread_cleanup(); /* blocks released on this thread by hub_destroy */
 }
 

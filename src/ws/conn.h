@@ -21,6 +21,7 @@
 
 #include "http/server.h"
 #include "net/conn.h"
+#include "ws/deflate.h"
 #include "ws/frame.h"
 #include "ws/handshake.h"
 #include "ws/reader.h"
@@ -33,6 +34,8 @@ struct ws_options {
     uint32_t read_timeout_ms;  /* 0: no read deadline */
     uint32_t write_timeout_ms; /* 0: no write deadline */
     uint32_t close_timeout_ms;
+    bool compression;               /* negotiate permessage-deflate when offered */
+    uint32_t compression_threshold; /* smaller payloads go uncompressed */
 };
 
 struct ws_handler {
@@ -56,8 +59,10 @@ struct ws_conn {
     void *ud;
     uint64_t last_rx_ms;
     uint64_t next_ping_ms;
+    struct ws_deflate dfl; /* inflater when the client keeps context */
     uint16_t close_code;
     uint8_t state;
+    struct ws_deflate_params pmd; /* all zero unless permessage-deflate was agreed */
 };
 
 /* Completes the upgrade of ctx's connection: sends the 101 answer for hs (with
