@@ -60,11 +60,14 @@ static bool name_is(const char *s, size_t n, const char *lit)
 }
 
 /* A parameter value: a token, or a quoted string whose unescaped content must itself
- * be a token (RFC 6455 section 9.1). Returns its length in val (NUL-terminated), or
- * -1 on a syntax error or a value too long to be valid for any parameter we know. */
+ * be a token (RFC 6455 section 9.1). The value is always consumed whole, so the scan
+ * stays in step with the quotes. Returns its length in val (NUL-terminated), -1 on a
+ * syntax error (unterminated quote, no value), or -2 for a well-formed value that no
+ * parameter we know could take (not a token inside the quotes, or too long). */
 static int value(struct scan *s, char val[VAL_MAX + 1])
 {
     size_t n = 0;
+    bool bad = false;
     if (s->p < s->end && *s->p == '"') {
         s->p++;
         for (;;) {
@@ -75,18 +78,25 @@ static int value(struct scan *s, char val[VAL_MAX + 1])
                 if (s->p >= s->end) return -1;
                 c = *s->p++;
             }
-            if (!is_tchar((unsigned char)c) || n >= VAL_MAX) return -1;
-            val[n++] = c;
+            if (!is_tchar((unsigned char)c) || n >= VAL_MAX)
+                bad = true;
+            else
+                val[n++] = c;
         }
+        if (n == 0) bad = true;
     } else {
         const char *t;
         size_t tl = token(s, &t);
-        if (tl > VAL_MAX) return -1;
-        memcpy(val, t, tl);
-        n = tl;
+        if (tl == 0) return -1;
+        if (tl > VAL_MAX) {
+            bad = true;
+        } else {
+            memcpy(val, t, tl);
+            n = tl;
+        }
     }
     val[n] = '\0';
-    return n ? (int)n : -1;
+    return bad ? -2 : (int)n;
 }
 
 /* Window bits: a decimal 8..15 without leading zeros (RFC 7692 section 7.1.2). */
@@ -122,7 +132,12 @@ static int offer_params(struct scan *s, struct ws_deflate_params *p)
             s->p++;
             skip_ows(s);
             vl = value(s, val);
-            if (vl < 0) return -1;
+            if (vl == -1) return -1;
+            if (vl == -2) {
+                ok = false;
+                vl = 1;
+                val[0] = '\0';
+            }
         }
         unsigned bit;
         if (name_is(name, nl, "server_no_context_takeover")) {
