@@ -18,7 +18,9 @@
  *   1007: text (or a close reason) that is not UTF-8, detected at the first invalid
  *         byte even in the middle of a frame (fail fast), or text ending mid-sequence.
  *   1009: a message (summed over its fragments) over max_message_size, detected from
- *         the frame headers before its payload is buffered.
+ *         the frame headers before its payload is buffered. A compressed message
+ *         (RSV1) may exceed it on the wire by about 4% + 64 bytes, deflate's
+ *         worst-case growth; its inflated size is the inflater's to limit.
  *
  * Ownership: the reader owns its gathering buffers (freed by ws_reader_free, after each
  * gathered message or split control frame is delivered, and on a close frame or an
