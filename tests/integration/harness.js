@@ -454,6 +454,7 @@ module.exports = {
   startServer,
   runWshub,
   connect,
+  track,
   nextMessage,
   nextMessages,
   nextPong,
