@@ -1,4 +1,5 @@
-/* wsclient: a small RFC 6455 WebSocket client for ws:// URLs (no TLS, no extensions).
+/* wsclient: a small RFC 6455 WebSocket client for ws:// URLs (no TLS; the only extension
+ * is permessage-deflate for receiving, when asked for with wsc_options.deflate).
  *
  * Two layers, usable separately:
  *
@@ -64,7 +65,7 @@ enum wsc_error {
     WSC_ERR_CONNECTION = -13,  /* 101 without "Connection: Upgrade" */
     WSC_ERR_ACCEPT = -14,      /* Sec-WebSocket-Accept missing or wrong */
     WSC_ERR_SUBPROTOCOL = -15, /* the server chose a subprotocol that was not offered */
-    WSC_ERR_EXTENSION = -16,   /* the server chose an extension (none is ever offered) */
+    WSC_ERR_EXTENSION = -16,   /* the server chose an extension that was not offered */
     WSC_ERR_PROTOCOL = -17,    /* the server broke the framing protocol; closed with 1002/7/9 */
 };
 
@@ -101,6 +102,11 @@ struct wsc_options {
     size_t fragment_size;      /* wsc_send splits data messages into frames of at most this
                                   many payload bytes; 0: one frame per message */
     size_t read_buffer_size;   /* socket layer read buffer; 0: 64 KiB; at least 1 KiB */
+    /* Offer permessage-deflate (RFC 7692) with client_no_context_takeover. When the
+     * server accepts, its compressed messages are inflated (under max_message_size)
+     * before they are reported; what we send always goes uncompressed, which the RFC
+     * allows per message. */
+    bool deflate;
 };
 
 enum wsc_state {

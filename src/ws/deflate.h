@@ -44,6 +44,8 @@ enum ws_deflate_flags {
     WS_DEFLATE_CLIENT_NCT = 1 << 1,  /* client_no_context_takeover accepted */
     WS_DEFLATE_SERVER_BITS = 1 << 2, /* answer server_max_window_bits=server_wbits */
     WS_DEFLATE_CLIENT_BITS = 1 << 3, /* answer client_max_window_bits=client_wbits */
+    WS_DEFLATE_SERVER_NCT = 1 << 4,  /* the offer named server_no_context_takeover (a
+                                        client reading an answer needs to know) */
 };
 
 /* What was agreed for one connection (all zero: no compression). Three bytes, so it

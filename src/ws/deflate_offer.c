@@ -168,6 +168,7 @@ static int offer_params(struct scan *s, struct ws_deflate_params *p)
     p->flags = WS_DEFLATE_ON;
     p->server_wbits = 15;
     p->client_wbits = 15;
+    if (seen & P_SNCT) p->flags |= WS_DEFLATE_SERVER_NCT;
     if (seen & P_SMWB) {
         p->flags |= WS_DEFLATE_SERVER_BITS;
         p->server_wbits = (uint8_t)smwb;
