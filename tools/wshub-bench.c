@@ -2017,7 +2017,7 @@ static void usage(FILE *out)
           "  --binary              binary messages (default text)\n"
           "\n",
           out);
-    fputs("echo and fanout option:\n"
+    fputs("echo, fanout and idle option:\n"
           "  --deflate             offer permessage-deflate (client_no_context_takeover) and\n"
           "                        inflate the server's compressed messages (the server must\n"
           "                        answer server_no_context_takeover, as wshub always does);\n"
@@ -2133,7 +2133,7 @@ static const struct opt_rule rules[] = {
     {OPT_WINDOW, "--window", F_FANOUT},
     {OPT_MAXLAG, "--max-lag", F_FANOUT},
     {OPT_HOLD, "--hold", F_IDLE},
-    {OPT_DEFLATE, "--deflate", F_ECHO | F_FANOUT},
+    {OPT_DEFLATE, "--deflate", F_ECHO | F_FANOUT | F_IDLE},
 };
 
 /* Adds the mode's default path when the URL names none. */
