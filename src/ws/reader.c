@@ -68,10 +68,15 @@ static int fail(struct ws_reader *r, int rc)
  * memLevel, as Python's websockets uses, cuts blocks of a few KiB), so its wire size
  * gets the slack of zlib's most conservative deflateBound (about 4%): a message at
  * the limit must still pass. */
+uint64_t ws_reader_compressed_limit(uint64_t max_message_size)
+{
+    uint64_t m = max_message_size;
+    return m + (m >> 5) + (m >> 7) + (m >> 11) + 64;
+}
+
 static uint64_t wire_limit(const struct ws_reader *r, bool compressed)
 {
-    uint64_t m = r->max_message_size;
-    return compressed ? m + (m >> 5) + (m >> 7) + (m >> 11) + 64 : m;
+    return compressed ? ws_reader_compressed_limit(r->max_message_size) : r->max_message_size;
 }
 
 static size_t header_size(uint8_t b1)

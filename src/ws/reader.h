@@ -92,6 +92,10 @@ void ws_reader_free(struct ws_reader *r);
 int ws_reader_feed(struct ws_reader *r, uint8_t *data, size_t len,
                    const struct ws_reader_callbacks *cb, void *ud);
 
+/* The wire limit of a compressed (RSV1) message: max_message_size plus deflate's
+ * worst-case growth (see the 1009 rule above). */
+uint64_t ws_reader_compressed_limit(uint64_t max_message_size);
+
 /* 1 when a message is partly received (a fragmented message or a frame in progress). */
 int ws_reader_busy(const struct ws_reader *r);
 
