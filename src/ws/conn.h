@@ -11,7 +11,13 @@
  * Ownership: a ws_conn is created by ws_accept and freed by the connection layer after
  * it closes; handler->on_close is called exactly once, just before that, whatever
  * ended the connection. ws->ud belongs to the handler. Frames sent with ws_send_frame
- * are shared by reference. */
+ * are shared by reference.
+ *
+ * permessage-deflate (ws/deflate.h): ws_accept negotiates it from the request when
+ * opt->compression is set; then compressed messages are inflated (under
+ * max_message_size) before on_message sees them, and data frames of at least
+ * compression_threshold payload bytes go out as their compressed twin, made once per
+ * frame and thread, whoever sends them. */
 #ifndef WSHUB_WS_CONN_H
 #define WSHUB_WS_CONN_H
 
@@ -65,8 +71,9 @@ struct ws_conn {
     struct ws_deflate_params pmd; /* all zero unless permessage-deflate was agreed */
 };
 
-/* Completes the upgrade of ctx's connection: sends the 101 answer for hs (with
- * extra_headers, CRLF-terminated, or NULL), moves the connection to WebSocket,
+/* Completes the upgrade of ctx's connection: sends the 101 answer for hs (with the
+ * Sec-WebSocket-Extensions line when permessage-deflate is agreed, then extra_headers,
+ * CRLF-terminated, or NULL), moves the connection to WebSocket,
  * calls h->on_open and feeds it any bytes that followed the request. Returns the new
  * connection, or NULL when it could not be set up (the connection is then closed). */
 struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
