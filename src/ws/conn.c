@@ -240,6 +240,8 @@ static const char *close_reason(int code)
         return "invalid UTF-8";
     case WS_CLOSE_INTERNAL:
         return "out of memory";
+    case WS_CLOSE_TRY_AGAIN:
+        return "too many compressing connections";
     case WS_CLOSE_TOO_BIG:
         return "message too big";
     default:

@@ -65,10 +65,10 @@ struct ws_conn {
     void *ud;
     uint64_t last_rx_ms;
     uint64_t next_ping_ms;
-    struct ws_deflate dfl; /* inflater when the client keeps context */
     uint16_t close_code;
     uint8_t state;
     struct ws_deflate_params pmd; /* all zero unless permessage-deflate was agreed */
+    struct ws_deflate dfl;        /* inflater slot when the client keeps context */
 };
 
 /* Completes the upgrade of ctx's connection: sends the 101 answer for hs (with the

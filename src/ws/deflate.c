@@ -40,6 +40,12 @@ struct cache_slot {
 };
 
 static _Thread_local z_stream *shared_inflater; /* raw, 15-bit window */
+/* Inflaters of context-keeping connections, by slot (index 0 unused); free slots are
+ * chained through slot_next. */
+static _Thread_local z_stream **slot_z;
+static _Thread_local uint16_t *slot_next;
+static _Thread_local uint32_t slot_cap; /* entries, index 0 included */
+static _Thread_local uint16_t slot_free;
 static _Thread_local z_stream *deflaters[WBITS_N];
 static _Thread_local struct outbuf inbuf, defbuf;
 static _Thread_local struct cache_slot cache[WBITS_N];
@@ -66,10 +72,42 @@ static void inflater_free(z_stream *z)
     free(z);
 }
 
+/* A slot for z, growing the table by doubling up to its limit. 0 when full or out of
+ * memory. */
+static uint16_t slot_take(z_stream *z)
+{
+    if (!slot_free) {
+        uint32_t ncap = slot_cap ? slot_cap * 2 : 64;
+        if (ncap > WS_DEFLATE_MAX_INFLATERS + 1) ncap = WS_DEFLATE_MAX_INFLATERS + 1;
+        if (ncap <= slot_cap) return 0;
+        z_stream **nz = realloc(slot_z, ncap * sizeof *nz);
+        if (!nz) return 0;
+        slot_z = nz;
+        uint16_t *nn = realloc(slot_next, ncap * sizeof *nn);
+        if (!nn) return 0;
+        slot_next = nn;
+        /* Chain the new slots so that the lowest is taken first. */
+        for (uint32_t i = ncap - 1; i >= (slot_cap ? slot_cap : 1); i--) {
+            slot_z[i] = NULL;
+            slot_next[i] = slot_free;
+            slot_free = (uint16_t)i;
+        }
+        slot_cap = ncap;
+    }
+    uint16_t i = slot_free;
+    slot_free = slot_next[i];
+    slot_z[i] = z;
+    return i;
+}
+
 void ws_deflate_conn_free(struct ws_deflate *d)
 {
-    inflater_free(d->inflater);
-    d->inflater = NULL;
+    if (!d->slot) return;
+    inflater_free(slot_z[d->slot]);
+    slot_z[d->slot] = NULL;
+    slot_next[d->slot] = slot_free;
+    slot_free = d->slot;
+    d->slot = 0;
 }
 
 static int outbuf_grow(struct outbuf *b, size_t want)
@@ -100,9 +138,16 @@ int ws_deflate_inflate(struct ws_deflate *d, const struct ws_deflate_params *p, 
         z = shared_inflater;
         inflateReset(z);
     } else {
-        if (!d->inflater && !(d->inflater = inflater_new(p->client_wbits)))
-            return WS_CLOSE_INTERNAL;
-        z = d->inflater;
+        if (!d->slot) {
+            z = inflater_new(p->client_wbits);
+            if (!z) return WS_CLOSE_INTERNAL;
+            d->slot = slot_take(z);
+            if (!d->slot) {
+                inflater_free(z);
+                return slot_cap > WS_DEFLATE_MAX_INFLATERS ? WS_CLOSE_TRY_AGAIN : WS_CLOSE_INTERNAL;
+            }
+        }
+        z = slot_z[d->slot];
     }
 
     /* The buffer may hold one byte more than the limit: reaching it proves the
@@ -272,6 +317,15 @@ void ws_deflate_thread_cleanup(void)
     }
     inflater_free(shared_inflater);
     shared_inflater = NULL;
+    /* Connections free their slots; anything left belonged to ones never freed. */
+    for (uint32_t i = 1; i < slot_cap; i++)
+        inflater_free(slot_z[i]);
+    free(slot_z);
+    free(slot_next);
+    slot_z = NULL;
+    slot_next = NULL;
+    slot_cap = 0;
+    slot_free = 0;
     free(inbuf.p);
     free(defbuf.p);
     inbuf = (struct outbuf){0};

@@ -11,8 +11,12 @@
  *   - Client to server: with client_no_context_takeover, messages are inflated by one
  *     inflater per thread, so the connection holds no zlib memory at all. Without it,
  *     the connection gets its own inflater, allocated on its first compressed message
- *     (idle connections cost nothing); when the client allows client_max_window_bits
- *     the answer asks for WS_DEFLATE_CLIENT_WBITS at most, which bounds that inflater.
+ *     and kept in a per-thread table; the connection holds only its 16-bit index, in
+ *     bytes struct ws_conn had as padding, so idle connections cost nothing. When the
+ *     client allows client_max_window_bits the answer asks for WS_DEFLATE_CLIENT_WBITS
+ *     at most, which bounds that inflater. A thread holds at most
+ *     WS_DEFLATE_MAX_INFLATERS of them; a compressed message that would need one more
+ *     closes its connection with 1013 (try again later).
  *   - Inflation runs in bounded steps into a buffer that grows only as output appears
  *     and stops with 1009 as soon as the output passes the message limit, so a
  *     compression bomb is never inflated whole. Invalid compressed data is 1002.
@@ -56,11 +60,15 @@ struct ws_deflate_params {
     uint8_t client_wbits; /* the client's window: 8..15 (15 when unstated) */
 };
 
-/* Per-connection state: the parameters and, without client_no_context_takeover, the
- * connection's inflater (NULL until the first compressed message). */
+/* Per-connection state: without client_no_context_takeover, the index of the
+ * connection's inflater in its thread's table (0 until the first compressed message).
+ * The connection must be freed on the thread that inflated its messages. */
 struct ws_deflate {
-    void *inflater;
+    uint16_t slot;
 };
+
+/* Context-keeping inflaters per thread (each 11-40 KiB). */
+#define WS_DEFLATE_MAX_INFLATERS 65535u
 
 /* Negotiates from every Sec-WebSocket-Extensions header of req: the first acceptable
  * permessage-deflate offer in order wins. Returns 1 and fills *p when one is
@@ -79,7 +87,8 @@ size_t ws_deflate_response(const struct ws_deflate_params *p, char *buf, size_t 
  * here). On success returns 0 and *out, *out_len give the output, in a per-thread
  * buffer valid until the next call on this thread or ws_deflate_trim. Returns
  * 1009 when the output would exceed max_size (inflation stops there), 1002 for
- * invalid compressed data, 1011 when memory runs out. */
+ * invalid compressed data, 1011 when memory runs out, 1013 when the thread already
+ * holds WS_DEFLATE_MAX_INFLATERS inflaters. */
 int ws_deflate_inflate(struct ws_deflate *d, const struct ws_deflate_params *p, const uint8_t *data,
                        size_t len, uint64_t max_size, uint8_t **out, size_t *out_len);
 

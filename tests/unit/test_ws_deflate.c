@@ -207,7 +207,7 @@ static void test_inflate_round_trip(void **state)
     assert_int_equal(ws_deflate_inflate(&d, &nct, comp, cl, n, &out, &olen), 0);
     assert_int_equal(olen, n);
     assert_memory_equal(out, msg, n);
-    assert_null(d.inflater); /* no context takeover: the thread's inflater was used */
+    assert_int_equal(d.slot, 0); /* no context takeover: the thread's inflater was used */
     /* One byte under the size: refused. */
     assert_int_equal(ws_deflate_inflate(&d, &nct, comp, cl, n - 1, &out, &olen), 1009);
     /* The shared inflater recovers after a refusal. */
@@ -281,11 +281,41 @@ static void test_inflate_context_takeover(void **state)
         assert_int_equal(ws_deflate_inflate(&d, &p, comp, cl, 1000, &out, &olen), 0);
         assert_int_equal(olen, sizeof msg);
         assert_memory_equal(out, msg, sizeof msg);
-        assert_non_null(d.inflater);
+        assert_int_not_equal(d.slot, 0);
     }
     deflateEnd(&z);
     ws_deflate_conn_free(&d);
-    assert_null(d.inflater);
+    assert_int_equal(d.slot, 0);
+}
+
+/* Context-keeping connections get slots in the thread's table, reused once freed. */
+static void test_inflater_slots(void **state)
+{
+    (void)state;
+    struct ws_deflate_params p = {.flags = WS_DEFLATE_ON, .server_wbits = 15, .client_wbits = 9};
+    static const uint8_t empty[] = {0x00};
+    enum { N = 200 };
+    static struct ws_deflate d[N];
+    uint8_t *out;
+    size_t olen;
+    for (int i = 0; i < N; i++) {
+        d[i].slot = 0;
+        assert_int_equal(ws_deflate_inflate(&d[i], &p, empty, 1, 10, &out, &olen), 0);
+        assert_int_not_equal(d[i].slot, 0);
+        for (int k = 0; k < i; k++)
+            assert_int_not_equal(d[k].slot, d[i].slot);
+    }
+    uint16_t freed = d[17].slot;
+    ws_deflate_conn_free(&d[17]);
+    assert_int_equal(d[17].slot, 0);
+    ws_deflate_conn_free(&d[17]); /* harmless twice */
+    struct ws_deflate again = {0};
+    assert_int_equal(ws_deflate_inflate(&again, &p, empty, 1, 10, &out, &olen), 0);
+    assert_int_equal(again.slot, freed);
+    ws_deflate_conn_free(&again);
+    for (int i = 0; i < N; i++)
+        ws_deflate_conn_free(&d[i]);
+    ws_deflate_thread_cleanup();
 }
 
 static long maxrss_kib(void)
@@ -484,7 +514,7 @@ int main(void)
         cmocka_unit_test(test_negotiation_headers), cmocka_unit_test(test_inflate_round_trip),
         cmocka_unit_test(test_inflate_corrupt),     cmocka_unit_test(test_inflate_context_takeover),
         cmocka_unit_test(test_inflate_bomb),        cmocka_unit_test(test_frame_compress_once),
-        cmocka_unit_test(test_frame_large),
+        cmocka_unit_test(test_frame_large),         cmocka_unit_test(test_inflater_slots),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     ws_deflate_thread_cleanup();
