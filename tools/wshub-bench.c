@@ -57,6 +57,7 @@
 
 #include "client/wsc_tls.h"
 #include "client/wsclient.h"
+#include "ws/deflate.h"
 #include "ws/frame.h"
 
 #include "bench_hist.h"
@@ -112,6 +113,7 @@ struct opts {
     long inflight;
     long size;
     bool binary;
+    bool deflate; /* offer permessage-deflate; inflate what comes compressed */
     double duration, warmup;
     long subscribers, publishers, rooms;
     double rate;
@@ -180,7 +182,8 @@ struct global {
     uint64_t failures;    /* connect or handshake failures */
     uint64_t disconnects; /* open connections lost before the end */
     uint64_t protocol_errors;
-    bool closing; /* final phase: connections going down are expected */
+    uint64_t inflated; /* compressed messages received (--deflate) */
+    bool closing;      /* final phase: connections going down are expected */
     char first_error[256];
     SSL_CTX *tls_ctx; /* wss:// */
 };
@@ -554,7 +557,15 @@ static size_t conn_input(struct conn *c, uint8_t *data, size_t len)
     if (c->state != CS_OPEN && !(c->state == CS_CLOSING && !c->got_close)) return len;
     while (off < len) {
         struct bench_frame f;
-        int r = bench_wire_header(data + off, len - off, &f);
+        /* RSV1 (compressed) is checked here so bench_wire_header stays the strict parser
+         * of plain frames: it sees the header with the bit cleared. */
+        uint8_t hdr[10];
+        size_t hn = len - off < sizeof hdr ? len - off : sizeof hdr;
+        memcpy(hdr, data + off, hn);
+        bool rsv1 = O.deflate && (hdr[0] & 0x40u) &&
+                    ((hdr[0] & 0x0Fu) == WS_OP_TEXT || (hdr[0] & 0x0Fu) == WS_OP_BINARY);
+        if (rsv1) hdr[0] &= (uint8_t)~0x40u;
+        int r = bench_wire_header(hdr, hn, &f);
         if (r == 0) break;
         if (r < 0) {
             g.protocol_errors++;
@@ -571,6 +582,30 @@ static size_t conn_input(struct conn *c, uint8_t *data, size_t len)
         if (len - off < total) break;
         uint8_t *p = data + off + f.hlen;
         off += total;
+        if (rsv1) {
+            if (!f.fin) {
+                g.protocol_errors++;
+                conn_fail(c, "fragmented compressed message (not expected from wshub)");
+                return len;
+            }
+            /* The server keeps no context: each message inflates on its own. */
+            static const struct ws_deflate_params pmd = {.flags =
+                                                             WS_DEFLATE_ON | WS_DEFLATE_CLIENT_NCT,
+                                                         .server_wbits = 15,
+                                                         .client_wbits = 15};
+            uint8_t *out;
+            size_t olen;
+            static struct ws_deflate unused; /* no context kept: the thread's inflater */
+            int code = ws_deflate_inflate(&unused, &pmd, p, (size_t)f.plen, MAX_MSG, &out, &olen);
+            if (code) {
+                g.protocol_errors++;
+                conn_fail(c, "compressed message does not inflate (%d)", code);
+                return len;
+            }
+            g.inflated++;
+            f.plen = olen;
+            p = out;
+        }
         if (!conn_frame(c, &f, p)) return len;
     }
     return off;
@@ -725,7 +760,8 @@ static void conn_start(struct conn *c, size_t seq, const char *token_prefix)
         return;
     }
     int err = 0;
-    c->wsc = wsc_new(&u, NULL, &err);
+    const struct wsc_options wo = {.deflate = O.deflate};
+    c->wsc = wsc_new(&u, &wo, &err);
     if (!c->wsc) {
         conn_fail(c, "wsc_new: %s", wsc_strerror(err));
         return;
@@ -1640,6 +1676,9 @@ static int run_fanout(void)
                        "grows with the run\n");
         }
         printf("  deliveries/s   %.0f  (%llu)\n", drate, (unsigned long long)F.deliveries);
+        if (O.deflate)
+            printf("  compressed     %llu messages received compressed (permessage-deflate)\n",
+                   (unsigned long long)g.inflated);
         printf("  published/s    %.0f  (%llu)\n", prate, (unsigned long long)F.published);
         print_hist_line("latency us", &F.hist);
         printf("  lost %llu (%llu never arrived), duplicated %llu, disconnects %llu, settle "
@@ -1650,8 +1689,9 @@ static int run_fanout(void)
     json_begin();
     jcat(",\"params\":{\"subscribers\":%zu,\"publishers\":%zu,\"rooms\":%zu,\"size\":%ld,"
          "\"rate\":%g,\"window\":%ld,\"max_lag\":%ld,\"duration_s\":%g,\"warmup_s\":%g,"
-         "\"sources\":%ld}",
-         F.S, F.P, F.R, O.size, O.rate, O.window, O.max_lag, O.duration, O.warmup, O.sources);
+         "\"sources\":%ld,\"deflate\":%s}",
+         F.S, F.P, F.R, O.size, O.rate, O.window, O.max_lag, O.duration, O.warmup, O.sources,
+         O.deflate ? "true" : "false");
     jcat(",\"results\":{\"window_s\":%.3f,\"deliveries\":%llu,\"deliveries_per_s\":%.0f,"
          "\"published\":%llu,\"published_per_s\":%.0f,\"offered_deliveries_per_s\":",
          window, (unsigned long long)F.deliveries, drate, (unsigned long long)F.published, prate);
@@ -2028,6 +2068,13 @@ static void usage(FILE *out)
           "  --binary              binary messages (default text)\n"
           "\n",
           out);
+    fputs("echo, fanout and idle option:\n"
+          "  --deflate             offer permessage-deflate (client_no_context_takeover) and\n"
+          "                        inflate the server's compressed messages (the server must\n"
+          "                        answer server_no_context_takeover, as wshub always does);\n"
+          "                        what the bench sends stays uncompressed\n"
+          "\n",
+          out);
     fputs("fanout options:\n"
           "  --subscribers S       subscriber connections (default 1000)\n"
           "  --publishers P        publisher connections (default 1)\n"
@@ -2113,6 +2160,7 @@ enum {
     OPT_JSON,
     OPT_MAXPEND,
     OPT_MAXFAIL,
+    OPT_DEFLATE,
     OPT_TIMEOUT,
     OPT_CA,
 };
@@ -2137,6 +2185,7 @@ static const struct opt_rule rules[] = {
     {OPT_WINDOW, "--window", F_FANOUT},
     {OPT_MAXLAG, "--max-lag", F_FANOUT},
     {OPT_HOLD, "--hold", F_IDLE},
+    {OPT_DEFLATE, "--deflate", F_ECHO | F_FANOUT | F_IDLE},
 };
 
 /* Adds the mode's default path when the URL names none. */
@@ -2193,6 +2242,7 @@ static int parse_args(int argc, char **argv)
         {"inflight", required_argument, NULL, 'k'},
         {"size", required_argument, NULL, 's'},
         {"binary", no_argument, NULL, OPT_BINARY},
+        {"deflate", no_argument, NULL, OPT_DEFLATE},
         {"duration", required_argument, NULL, 'd'},
         {"warmup", required_argument, NULL, 'w'},
         {"subscribers", required_argument, NULL, OPT_SUBS},
@@ -2236,6 +2286,9 @@ static int parse_args(int argc, char **argv)
             break;
         case OPT_BINARY:
             O.binary = true;
+            break;
+        case OPT_DEFLATE:
+            O.deflate = true;
             break;
         case 'd':
             if (!parse_double(optarg, 0.001, 86400, &O.duration))

@@ -159,6 +159,22 @@ static const struct opt_def options[] = {
      .def = "true",
      .group = G_WEBSOCKET,
      .help = "Serve the /echo endpoint."},
+    {.name = "compression",
+     .kind = K_BOOL,
+     FIELD(compression),
+     .def = "true",
+     .group = G_WEBSOCKET,
+     .help = "Accept permessage-deflate (RFC 7692) when a client offers it; "
+             "--no-compression turns it off."},
+    {.name = "compression-threshold",
+     .kind = K_SIZE,
+     FIELD(compress_threshold),
+     .def = "1KiB",
+     .min = 0,
+     .max = GIB,
+     .group = G_WEBSOCKET,
+     .help = "Outgoing messages smaller than this are sent uncompressed (compression saves "
+             "too little below it to pay for its CPU)."},
 
     {.name = "ping-interval",
      .kind = K_DURATION,

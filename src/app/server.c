@@ -29,6 +29,7 @@
 #include "proto/envelope.h"
 #include "ws/conn.h"
 #include "ws/handshake.h"
+#include "ws/deflate.h"
 
 struct worker {
     int id;
@@ -146,6 +147,7 @@ static void *worker_main(void *arg)
     hub_shard_detach(w->shard);
     loop_drain_tasks(w->loop);
     proto_thread_cleanup();
+    ws_deflate_thread_cleanup(); /* drops cached frames: before msg_thread_cleanup */
     msg_thread_cleanup();
     log_debug("worker stopped", "worker=%d", w->id);
     atomic_fetch_sub(&w->srv->running, 1);
@@ -395,6 +397,8 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
         .message_timeout_ms = cfg->message_timeout_ms,
         .max_queue_bytes = cfg->send_queue_bytes,
         .close_timeout_ms = cfg->close_timeout_ms,
+        .compression = cfg->compression,
+        .compression_threshold = cfg->compress_threshold,
     };
     /* The first SHA-1 of a Sec-WebSocket-Accept initialises libcrypto and faults in
      * about 2 MiB of its code: pay that once here, not on the first client's upgrade
@@ -465,6 +469,7 @@ void server_wait(struct wh_server *s)
     for (int i = 0; i < s->n_workers; i++)
         pthread_join(s->workers[i].thread, NULL);
     server_free(s);
+    ws_deflate_thread_cleanup();
     msg_thread_cleanup(); /* blocks released on this thread by hub_destroy */
 }
 

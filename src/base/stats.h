@@ -71,6 +71,20 @@ struct wh_stats {
     uint64_t tls_plaintext_refused;  /* plain HTTP sent to a TLS listener */
     uint64_t tls_reloads;            /* certificate reloads (SIGHUP) that took effect */
     uint64_t tls_reload_failures;    /* reloads refused: the old certificate stays */
+
+    /* permessage-deflate */
+    uint64_t ws_deflate_negotiated;           /* connections that agreed to compress */
+    uint64_t ws_deflate_msgs_in;              /* client messages inflated */
+    uint64_t ws_deflate_bytes_in_compressed;  /* their size on the wire */
+    uint64_t ws_deflate_bytes_in_inflated;    /* their size once inflated */
+    uint64_t ws_deflate_bombs;                /* inflated past the limit: closed 1009 */
+    uint64_t ws_deflate_errors;               /* invalid compressed data: closed 1002 */
+    uint64_t ws_deflate_msgs_out;             /* server messages compressed (once each) */
+    uint64_t ws_deflate_bytes_out_raw;        /* their size before compression */
+    uint64_t ws_deflate_bytes_out_compressed; /* and after */
+    uint64_t ws_deflate_incompressible;       /* would not shrink: sent uncompressed */
+    uint64_t ws_deflate_cache_hits;           /* compressed twin reused (fan-out) */
+    uint64_t ws_deflate_frames_out;           /* compressed frames queued to clients */
 };
 
 extern _Thread_local struct wh_stats *stats_cur;

@@ -27,6 +27,7 @@
 
 #include "client/wsc_tls.h"
 #include "http/parser.h"
+#include "ws/deflate.h"
 #include "ws/handshake.h"
 #include "ws/reader.h"
 #include "ws/utf8.h"
@@ -76,6 +77,10 @@ struct wsc {
 
     /* frames */
     struct ws_reader reader;
+    bool deflate_offered;
+    struct ws_deflate_params pmd; /* agreed permessage-deflate, read as a receiver */
+    struct ws_deflate dfl;
+    int deflate_err; /* close code for a compressed message that failed to inflate */
     size_t fragment_size;
     bool out_frag; /* a wsc_send_frame message is unfinished */
     uint8_t *out;  /* output queue: out[out_off..out_len) unsent */
@@ -471,6 +476,9 @@ static int build_request(struct wsc *c, const struct wsc_url *url, const struct 
         }
         if (!rc) rc = out_str(c, "\r\n");
     }
+    if (!rc && opt->deflate)
+        rc = out_str(
+            c, "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n");
     for (const char *const *h = opt->headers; !rc && h && *h; h++) {
         rc = out_str(c, *h);
         if (!rc) rc = out_str(c, "\r\n");
@@ -513,6 +521,7 @@ struct wsc *wsc_new(const struct wsc_url *url, const struct wsc_options *opt, in
     if (c->rbuf_size < MIN_READ_BUFFER) c->rbuf_size = MIN_READ_BUFFER;
     ws_reader_init(&c->reader, opt->max_message_size ? opt->max_message_size : DEFAULT_MAX_MESSAGE,
                    WS_READER_CLIENT);
+    c->deflate_offered = opt->deflate;
 
     if (offered_len) {
         c->offered = malloc(offered_len + 1);
@@ -551,6 +560,7 @@ void wsc_free(struct wsc *c)
     free(c->ca_file);
     if (c->fd >= 0) close(c->fd);
     ws_reader_free(&c->reader);
+    ws_deflate_conn_free(&c->dfl);
     free(c->offered);
     free(c->subprotocol);
     free(c->hs);
@@ -571,8 +581,20 @@ static int emit(struct wsc *c, struct wsc_event *ev)
 
 static int on_message(void *ud, enum ws_opcode op, bool rsv1, uint8_t *data, size_t len)
 {
-    (void)rsv1; /* never set: no extension is negotiated, so the reader refuses RSV1 */
     struct wsc *c = ud;
+    if (rsv1) { /* only possible once permessage-deflate was agreed */
+        uint8_t *out;
+        size_t n;
+        int code =
+            ws_deflate_inflate(&c->dfl, &c->pmd, data, len, c->reader.max_message_size, &out, &n);
+        if (!code && op == WS_OP_TEXT && !ws_utf8_valid(out, n)) code = WS_CLOSE_BAD_DATA;
+        if (code) {
+            c->deflate_err = code; /* reported by frames_feed as a protocol error */
+            return -1;
+        }
+        data = out;
+        len = n;
+    }
     struct wsc_event ev = {.type = WSC_EV_MESSAGE, .opcode = op, .data = data, .len = len};
     return emit(c, &ev);
 }
@@ -637,6 +659,7 @@ static int frames_feed(struct wsc *c, uint8_t *data, size_t len)
     c->in_reader = true;
     int rc = ws_reader_feed(&c->reader, data, len, &reader_cb, c);
     c->in_reader = false;
+    if (rc < 0 && c->deflate_err) rc = c->deflate_err;
     if (rc > 0) {
         /* The reader found a protocol error: fail the connection with that code. */
         if (c->state == WSC_STATE_OPEN) (void)queue_close(c, (unsigned)rc, NULL, 0);
@@ -785,8 +808,19 @@ static int validate_101(struct wsc *c, const struct http_request *req)
         memcmp(a->value, c->accept, WS_ACCEPT_LEN) != 0)
         return fail(c, WSC_ERR_ACCEPT, "wrong Sec-WebSocket-Accept (expected %s)", c->accept);
     const struct http_header *e = http_header_find(req, "sec-websocket-extensions");
-    if (e && e->value_len)
-        return fail(c, WSC_ERR_EXTENSION, "the server chose an extension that was not offered");
+    if (e && e->value_len) {
+        /* The answer has the grammar of an offer. We offered client_no_context_takeover
+         * and never compress, so only the server's side matters: a server that keeps
+         * context gets this connection's own inflater, one that does not the thread's. */
+        struct ws_deflate_params p;
+        if (!c->deflate_offered || http_header_count(req, "sec-websocket-extensions") != 1 ||
+            !ws_deflate_negotiate_value(e->value, e->value_len, &p))
+            return fail(c, WSC_ERR_EXTENSION, "the server chose an extension that was not offered");
+        c->pmd.flags = WS_DEFLATE_ON;
+        if (p.flags & WS_DEFLATE_SERVER_NCT) c->pmd.flags |= WS_DEFLATE_CLIENT_NCT;
+        c->pmd.client_wbits = p.server_wbits;
+        c->reader.flags |= WS_READER_ALLOW_RSV1;
+    }
     const struct http_header *sp = http_header_find(req, "sec-websocket-protocol");
     if (sp) {
         char shown[128];

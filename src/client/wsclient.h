@@ -1,4 +1,6 @@
-/* wsclient: a small RFC 6455 WebSocket client for ws:// and wss:// URLs (no extensions).
+/* wsclient: a small RFC 6455 WebSocket client for ws:// and wss:// URLs (the only
+ * extension is permessage-deflate for receiving, when asked for with
+ * wsc_options.deflate).
  *
  * Two layers, usable separately:
  *
@@ -70,7 +72,7 @@ enum wsc_error {
     WSC_ERR_CONNECTION = -13,  /* 101 without "Connection: Upgrade" */
     WSC_ERR_ACCEPT = -14,      /* Sec-WebSocket-Accept missing or wrong */
     WSC_ERR_SUBPROTOCOL = -15, /* the server chose a subprotocol that was not offered */
-    WSC_ERR_EXTENSION = -16,   /* the server chose an extension (none is ever offered) */
+    WSC_ERR_EXTENSION = -16,   /* the server chose an extension that was not offered */
     WSC_ERR_PROTOCOL = -17,    /* the server broke the framing protocol; closed with 1002/7/9 */
     WSC_ERR_TLS = -18,         /* TLS handshake or certificate verification failed */
 };
@@ -109,6 +111,11 @@ struct wsc_options {
                                   many payload bytes; 0: one frame per message */
     size_t read_buffer_size;   /* socket layer read buffer; 0: 64 KiB; at least 1 KiB */
     const char *ca_file;       /* wss://: PEM file of the CAs to trust; NULL: the system's */
+    /* Offer permessage-deflate (RFC 7692) with client_no_context_takeover. When the
+     * server accepts, its compressed messages are inflated (under max_message_size)
+     * before they are reported; what we send always goes uncompressed, which the RFC
+     * allows per message. */
+    bool deflate;
 };
 
 enum wsc_state {

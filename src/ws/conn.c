@@ -8,6 +8,7 @@
 
 #include "base/log.h"
 #include "base/stats.h"
+#include "ws/utf8.h"
 
 static void ws_on_data(struct conn *c, uint8_t *data, size_t len);
 static void ws_on_timer(struct conn *c);
@@ -44,6 +45,16 @@ void ws_send_frame(struct ws_conn *ws, struct wh_msg *frame)
     if (ws->state != WS_OPEN) {
         msg_unref(frame);
         return;
+    }
+    if (ws->pmd.flags & WS_DEFLATE_ON) {
+        /* Fan-out hands the same frame to many connections: the twin comes from the
+         * thread's cache after the first of them. */
+        struct wh_msg *z = ws_deflate_frame(frame, &ws->pmd, ws->opt->compression_threshold);
+        if (z) {
+            msg_unref(frame);
+            frame = z;
+            STAT_INC(ws_deflate_frames_out);
+        }
     }
     STAT_INC(ws_msgs_out);
     STAT_ADD(ws_bytes_out, frame->len);
@@ -133,14 +144,53 @@ void ws_conn_shutdown(struct conn *c)
     ws_close((struct ws_conn *)c, WS_CLOSE_GOING_AWAY, "server shutting down");
 }
 
+/* A compressed message: inflated under the message limit, then checked as text. */
+static int inflate_message(struct ws_conn *ws, enum ws_opcode op, uint8_t **data, size_t *len)
+{
+    uint8_t *out;
+    size_t n;
+    int rc =
+        ws_deflate_inflate(&ws->dfl, &ws->pmd, *data, *len, ws->opt->max_message_size, &out, &n);
+    if (rc == WS_CLOSE_TOO_BIG) {
+        STAT_INC(ws_deflate_bombs);
+        return rc;
+    }
+    if (rc == WS_CLOSE_PROTOCOL) {
+        STAT_INC(ws_deflate_errors);
+        return rc;
+    }
+    if (rc) return rc;
+    if (op == WS_OP_TEXT && !ws_utf8_valid(out, n)) return WS_CLOSE_BAD_DATA;
+    STAT_INC(ws_deflate_msgs_in);
+    STAT_ADD(ws_deflate_bytes_in_compressed, *len);
+    STAT_ADD(ws_deflate_bytes_in_inflated, n);
+    *data = out;
+    *len = n;
+    return 0;
+}
+
+static const char *close_reason(int code);
+
 static int rd_message(void *ud, enum ws_opcode op, bool rsv1, uint8_t *data, size_t len)
 {
-    (void)rsv1; /* no extension negotiated yet: the reader refuses RSV1 */
     struct ws_conn *ws = ud;
+    /* After our close frame, data is discarded (RFC 6455 section 1.4): not even
+     * inflated. */
+    if (ws->state != WS_OPEN) return conn_closed(&ws->c) || ws->state == WS_DONE ? -1 : 0;
+    if (rsv1) {
+        int rc = inflate_message(ws, op, &data, &len);
+        if (rc) {
+            STAT_INC(ws_protocol_errors);
+            log_debug("websocket compressed message refused", "close_code=%d", rc);
+            ws_fail(ws, (unsigned)rc,
+                    rc == WS_CLOSE_PROTOCOL ? "invalid compressed data" : close_reason(rc));
+            return -1;
+        }
+    }
     STAT_INC(ws_msgs_in);
     STAT_ADD(ws_bytes_in, len);
-    /* After our close frame, data is discarded (RFC 6455 section 1.4). */
-    if (ws->state == WS_OPEN) ws->h->on_message(ws, op, data, len);
+    ws->h->on_message(ws, op, data, len);
+    if (rsv1) ws_deflate_trim();
     return conn_closed(&ws->c) || ws->state == WS_DONE ? -1 : 0;
 }
 
@@ -200,6 +250,10 @@ static const char *close_reason(int code)
         return "protocol error";
     case WS_CLOSE_BAD_DATA:
         return "invalid UTF-8";
+    case WS_CLOSE_INTERNAL:
+        return "out of memory";
+    case WS_CLOSE_TRY_AGAIN:
+        return "too many compressing connections";
     case WS_CLOSE_TOO_BIG:
         return "message too big";
     default:
@@ -293,6 +347,7 @@ static void ws_on_free(struct conn *c)
     struct ws_conn *ws = (struct ws_conn *)c;
     if (ws->h->on_close) ws->h->on_close(ws, ws->close_code ? ws->close_code : WS_CLOSE_ABNORMAL);
     ws_reader_free(&ws->r);
+    ws_deflate_conn_free(&ws->dfl);
     STAT_DEC(ws_open);
     STAT_DEC(conns_open);
 }
@@ -301,6 +356,20 @@ struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
                           const struct ws_handler *h, const struct ws_options *opt,
                           const char *extra_headers, void *ud)
 {
+    /* Negotiated here so that every WebSocket endpoint gets it alike; the extension
+     * line goes before the caller's extra headers. */
+    struct ws_deflate_params pmd = {0};
+    char ext[WS_DEFLATE_RESPONSE_MAX + 512];
+    if (opt->compression && ws_deflate_negotiate(ctx->req, &pmd)) {
+        size_t el = ws_deflate_response(&pmd, ext, WS_DEFLATE_RESPONSE_MAX);
+        size_t xl = extra_headers ? strlen(extra_headers) : 0;
+        if (el == 0 || el + xl >= sizeof ext) {
+            memset(&pmd, 0, sizeof pmd); /* cannot answer it: go uncompressed */
+        } else {
+            memcpy(ext + el, extra_headers ? extra_headers : "", xl + 1);
+            extra_headers = ext;
+        }
+    }
     char resp[1024];
     size_t n = ws_handshake_response(resp, sizeof resp, hs, extra_headers);
     struct ws_conn *ws = calloc(1, sizeof *ws);
@@ -313,7 +382,9 @@ struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
     ws->h = h;
     ws->opt = opt;
     ws->ud = ud;
-    ws_reader_init(&ws->r, opt->max_message_size, WS_READER_SERVER);
+    ws->pmd = pmd;
+    ws_reader_init(&ws->r, opt->max_message_size,
+                   WS_READER_SERVER | ((pmd.flags & WS_DEFLATE_ON) ? WS_READER_ALLOW_RSV1 : 0));
     STAT_INC(ws_open); /* before migrating: on_free, which undoes it, may run from here */
     if (conn_migrate(from, &ws->c, &ws_ops) < 0) {
         static const struct ws_handler none = {0};
@@ -323,6 +394,7 @@ struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
     }
     http_conn_upgraded(ctx, 101);
     STAT_INC(ws_upgrades);
+    if (pmd.flags & WS_DEFLATE_ON) STAT_INC(ws_deflate_negotiated);
     conn_send_copy(&ws->c, resp, n);
     uint64_t now = loop_now(ws->c.loop);
     ws->last_rx_ms = now;

@@ -12,7 +12,13 @@
  * Ownership: a ws_conn is created by ws_accept and freed by the connection layer after
  * it closes; handler->on_close is called exactly once, just before that, whatever
  * ended the connection. ws->ud belongs to the handler. Frames sent with ws_send_frame
- * are shared by reference. */
+ * are shared by reference.
+ *
+ * permessage-deflate (ws/deflate.h): ws_accept negotiates it from the request when
+ * opt->compression is set; then compressed messages are inflated (under
+ * max_message_size) before on_message sees them, and data frames of at least
+ * compression_threshold payload bytes go out as their compressed twin, made once per
+ * frame and thread, whoever sends them. */
 #ifndef WSHUB_WS_CONN_H
 #define WSHUB_WS_CONN_H
 
@@ -22,6 +28,7 @@
 
 #include "http/server.h"
 #include "net/conn.h"
+#include "ws/deflate.h"
 #include "ws/frame.h"
 #include "ws/handshake.h"
 #include "ws/reader.h"
@@ -41,6 +48,8 @@ struct ws_options {
      * to a flood from a peer that does not read must not pile up (0: no bound). */
     uint64_t max_queue_bytes;
     uint32_t close_timeout_ms;
+    bool compression;               /* negotiate permessage-deflate when offered */
+    uint32_t compression_threshold; /* smaller payloads go uncompressed */
 };
 
 struct ws_handler {
@@ -67,11 +76,14 @@ struct ws_conn {
     uint64_t msg_start_ms; /* when the message in progress began; 0: none */
     uint16_t close_code;
     uint8_t state;
-    uint8_t ping_paused; /* reading paused by a ping flood; resumed on drain */
+    uint8_t ping_paused;          /* reading paused by a ping flood; resumed on drain */
+    struct ws_deflate_params pmd; /* all zero unless permessage-deflate was agreed */
+    struct ws_deflate dfl;        /* inflater slot when the client keeps context */
 };
 
-/* Completes the upgrade of ctx's connection: sends the 101 answer for hs (with
- * extra_headers, CRLF-terminated, or NULL), moves the connection to WebSocket,
+/* Completes the upgrade of ctx's connection: sends the 101 answer for hs (with the
+ * Sec-WebSocket-Extensions line when permessage-deflate is agreed, then extra_headers,
+ * CRLF-terminated, or NULL), moves the connection to WebSocket,
  * calls h->on_open and feeds it any bytes that followed the request. Returns the new
  * connection, or NULL when it could not be set up (the connection is then closed). */
 struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,

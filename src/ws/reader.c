@@ -62,6 +62,23 @@ static int fail(struct ws_reader *r, int rc)
     return rc;
 }
 
+/* The limit on a message's bytes as they arrive. A compressed message is limited by
+ * its inflated size (the inflater enforces that), but data that does not compress
+ * grows in deflate's stored blocks (5 bytes per block, and a compressor with a small
+ * memLevel, as Python's websockets uses, cuts blocks of a few KiB), so its wire size
+ * gets the slack of zlib's most conservative deflateBound (about 4%): a message at
+ * the limit must still pass. */
+uint64_t ws_reader_compressed_limit(uint64_t max_message_size)
+{
+    uint64_t m = max_message_size;
+    return m + (m >> 5) + (m >> 7) + (m >> 11) + 64;
+}
+
+static uint64_t wire_limit(const struct ws_reader *r, bool compressed)
+{
+    return compressed ? ws_reader_compressed_limit(r->max_message_size) : r->max_message_size;
+}
+
 static size_t header_size(uint8_t b1)
 {
     unsigned len7 = b1 & 0x7Fu;
@@ -110,7 +127,8 @@ static int check_header(const struct ws_reader *r, const uint8_t *h, size_t have
         if (n >> 63) return WS_CLOSE_PROTOCOL;
     }
     /* msg_len never exceeds the limit, so the subtraction cannot wrap. */
-    if (!(op & 0x8u) && n > r->max_message_size - r->msg_len) return WS_CLOSE_TOO_BIG;
+    bool compressed = op == WS_OP_CONT ? r->msg_rsv1 != 0 : rsv1;
+    if (!(op & 0x8u) && n > wire_limit(r, compressed) - r->msg_len) return WS_CLOSE_TOO_BIG;
     *flen = n;
     return 0;
 }
@@ -187,7 +205,8 @@ static int gather(struct ws_reader *r, const uint8_t *p, size_t n)
     if (n > SIZE_MAX - r->buf_len) return WS_CLOSE_TOO_BIG; /* only with a 32-bit size_t */
     size_t need = r->buf_len + n;
     if (need > r->buf_cap) {
-        uint64_t lim = r->frame_fin ? r->msg_len + n + r->frame_left : r->max_message_size;
+        uint64_t lim =
+            r->frame_fin ? r->msg_len + n + r->frame_left : wire_limit(r, r->msg_rsv1 != 0);
         if (lim > SIZE_MAX) lim = SIZE_MAX;
         size_t want = r->buf_cap ? r->buf_cap * 2 : GATHER_MIN;
         if (want < r->buf_cap || want < need) want = need;

@@ -18,7 +18,9 @@
  *   1007: text (or a close reason) that is not UTF-8, detected at the first invalid
  *         byte even in the middle of a frame (fail fast), or text ending mid-sequence.
  *   1009: a message (summed over its fragments) over max_message_size, detected from
- *         the frame headers before its payload is buffered.
+ *         the frame headers before its payload is buffered. A compressed message
+ *         (RSV1) may exceed it on the wire by about 4% + 64 bytes, deflate's
+ *         worst-case growth; its inflated size is the inflater's to limit.
  *
  * Ownership: the reader owns its gathering buffers (freed by ws_reader_free, after each
  * gathered message or split control frame is delivered, and on a close frame or an
@@ -89,6 +91,10 @@ void ws_reader_free(struct ws_reader *r);
  * negative value a callback returned to stop. */
 int ws_reader_feed(struct ws_reader *r, uint8_t *data, size_t len,
                    const struct ws_reader_callbacks *cb, void *ud);
+
+/* The wire limit of a compressed (RSV1) message: max_message_size plus deflate's
+ * worst-case growth (see the 1009 rule above). */
+uint64_t ws_reader_compressed_limit(uint64_t max_message_size);
 
 /* 1 when a message is partly received (a fragmented message or a frame in progress). */
 int ws_reader_busy(const struct ws_reader *r);

@@ -2,7 +2,7 @@
 ctest output names the section that failed. Each method starts its own server (with the
 section's options), runs every case of the section, prints the section's table, and
 fails with the cases that did not pass (FAIL and NON-STRICT alike). Sections 12 and 13
-(permessage-deflate) are skipped: not yet applicable.
+cover permessage-deflate.
 
 Run: cd tests/conformance && WSHUB_BIN=/path/to/wshub /usr/bin/python3 -m unittest -v test_conformance
 """

@@ -208,7 +208,7 @@ function track(ws) {
 // Opens a WebSocket (offering `protocols`, if given); resolves with it once open.
 // Rejects on error, a non-101 answer, or timeout.
 function connect(url, { timeout = DEFAULT_TIMEOUT_MS, protocols, ...opts } = {}) {
-  const ws = track(new WebSocket(url, protocols, { perMessageDeflate: false, ...opts }));
+  const ws = track(new WebSocket(url, protocols, { perMessageDeflate: true, ...opts }));
   const opened = new Promise((resolve, reject) => {
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
@@ -454,6 +454,7 @@ module.exports = {
   startServer,
   runWshub,
   connect,
+  track,
   nextMessage,
   nextMessages,
   nextPong,

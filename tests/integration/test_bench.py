@@ -22,7 +22,7 @@ import unittest
 
 from wshub_harness import (HOST, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
                            ConnectionClosed, RawClient, ServerTestCase, accept_for,
-                           build_frame, wshub_bin)
+                           build_frame, http_request, wshub_bin)
 
 RUN_TIMEOUT = 60.0  # upper bound for any one bench run
 _SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:")
@@ -179,6 +179,28 @@ class BenchModeTests(BenchTestCase):
         self.assertAlmostEqual(r["deliveries"] / r["published"], 50, delta=5)
         self.check_latency(r["latency_us"])
         self.assertIn("server_cpu_per_msg_us", doc)
+
+    def test_fanout_deflate(self):
+        """--deflate: deliveries arrive compressed, are inflated and checked like plain
+        ones, and the server compressed each message once per worker, not per
+        subscriber."""
+        doc = self.run_ok("fanout", "--url", self.url("/ws"), "--subscribers", 40,
+                          "--size", 2000, "--rate", 200, "-d", 1, "-w", 0.3, "--deflate",
+                          "--quiet")
+        self.assertTrue(doc["params"]["deflate"])
+        r = doc["results"]
+        self.assertEqual((r["lost"], r["duplicated"], r["bad_messages"], r["protocol_errors"]),
+                         (0, 0, 0, 0))
+        self.assertGreater(r["deliveries"], 0)
+        status, _, body = http_request(self.server.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
+                                       b"Connection: close\r\n\r\n")
+        m = dict(line.rsplit(" ", 1) for line in body.decode().splitlines()
+                 if line and not line.startswith("#"))
+        made = int(m["wshub_deflate_compressed_messages_total"])
+        sent = int(m["wshub_deflate_frames_sent_total"])
+        self.assertGreater(made, 0)
+        self.assertGreaterEqual(sent, 40 * r["published"])
+        self.assertLessEqual(made * 10, sent, "compressed once per worker, not per subscriber")
 
     def test_fanout_rooms_publishers_max_rate(self):
         doc = self.run_ok("fanout", "--url", self.url(""), "--subscribers", 30,

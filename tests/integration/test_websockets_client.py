@@ -26,7 +26,7 @@ class WebsocketsTestCase(ServerTestCase):
 
     def connect(self, port=None, **kw):
         kw.setdefault("max_size", 4 * MiB)
-        kw.setdefault("compression", None)
+        kw.setdefault("compression", "deflate")
         kw.setdefault("open_timeout", STEP_TIMEOUT)
         kw.setdefault("close_timeout", 5)
         kw.setdefault("ping_interval", None)

@@ -922,6 +922,27 @@ static void test_rsv1(void **st)
     expect_error_at(WS_READER_CLIENT | WS_READER_ALLOW_RSV1, 100, f, n, 0, SIZE_MAX);
 }
 
+/* A compressed message may be longer on the wire than the limit by deflate's worst-case
+ * growth (limit 1000: 1000 + 31 + 7 + 0 + 64 = 1102 bytes); a plain one may not. */
+static void test_rsv1_wire_limit(void **st)
+{
+    (void)st;
+    static uint8_t payload[1200], f[2600];
+    memset(payload, 'z', sizeof payload);
+    size_t n = frame(f, FIN | RSV1 | WS_OP_BINARY, payload, 1102);
+    expect_error_at(WS_READER_ALLOW_RSV1, 1000, f, n, 0, SIZE_MAX);
+    n = frame(f, FIN | RSV1 | WS_OP_BINARY, payload, 1103);
+    expect_error_at(WS_READER_ALLOW_RSV1, 1000, f, n, WS_CLOSE_TOO_BIG, 3);
+    n = frame(f, FIN | WS_OP_BINARY, payload, 1001);
+    expect_error_at(WS_READER_ALLOW_RSV1, 1000, f, n, WS_CLOSE_TOO_BIG, 3);
+    /* Summed over fragments, the continuation inherits the slack of its message. */
+    n = frame(f, RSV1 | WS_OP_BINARY, payload, 600);
+    size_t m = frame(f + n, FIN | WS_OP_CONT, payload, 502);
+    expect_error_at(WS_READER_ALLOW_RSV1, 1000, f, n + m, 0, SIZE_MAX);
+    m = frame(f + n, FIN | WS_OP_CONT, payload, 503);
+    expect_error_at(WS_READER_ALLOW_RSV1, 1000, f, n + m, WS_CLOSE_TOO_BIG, n + 3);
+}
+
 static void test_zero_length_frames(void **st)
 {
     (void)st;
@@ -1037,6 +1058,7 @@ int main(void)
         cmocka_unit_test(test_split_control_frame),
         cmocka_unit_test(test_client_mode),
         cmocka_unit_test(test_rsv1),
+        cmocka_unit_test(test_rsv1_wire_limit),
         cmocka_unit_test(test_zero_length_frames),
         cmocka_unit_test(test_callback_stop),
     };

@@ -1090,6 +1090,52 @@ static void expect_protocol_error(const uint8_t *frame, size_t n, unsigned code,
     wsc_free(c);
 }
 
+/* With .deflate the request offers permessage-deflate; an accepted answer makes
+ * compressed server messages arrive inflated; bad compressed data is a 1002. */
+static void test_deflate(void **state)
+{
+    (void)state;
+    struct wsc_url u;
+    assert_int_equal(wsc_url_parse("ws://example.com/ws", &u, NULL), 0);
+    struct wsc_options opt = {.deflate = true};
+    int err;
+    struct wsc *c = wsc_new(&u, &opt, &err);
+    assert_non_null(c);
+    assert_non_null(strstr(request_text(c), "\r\nSec-WebSocket-Extensions: permessage-deflate; "
+                                            "client_no_context_takeover\r\n"));
+    char resp[1024];
+    response_101(c, resp, sizeof resp, NULL,
+                 "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
+                 "client_no_context_takeover\r\n");
+    size_t len;
+    wsc_output(c, &len);
+    wsc_output_done(c, len);
+    struct rec r = {0};
+    assert_int_equal(feed_str(c, resp, &r), 0);
+    assert_int_equal(wsc_state(c), WSC_STATE_OPEN);
+    /* "hello hello hello" as raw deflate with a sync flush, tail removed. */
+    static const uint8_t z[] = {0xca, 0x48, 0xcd, 0xc9, 0xc9, 0x57, 0xc8, 0x40,
+                                0x90, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff};
+    uint8_t f[64];
+    size_t n = sframe(f, 0x80 | 0x40 | WS_OP_TEXT, z, sizeof z - 4);
+    n += sframe(f + n, 0x80 | WS_OP_TEXT, "plain", 5);
+    n += sframe(f + n, 0x80 | 0x40 | WS_OP_TEXT, z, sizeof z - 4); /* no context kept */
+    assert_int_equal(wsc_feed(c, f, n, record, &r), 0);
+    assert_int_equal(r.n, 4);
+    assert_event(&r, 1, WSC_EV_MESSAGE, "hello hello hello");
+    assert_event(&r, 2, WSC_EV_MESSAGE, "plain");
+    assert_event(&r, 3, WSC_EV_MESSAGE, "hello hello hello");
+    n = sframe(f, 0x80 | 0x40 | WS_OP_BINARY, "\x07\x00", 2); /* reserved block type */
+    assert_int_equal(wsc_feed(c, f, n, record, &r), WSC_ERR_PROTOCOL);
+    assert_non_null(strstr(wsc_error_detail(c), "1002"));
+    wsc_free(c);
+
+    /* Not offered: RSV1 stays a protocol error and an answer naming it is refused. */
+    uint8_t g[64];
+    n = sframe(g, 0x80 | 0x40 | WS_OP_TEXT, z, sizeof z - 4);
+    expect_protocol_error(g, n, 1002, NULL);
+}
+
 static void test_protocol_errors(void **state)
 {
     (void)state;
@@ -1349,6 +1395,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_good),
         cmocka_unit_test(test_wss_host_header_and_attach),
+        cmocka_unit_test(test_deflate),
         cmocka_unit_test(test_url_bad),
         cmocka_unit_test(test_request_bytes),
         cmocka_unit_test(test_request_own_host_and_bad_options),
