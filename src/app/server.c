@@ -14,6 +14,7 @@
 
 #include "api/api.h"
 #include "app/echo.h"
+#include "app/otel_metrics.h"
 #include "app/routes.h"
 #include "auth/ratelimit.h"
 #include "auth/token.h"
@@ -26,6 +27,7 @@
 #include "net/conn.h"
 #include "net/listener.h"
 #include "proto/envelope.h"
+#include "telemetry/export.h"
 #include "ws/conn.h"
 
 struct worker {
@@ -352,6 +354,26 @@ static int server_prepare(struct wh_server *s, int n_workers)
     return 0;
 }
 
+static const char *env_get(const char *name)
+{
+    return getenv(name);
+}
+
+/* OpenTelemetry export, configured by the standard OTEL_* environment variables. */
+static int telemetry_begin(struct wh_server *s, int n_workers)
+{
+    struct otel_config oc;
+    char err[256];
+    if (otel_config_load(&oc, env_get, err, sizeof err) < 0) {
+        fprintf(stderr, "wshub: %s\n", err);
+        return -1;
+    }
+    return telemetry_start(&oc, n_workers, otel_server_metrics, s) < 0 ? -1 : 0;
+}
+
+/* The exporter's final flush gets at most this long after the workers stop. */
+#define TELEMETRY_FLUSH_MS 5000
+
 struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
 {
     *exit_code = 1;
@@ -393,6 +415,11 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
             return NULL;
         }
     }
+    if (telemetry_begin(s, n) < 0) {
+        *exit_code = 2;
+        server_free(s);
+        return NULL;
+    }
     atomic_store(&s->running, n);
     for (int i = 0; i < n; i++) {
         if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
@@ -422,6 +449,9 @@ void server_wait(struct wh_server *s)
 {
     for (int i = 0; i < s->n_workers; i++)
         pthread_join(s->workers[i].thread, NULL);
+    uint32_t flush = s->cfg->shutdown_timeout_ms < TELEMETRY_FLUSH_MS ? s->cfg->shutdown_timeout_ms
+                                                                      : TELEMETRY_FLUSH_MS;
+    telemetry_stop(flush); /* every span is in its ring now: the final flush */
     server_free(s);
     msg_thread_cleanup(); /* blocks released on this thread by hub_destroy */
 }

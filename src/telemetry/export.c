@@ -1,0 +1,489 @@
+/* OTLP/HTTP exporter thread (see export.h). */
+#include "telemetry/export.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/log.h"
+#include "telemetry/otlp.h"
+#include "telemetry/spanq.h"
+
+#define MAX_RETRIES      5
+#define BACKOFF_FIRST_MS 500
+#define BACKOFF_MAX_MS   30000
+#define RETRY_AFTER_MAX  60 /* seconds: a collector asking for longer is not waited for */
+
+/* ---- configuration ---- */
+
+static const char *env(const char *(*get)(const char *), const char *name)
+{
+    const char *v = get(name);
+    return v && *v ? v : NULL;
+}
+
+static int env_ms(const char *(*get)(const char *), const char *name, uint32_t def, uint32_t min,
+                  uint32_t *out, char *err, size_t cap)
+{
+    const char *v = env(get, name);
+    *out = def;
+    if (!v) return 0;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || *end || v[0] == '-' || n < min || n > UINT32_MAX) {
+        snprintf(err, cap, "%s=\"%s\" is not a whole number of at least %u", name, v, min);
+        return -1;
+    }
+    *out = (uint32_t)n;
+    return 0;
+}
+
+/* OTEL_EXPORTER_OTLP_ENDPOINT gets /v1/<signal> appended; the per-signal variable is
+ * used as it is. */
+static int signal_load(struct otel_signal *s, const char *(*get)(const char *), const char *sig,
+                       const char *path, uint32_t base_timeout, char *err, size_t cap)
+{
+    char name[96];
+    snprintf(name, sizeof name, "OTEL_%s_EXPORTER", sig);
+    const char *exporter = env(get, name);
+    if (exporter && strcmp(exporter, "otlp") != 0 && strcmp(exporter, "none") != 0) {
+        snprintf(err, cap, "%s=\"%s\": only otlp and none are supported", name, exporter);
+        return -1;
+    }
+    snprintf(name, sizeof name, "OTEL_EXPORTER_OTLP_%s_ENDPOINT", sig);
+    const char *url = env(get, name), *base = env(get, "OTEL_EXPORTER_OTLP_ENDPOINT");
+    if (url) {
+        snprintf(s->url, sizeof s->url, "%s", url);
+    } else if (base) {
+        size_t n = strlen(base);
+        while (n && base[n - 1] == '/')
+            n--;
+        snprintf(s->url, sizeof s->url, "%.*s%s", (int)n, base, path);
+    }
+    s->on = s->url[0] && !(exporter && strcmp(exporter, "none") == 0);
+    if (s->url[0] && strncmp(s->url, "http://", 7) != 0 && strncmp(s->url, "https://", 8) != 0) {
+        snprintf(err, cap, "OTLP endpoint \"%s\" must start with http:// or https://", s->url);
+        return -1;
+    }
+    snprintf(name, sizeof name, "OTEL_EXPORTER_OTLP_%s_HEADERS", sig);
+    s->headers = env(get, name);
+    if (!s->headers) s->headers = env(get, "OTEL_EXPORTER_OTLP_HEADERS");
+    snprintf(name, sizeof name, "OTEL_EXPORTER_OTLP_%s_TIMEOUT", sig);
+    return env_ms(get, name, base_timeout, 1, &s->timeout_ms, err, cap);
+}
+
+int otel_config_load(struct otel_config *c, const char *(*get)(const char *), char *err, size_t cap)
+{
+    memset(c, 0, sizeof *c);
+    uint32_t timeout;
+    if (env_ms(get, "OTEL_EXPORTER_OTLP_TIMEOUT", 10000, 1, &timeout, err, cap) ||
+        signal_load(&c->traces, get, "TRACES", "/v1/traces", timeout, err, cap) ||
+        signal_load(&c->metrics, get, "METRICS", "/v1/metrics", timeout, err, cap) ||
+        env_ms(get, "OTEL_BSP_SCHEDULE_DELAY", 5000, 1, &c->bsp_delay_ms, err, cap) ||
+        env_ms(get, "OTEL_BSP_MAX_QUEUE_SIZE", 2048, 1, &c->bsp_queue, err, cap) ||
+        env_ms(get, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, 1, &c->bsp_batch, err, cap) ||
+        env_ms(get, "OTEL_METRIC_EXPORT_INTERVAL", 60000, 1, &c->metric_interval_ms, err, cap))
+        return -1;
+    if (c->bsp_batch > c->bsp_queue) c->bsp_batch = c->bsp_queue; /* as the spec says */
+    const char *sampler = env(get, "OTEL_TRACES_SAMPLER"),
+               *arg = env(get, "OTEL_TRACES_SAMPLER_ARG");
+    if (sampler_parse(sampler, arg, &c->sampler) < 0) {
+        snprintf(err, cap,
+                 "OTEL_TRACES_SAMPLER=\"%s\" OTEL_TRACES_SAMPLER_ARG=\"%s\": unknown sampler or "
+                 "a ratio outside [0, 1]",
+                 sampler ? sampler : "", arg ? arg : "");
+        return -1;
+    }
+    const char *disabled = env(get, "OTEL_SDK_DISABLED");
+    if (disabled && strcasecmp(disabled, "true") == 0) c->traces.on = c->metrics.on = false;
+    c->service_name = env(get, "OTEL_SERVICE_NAME");
+    c->resource_attrs = env(get, "OTEL_RESOURCE_ATTRIBUTES");
+    return 0;
+}
+
+/* ---- exporter state ---- */
+
+static struct {
+    struct otel_config cfg;
+    pthread_t thread;
+    bool running;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* CLOCK_MONOTONIC */
+    bool kick, stop;
+    uint64_t stop_deadline_ms;
+    CURL *curl;
+    struct curl_slist *trace_hdrs, *metric_hdrs;
+    struct pb pb;
+    struct otlp_resource res;
+    const struct span **batch;
+    otel_metrics_fn metrics;
+    void *metrics_ud;
+    uint64_t start_ns;
+} X = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static _Atomic uint64_t n_exported, n_failed_spans, n_requests, n_failures, n_retries,
+    n_metric_exports;
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void wake(void)
+{
+    pthread_mutex_lock(&X.mu);
+    X.kick = true;
+    pthread_cond_signal(&X.cv);
+    pthread_mutex_unlock(&X.mu);
+}
+
+/* Waits until at_ms (monotonic), or stop, or (when kick_wakes) a full batch. A retry's
+ * back-off is not cut short by producers filling their rings. */
+static void wait_until(uint64_t at_ms, bool kick_wakes)
+{
+    pthread_mutex_lock(&X.mu);
+    while (!(kick_wakes && X.kick) && !X.stop) {
+        uint64_t now = mono_ms();
+        if (now >= at_ms) break;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t left = at_ms - now;
+        ts.tv_sec += (time_t)(left / 1000);
+        ts.tv_nsec += (long)(left % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&X.cv, &X.mu, &ts);
+    }
+    pthread_mutex_unlock(&X.mu);
+}
+
+static bool stopping(uint64_t *deadline)
+{
+    pthread_mutex_lock(&X.mu);
+    bool s = X.stop;
+    *deadline = X.stop_deadline_ms;
+    pthread_mutex_unlock(&X.mu);
+    return s;
+}
+
+/* Parses "k=v,k2=v2" (values percent-decoded) into curl header lines. */
+static struct curl_slist *headers_build(const char *list)
+{
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/x-protobuf");
+    h = curl_slist_append(h, "Expect:"); /* no 100-continue round trip */
+    for (const char *p = list; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        if (eq && eq > p) {
+            char line[1024];
+            size_t k = 0;
+            const char *ks = p, *ke = eq;
+            while (ks < ke && *ks == ' ')
+                ks++;
+            while (ke > ks && ke[-1] == ' ')
+                ke--;
+            k = (size_t)snprintf(line, sizeof line, "%.*s: ", (int)(ke - ks), ks);
+            for (const char *v = eq + 1; v < p + len && k + 1 < sizeof line; v++) {
+                unsigned hex;
+                if (*v == '%' && v + 2 < p + len && sscanf(v + 1, "%2x", &hex) == 1) {
+                    line[k++] = (char)hex;
+                    v += 2;
+                } else if (!(*v == ' ' && k > 0 && line[k - 1] == ' ')) {
+                    line[k++] = *v;
+                }
+            }
+            while (k && line[k - 1] == ' ')
+                k--;
+            line[k] = 0;
+            /* A header line with CR or LF in it would inject others: refused. */
+            if (!strpbrk(line, "\r\n")) h = curl_slist_append(h, line);
+        } else if (len) {
+            log_warn("OTEL_EXPORTER_OTLP_HEADERS: entry without '=' ignored", NULL);
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return h;
+}
+
+static size_t discard_body(char *p, size_t size, size_t n, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return size * n;
+}
+
+static bool retryable_curl(CURLcode rc)
+{
+    return rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+           rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR ||
+           rc == CURLE_GOT_NOTHING || rc == CURLE_PARTIAL_FILE;
+}
+
+static bool retryable_status(long st)
+{
+    return st == 429 || st == 502 || st == 503 || st == 504;
+}
+
+/* POSTs X.pb to the signal's URL, retrying as export.h says. 0 on success. */
+static int post(const struct otel_signal *sig, struct curl_slist *hdrs, const char *what)
+{
+    for (int attempt = 0;; attempt++) {
+        uint64_t deadline;
+        bool stop = stopping(&deadline);
+        long timeout = (long)sig->timeout_ms;
+        if (stop) {
+            uint64_t now = mono_ms();
+            if (now >= deadline) return -1;
+            if ((uint64_t)timeout > deadline - now) timeout = (long)(deadline - now);
+        }
+        curl_easy_reset(X.curl);
+        curl_easy_setopt(X.curl, CURLOPT_URL, sig->url);
+        curl_easy_setopt(X.curl, CURLOPT_POST, 1L);
+        curl_easy_setopt(X.curl, CURLOPT_POSTFIELDS, (const char *)X.pb.buf);
+        curl_easy_setopt(X.curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)X.pb.len);
+        curl_easy_setopt(X.curl, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(X.curl, CURLOPT_TIMEOUT_MS, timeout);
+        curl_easy_setopt(X.curl, CURLOPT_CONNECTTIMEOUT_MS, timeout);
+        curl_easy_setopt(X.curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(X.curl, CURLOPT_WRITEFUNCTION, discard_body);
+        curl_easy_setopt(X.curl, CURLOPT_USERAGENT, "wshub/" WSHUB_VERSION " (OTLP/HTTP)");
+        atomic_fetch_add(&n_requests, 1);
+        CURLcode rc = curl_easy_perform(X.curl);
+        long status = 0;
+        curl_off_t retry_after = 0;
+        if (rc == CURLE_OK) {
+            curl_easy_getinfo(X.curl, CURLINFO_RESPONSE_CODE, &status);
+            if (status >= 200 && status < 300) return 0;
+            curl_easy_getinfo(X.curl, CURLINFO_RETRY_AFTER, &retry_after);
+        }
+        bool again = rc == CURLE_OK ? retryable_status(status) : retryable_curl(rc);
+        if (!again || attempt >= MAX_RETRIES) {
+            atomic_fetch_add(&n_failures, 1);
+            log_warn("OTLP export failed", "signal=%s url=%s status=%ld error=\"%s\" attempts=%d",
+                     what, sig->url, status,
+                     rc == CURLE_OK ? "http status" : curl_easy_strerror(rc), attempt + 1);
+            return -1;
+        }
+        /* Full jitter over an exponential ceiling, unless the server said when. */
+        uint64_t ceil_ms = (uint64_t)BACKOFF_FIRST_MS << attempt;
+        if (ceil_ms > BACKOFF_MAX_MS) ceil_ms = BACKOFF_MAX_MS;
+        uint64_t delay = ceil_ms / 2 + trace_random64() % (ceil_ms / 2 + 1);
+        if (retry_after > 0)
+            delay =
+                (uint64_t)(retry_after < RETRY_AFTER_MAX ? retry_after : RETRY_AFTER_MAX) * 1000;
+        atomic_fetch_add(&n_retries, 1);
+        log_debug("OTLP export retry", "signal=%s status=%ld delay_ms=%llu attempt=%d", what,
+                  status, (unsigned long long)delay, attempt + 1);
+        uint64_t at = mono_ms() + delay;
+        if (stopping(&deadline) && at >= deadline) {
+            atomic_fetch_add(&n_failures, 1);
+            return -1;
+        }
+        wait_until(at, false);
+    }
+}
+
+static void export_spans(bool all)
+{
+    size_t max = X.cfg.bsp_batch;
+    for (;;) {
+        size_t n = spanq_take(X.batch, max);
+        if (n == 0) return;
+        pb_reset(&X.pb);
+        struct otlp_marks m;
+        otlp_traces_begin(&X.pb, &X.res, &m);
+        for (size_t i = 0; i < n; i++)
+            otlp_span(&X.pb, X.batch[i]);
+        otlp_traces_end(&X.pb, &m);
+        spanq_release(); /* the batch lives in X.pb now: free the ring slots */
+        if (X.pb.failed) {
+            atomic_fetch_add(&n_failed_spans, n);
+            log_error("OTLP encode: out of memory, batch dropped", "spans=%zu", n);
+        } else if (post(&X.cfg.traces, X.trace_hdrs, "traces") == 0) {
+            atomic_fetch_add(&n_exported, n);
+        } else {
+            atomic_fetch_add(&n_failed_spans, n);
+        }
+        if (!all && n < max) return;
+    }
+}
+
+static void export_metrics(void)
+{
+    pb_reset(&X.pb);
+    struct otlp_marks m;
+    uint64_t now = trace_now_ns();
+    otlp_metrics_begin(&X.pb, &X.res, &m);
+    if (X.metrics) X.metrics(X.metrics_ud, &X.pb, X.start_ns, now);
+    telemetry_own_metrics(&X.pb, X.start_ns, now);
+    otlp_metrics_end(&X.pb, &m);
+    if (X.pb.failed) return;
+    if (post(&X.cfg.metrics, X.metric_hdrs, "metrics") == 0) atomic_fetch_add(&n_metric_exports, 1);
+}
+
+static void *exporter_main(void *arg)
+{
+    (void)arg;
+    uint64_t now = mono_ms();
+    uint64_t next_spans = now + X.cfg.bsp_delay_ms, next_metrics = now + X.cfg.metric_interval_ms;
+    for (;;) {
+        uint64_t at = X.cfg.traces.on ? next_spans : UINT64_MAX;
+        if (X.cfg.metrics.on && next_metrics < at) at = next_metrics;
+        wait_until(at, true);
+        pthread_mutex_lock(&X.mu);
+        bool stop = X.stop, kicked = X.kick;
+        X.kick = false;
+        pthread_mutex_unlock(&X.mu);
+        now = mono_ms();
+        if (X.cfg.traces.on && (stop || kicked || now >= next_spans)) {
+            export_spans(stop || now >= next_spans);
+            next_spans = mono_ms() + X.cfg.bsp_delay_ms;
+        }
+        if (X.cfg.metrics.on && (stop || now >= next_metrics)) {
+            export_metrics();
+            next_metrics = mono_ms() + X.cfg.metric_interval_ms;
+        }
+        if (stop) break;
+    }
+    return NULL;
+}
+
+int telemetry_start(const struct otel_config *c, int n_threads, otel_metrics_fn metrics,
+                    void *metrics_ud)
+{
+    if (X.running) return -1;
+    if (!c->traces.on && !c->metrics.on) return 1;
+    X.cfg = *c;
+    X.metrics = metrics;
+    X.metrics_ud = metrics_ud;
+    X.start_ns = trace_now_ns();
+    X.kick = X.stop = false;
+    char err[160] = "";
+    if (otlp_resource_init(&X.res, c->service_name, c->resource_attrs, err, sizeof err) < 0 &&
+        err[0])
+        log_warn(err, NULL);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(X.curl = curl_easy_init())) {
+        log_error("OTLP exporter: libcurl could not start", NULL);
+        otlp_resource_free(&X.res);
+        return -1;
+    }
+    X.trace_hdrs = headers_build(c->traces.headers);
+    X.metric_hdrs = headers_build(c->metrics.headers);
+    pb_init(&X.pb);
+    X.batch = calloc(X.cfg.bsp_batch, sizeof *X.batch);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&X.cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (n_threads < 1) n_threads = 1;
+    size_t per_ring = (c->bsp_queue + (uint32_t)n_threads - 1) / (uint32_t)n_threads;
+    spanq_init(per_ring, c->bsp_batch, wake);
+    trace_sampler = c->sampler;
+    if (!X.batch || pthread_create(&X.thread, NULL, exporter_main, NULL) != 0) {
+        log_error("OTLP exporter: cannot start its thread", NULL);
+        free(X.batch);
+        curl_easy_cleanup(X.curl);
+        curl_slist_free_all(X.trace_hdrs);
+        curl_slist_free_all(X.metric_hdrs);
+        otlp_resource_free(&X.res);
+        return -1;
+    }
+    X.running = true;
+    trace_enabled = c->traces.on;
+    log_info("OTLP export on", "traces=%s metrics=%s encoding=protobuf sampler_ratio=%g",
+             c->traces.on ? c->traces.url : "off", c->metrics.on ? c->metrics.url : "off",
+             c->sampler.ratio);
+    return 0;
+}
+
+void telemetry_stop(uint32_t deadline_ms)
+{
+    if (!X.running) return;
+    trace_enabled = false;
+    pthread_mutex_lock(&X.mu);
+    X.stop = true;
+    X.stop_deadline_ms = mono_ms() + deadline_ms;
+    pthread_cond_signal(&X.cv);
+    pthread_mutex_unlock(&X.mu);
+    pthread_join(X.thread, NULL);
+    X.running = false;
+    uint64_t left = spanq_pending();
+    if (left) atomic_fetch_add(&n_failed_spans, left);
+    struct telemetry_counters tc;
+    telemetry_counters(&tc);
+    log_info("OTLP exporter stopped",
+             "spans_exported=%llu spans_dropped=%llu requests=%llu failures=%llu retries=%llu",
+             (unsigned long long)tc.spans_exported, (unsigned long long)tc.spans_dropped,
+             (unsigned long long)tc.export_requests, (unsigned long long)tc.export_failures,
+             (unsigned long long)tc.export_retries);
+    spanq_destroy();
+    free(X.batch);
+    X.batch = NULL;
+    pb_free(&X.pb);
+    curl_easy_cleanup(X.curl);
+    X.curl = NULL;
+    curl_slist_free_all(X.trace_hdrs);
+    curl_slist_free_all(X.metric_hdrs);
+    X.trace_hdrs = X.metric_hdrs = NULL;
+    otlp_resource_free(&X.res);
+    pthread_cond_destroy(&X.cv);
+    curl_global_cleanup();
+}
+
+void telemetry_counters(struct telemetry_counters *out)
+{
+    out->spans_exported = atomic_load(&n_exported);
+    out->spans_dropped = spanq_dropped() + atomic_load(&n_failed_spans);
+    out->export_requests = atomic_load(&n_requests);
+    out->export_failures = atomic_load(&n_failures);
+    out->export_retries = atomic_load(&n_retries);
+    out->metric_exports = atomic_load(&n_metric_exports);
+    out->queue_pending = spanq_pending();
+}
+
+void telemetry_own_metrics(struct pb *pb, uint64_t start_ns, uint64_t now_ns)
+{
+    struct telemetry_counters tc;
+    telemetry_counters(&tc);
+    static const struct {
+        const char *name, *desc;
+        size_t off;
+    } counters[] = {
+        {"wshub.telemetry.spans.exported", "Spans accepted by the collector",
+         offsetof(struct telemetry_counters, spans_exported)},
+        {"wshub.telemetry.spans.dropped",
+         "Spans lost: queue full, or given up after the export retries",
+         offsetof(struct telemetry_counters, spans_dropped)},
+        {"wshub.telemetry.export.requests", "OTLP/HTTP requests made",
+         offsetof(struct telemetry_counters, export_requests)},
+        {"wshub.telemetry.export.failures", "OTLP/HTTP exports given up",
+         offsetof(struct telemetry_counters, export_failures)},
+        {"wshub.telemetry.export.retries", "OTLP/HTTP requests retried",
+         offsetof(struct telemetry_counters, export_retries)},
+    };
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+        struct otlp_metric om;
+        uint64_t v;
+        memcpy(&v, (const char *)&tc + counters[i].off, sizeof v);
+        otlp_metric_begin(pb, &om, counters[i].name, counters[i].desc, "1", OTLP_SUM_MONOTONIC);
+        otlp_point_int(pb, &om, start_ns, now_ns, (int64_t)v, NULL, NULL, 0);
+        otlp_metric_end(pb, &om);
+    }
+    struct otlp_metric om;
+    otlp_metric_begin(pb, &om, "wshub.telemetry.queue.spans", "Spans waiting for export", "1",
+                      OTLP_GAUGE);
+    otlp_point_int(pb, &om, start_ns, now_ns, (int64_t)tc.queue_pending, NULL, NULL, 0);
+    otlp_metric_end(pb, &om);
+}
