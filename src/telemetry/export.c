@@ -107,19 +107,29 @@ int otel_config_load(struct otel_config *c, const char *(*get)(const char *), ch
     return 0;
 }
 
-/* ---- exporter state ---- */
+/* ---- exporter state ----
+ * One thread per signal, each with its own connection and buffer: a collector that
+ * makes the traces wait (retries, a slow answer) does not hold back the metrics,
+ * which are what tells that spans are being dropped. */
+
+struct sigx {
+    const char *what;
+    const struct otel_signal *sig;
+    pthread_t thread;
+    bool started;
+    CURL *curl;
+    struct curl_slist *hdrs;
+    struct pb pb;
+};
 
 static struct {
     struct otel_config cfg;
-    pthread_t thread;
     bool running;
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* CLOCK_MONOTONIC */
+    pthread_cond_t cv; /* CLOCK_MONOTONIC; broadcast */
     bool kick, stop;
     uint64_t stop_deadline_ms;
-    CURL *curl;
-    struct curl_slist *trace_hdrs, *metric_hdrs;
-    struct pb pb;
+    struct sigx tr, me;
     struct otlp_resource res;
     const struct span **batch;
     otel_metrics_fn metrics;
@@ -141,16 +151,16 @@ static void wake(void)
 {
     pthread_mutex_lock(&X.mu);
     X.kick = true;
-    pthread_cond_signal(&X.cv);
+    pthread_cond_broadcast(&X.cv);
     pthread_mutex_unlock(&X.mu);
 }
 
-/* Waits until at_ms (monotonic), or stop, or (when kick_wakes) a full batch. A retry's
- * back-off is not cut short by producers filling their rings. */
-static void wait_until(uint64_t at_ms, bool kick_wakes)
+/* Waits until at_ms (monotonic), or (when asked) a stop or a full batch. A retry's
+ * back-off is cut short by neither. */
+static void wait_until(uint64_t at_ms, bool kick_wakes, bool stop_wakes)
 {
     pthread_mutex_lock(&X.mu);
-    while (!(kick_wakes && X.kick) && !X.stop) {
+    while (!(kick_wakes && X.kick) && !(stop_wakes && X.stop)) {
         uint64_t now = mono_ms();
         if (now >= at_ms) break;
         struct timespec ts;
@@ -223,6 +233,15 @@ static size_t discard_body(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
+/* Ends a request in flight once the shutdown deadline has passed: the final flush
+ * is bounded even when the collector is slow to answer. */
+static int xfer_check(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)ud, (void)dt, (void)dn, (void)ut, (void)un;
+    uint64_t deadline;
+    return stopping(&deadline) && mono_ms() >= deadline;
+}
+
 static bool retryable_curl(CURLcode rc)
 {
     return rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
@@ -235,9 +254,11 @@ static bool retryable_status(long st)
     return st == 429 || st == 502 || st == 503 || st == 504;
 }
 
-/* POSTs X.pb to the signal's URL, retrying as export.h says. 0 on success. */
-static int post(const struct otel_signal *sig, struct curl_slist *hdrs, const char *what)
+/* POSTs x->pb to the signal's URL, retrying as export.h says. 0 on success. */
+static int post(struct sigx *x)
 {
+    const struct otel_signal *sig = x->sig;
+    const char *what = x->what;
     for (int attempt = 0;; attempt++) {
         uint64_t deadline;
         bool stop = stopping(&deadline);
@@ -247,25 +268,27 @@ static int post(const struct otel_signal *sig, struct curl_slist *hdrs, const ch
             if (now >= deadline) return -1;
             if ((uint64_t)timeout > deadline - now) timeout = (long)(deadline - now);
         }
-        curl_easy_reset(X.curl);
-        curl_easy_setopt(X.curl, CURLOPT_URL, sig->url);
-        curl_easy_setopt(X.curl, CURLOPT_POST, 1L);
-        curl_easy_setopt(X.curl, CURLOPT_POSTFIELDS, (const char *)X.pb.buf);
-        curl_easy_setopt(X.curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)X.pb.len);
-        curl_easy_setopt(X.curl, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(X.curl, CURLOPT_TIMEOUT_MS, timeout);
-        curl_easy_setopt(X.curl, CURLOPT_CONNECTTIMEOUT_MS, timeout);
-        curl_easy_setopt(X.curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(X.curl, CURLOPT_WRITEFUNCTION, discard_body);
-        curl_easy_setopt(X.curl, CURLOPT_USERAGENT, "wshub/" WSHUB_VERSION " (OTLP/HTTP)");
+        curl_easy_reset(x->curl);
+        curl_easy_setopt(x->curl, CURLOPT_URL, sig->url);
+        curl_easy_setopt(x->curl, CURLOPT_POST, 1L);
+        curl_easy_setopt(x->curl, CURLOPT_POSTFIELDS, (const char *)x->pb.buf);
+        curl_easy_setopt(x->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->pb.len);
+        curl_easy_setopt(x->curl, CURLOPT_HTTPHEADER, x->hdrs);
+        curl_easy_setopt(x->curl, CURLOPT_TIMEOUT_MS, timeout);
+        curl_easy_setopt(x->curl, CURLOPT_CONNECTTIMEOUT_MS, timeout);
+        curl_easy_setopt(x->curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(x->curl, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(x->curl, CURLOPT_XFERINFOFUNCTION, xfer_check);
+        curl_easy_setopt(x->curl, CURLOPT_WRITEFUNCTION, discard_body);
+        curl_easy_setopt(x->curl, CURLOPT_USERAGENT, "wshub/" WSHUB_VERSION " (OTLP/HTTP)");
         atomic_fetch_add(&n_requests, 1);
-        CURLcode rc = curl_easy_perform(X.curl);
+        CURLcode rc = curl_easy_perform(x->curl);
         long status = 0;
         curl_off_t retry_after = 0;
         if (rc == CURLE_OK) {
-            curl_easy_getinfo(X.curl, CURLINFO_RESPONSE_CODE, &status);
+            curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &status);
             if (status >= 200 && status < 300) return 0;
-            curl_easy_getinfo(X.curl, CURLINFO_RETRY_AFTER, &retry_after);
+            curl_easy_getinfo(x->curl, CURLINFO_RETRY_AFTER, &retry_after);
         }
         bool again = rc == CURLE_OK ? retryable_status(status) : retryable_curl(rc);
         if (!again || attempt >= MAX_RETRIES) {
@@ -290,27 +313,28 @@ static int post(const struct otel_signal *sig, struct curl_slist *hdrs, const ch
             atomic_fetch_add(&n_failures, 1);
             return -1;
         }
-        wait_until(at, false);
+        wait_until(at, false, false); /* at is before any shutdown deadline */
     }
 }
 
 static void export_spans(bool all)
 {
+    struct sigx *x = &X.tr;
     size_t max = X.cfg.bsp_batch;
     for (;;) {
         size_t n = spanq_take(X.batch, max);
         if (n == 0) return;
-        pb_reset(&X.pb);
+        pb_reset(&x->pb);
         struct otlp_marks m;
-        otlp_traces_begin(&X.pb, &X.res, &m);
+        otlp_traces_begin(&x->pb, &X.res, &m);
         for (size_t i = 0; i < n; i++)
-            otlp_span(&X.pb, X.batch[i]);
-        otlp_traces_end(&X.pb, &m);
-        spanq_release(); /* the batch lives in X.pb now: free the ring slots */
-        if (X.pb.failed) {
+            otlp_span(&x->pb, X.batch[i]);
+        otlp_traces_end(&x->pb, &m);
+        spanq_release(); /* the batch lives in x->pb now: free the ring slots */
+        if (x->pb.failed) {
             atomic_fetch_add(&n_failed_spans, n);
             log_error("OTLP encode: out of memory, batch dropped", "spans=%zu", n);
-        } else if (post(&X.cfg.traces, X.trace_hdrs, "traces") == 0) {
+        } else if (post(x) == 0) {
             atomic_fetch_add(&n_exported, n);
         } else {
             atomic_fetch_add(&n_failed_spans, n);
@@ -321,42 +345,78 @@ static void export_spans(bool all)
 
 static void export_metrics(void)
 {
-    pb_reset(&X.pb);
+    struct sigx *x = &X.me;
+    pb_reset(&x->pb);
     struct otlp_marks m;
     uint64_t now = trace_now_ns();
-    otlp_metrics_begin(&X.pb, &X.res, &m);
-    if (X.metrics) X.metrics(X.metrics_ud, &X.pb, X.start_ns, now);
-    telemetry_own_metrics(&X.pb, X.start_ns, now);
-    otlp_metrics_end(&X.pb, &m);
-    if (X.pb.failed) return;
-    if (post(&X.cfg.metrics, X.metric_hdrs, "metrics") == 0) atomic_fetch_add(&n_metric_exports, 1);
+    otlp_metrics_begin(&x->pb, &X.res, &m);
+    if (X.metrics) X.metrics(X.metrics_ud, &x->pb, X.start_ns, now);
+    telemetry_own_metrics(&x->pb, X.start_ns, now);
+    otlp_metrics_end(&x->pb, &m);
+    if (x->pb.failed) return;
+    if (post(x) == 0) atomic_fetch_add(&n_metric_exports, 1);
 }
 
-static void *exporter_main(void *arg)
+static bool take_stop_kick(bool *kicked)
+{
+    pthread_mutex_lock(&X.mu);
+    bool stop = X.stop;
+    if (kicked) {
+        *kicked = X.kick;
+        X.kick = false;
+    }
+    pthread_mutex_unlock(&X.mu);
+    return stop;
+}
+
+static void *traces_main(void *arg)
 {
     (void)arg;
-    uint64_t now = mono_ms();
-    uint64_t next_spans = now + X.cfg.bsp_delay_ms, next_metrics = now + X.cfg.metric_interval_ms;
+    uint64_t next = mono_ms() + X.cfg.bsp_delay_ms;
     for (;;) {
-        uint64_t at = X.cfg.traces.on ? next_spans : UINT64_MAX;
-        if (X.cfg.metrics.on && next_metrics < at) at = next_metrics;
-        wait_until(at, true);
-        pthread_mutex_lock(&X.mu);
-        bool stop = X.stop, kicked = X.kick;
-        X.kick = false;
-        pthread_mutex_unlock(&X.mu);
-        now = mono_ms();
-        if (X.cfg.traces.on && (stop || kicked || now >= next_spans)) {
-            export_spans(stop || now >= next_spans);
-            next_spans = mono_ms() + X.cfg.bsp_delay_ms;
-        }
-        if (X.cfg.metrics.on && (stop || now >= next_metrics)) {
-            export_metrics();
-            next_metrics = mono_ms() + X.cfg.metric_interval_ms;
-        }
-        if (stop) break;
+        wait_until(next, true, true);
+        bool kicked;
+        bool stop = take_stop_kick(&kicked);
+        bool due = stop || mono_ms() >= next;
+        if (due || kicked) export_spans(due);
+        if (due) next = mono_ms() + X.cfg.bsp_delay_ms;
+        if (stop) return NULL;
     }
-    return NULL;
+}
+
+static void *metrics_main(void *arg)
+{
+    (void)arg;
+    uint64_t next = mono_ms() + X.cfg.metric_interval_ms;
+    for (;;) {
+        wait_until(next, false, true);
+        bool stop = take_stop_kick(NULL);
+        if (stop || mono_ms() >= next) {
+            export_metrics(); /* at stop: the final values */
+            next = mono_ms() + X.cfg.metric_interval_ms;
+        }
+        if (stop) return NULL;
+    }
+}
+
+static void sigx_free(struct sigx *x)
+{
+    if (x->curl) curl_easy_cleanup(x->curl);
+    curl_slist_free_all(x->hdrs);
+    pb_free(&x->pb);
+    memset(x, 0, sizeof *x);
+}
+
+static int sigx_init(struct sigx *x, const char *what, const struct otel_signal *sig)
+{
+    memset(x, 0, sizeof *x);
+    x->what = what;
+    x->sig = sig;
+    pb_init(&x->pb);
+    if (!sig->on) return 0;
+    x->curl = curl_easy_init();
+    x->hdrs = headers_build(sig->headers);
+    return x->curl && x->hdrs ? 0 : -1;
 }
 
 int telemetry_start(const struct otel_config *c, int n_threads, otel_metrics_fn metrics,
@@ -373,14 +433,15 @@ int telemetry_start(const struct otel_config *c, int n_threads, otel_metrics_fn 
     if (otlp_resource_init(&X.res, c->service_name, c->resource_attrs, err, sizeof err) < 0 &&
         err[0])
         log_warn(err, NULL);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(X.curl = curl_easy_init())) {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+        sigx_init(&X.tr, "traces", &X.cfg.traces) < 0 ||
+        sigx_init(&X.me, "metrics", &X.cfg.metrics) < 0) {
         log_error("OTLP exporter: libcurl could not start", NULL);
+        sigx_free(&X.tr);
+        sigx_free(&X.me);
         otlp_resource_free(&X.res);
         return -1;
     }
-    X.trace_hdrs = headers_build(c->traces.headers);
-    X.metric_hdrs = headers_build(c->metrics.headers);
-    pb_init(&X.pb);
     X.batch = calloc(X.cfg.bsp_batch, sizeof *X.batch);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -391,16 +452,17 @@ int telemetry_start(const struct otel_config *c, int n_threads, otel_metrics_fn 
     size_t per_ring = (c->bsp_queue + (uint32_t)n_threads - 1) / (uint32_t)n_threads;
     spanq_init(per_ring, c->bsp_batch, wake);
     trace_sampler = c->sampler;
-    if (!X.batch || pthread_create(&X.thread, NULL, exporter_main, NULL) != 0) {
-        log_error("OTLP exporter: cannot start its thread", NULL);
-        free(X.batch);
-        curl_easy_cleanup(X.curl);
-        curl_slist_free_all(X.trace_hdrs);
-        curl_slist_free_all(X.metric_hdrs);
-        otlp_resource_free(&X.res);
+    bool ok = X.batch != NULL;
+    if (ok && c->traces.on)
+        ok = (X.tr.started = pthread_create(&X.tr.thread, NULL, traces_main, NULL) == 0);
+    if (ok && c->metrics.on)
+        ok = (X.me.started = pthread_create(&X.me.thread, NULL, metrics_main, NULL) == 0);
+    X.running = true;
+    if (!ok) {
+        log_error("OTLP exporter: cannot start its threads", NULL);
+        telemetry_stop(0);
         return -1;
     }
-    X.running = true;
     trace_enabled = c->traces.on;
     log_info("OTLP export on", "traces=%s metrics=%s encoding=protobuf sampler_ratio=%g",
              c->traces.on ? c->traces.url : "off", c->metrics.on ? c->metrics.url : "off",
@@ -415,9 +477,10 @@ void telemetry_stop(uint32_t deadline_ms)
     pthread_mutex_lock(&X.mu);
     X.stop = true;
     X.stop_deadline_ms = mono_ms() + deadline_ms;
-    pthread_cond_signal(&X.cv);
+    pthread_cond_broadcast(&X.cv);
     pthread_mutex_unlock(&X.mu);
-    pthread_join(X.thread, NULL);
+    if (X.tr.started) pthread_join(X.tr.thread, NULL);
+    if (X.me.started) pthread_join(X.me.thread, NULL);
     X.running = false;
     uint64_t left = spanq_pending();
     if (left) atomic_fetch_add(&n_failed_spans, left);
@@ -431,12 +494,8 @@ void telemetry_stop(uint32_t deadline_ms)
     spanq_destroy();
     free(X.batch);
     X.batch = NULL;
-    pb_free(&X.pb);
-    curl_easy_cleanup(X.curl);
-    X.curl = NULL;
-    curl_slist_free_all(X.trace_hdrs);
-    curl_slist_free_all(X.metric_hdrs);
-    X.trace_hdrs = X.metric_hdrs = NULL;
+    sigx_free(&X.tr);
+    sigx_free(&X.me);
     otlp_resource_free(&X.res);
     pthread_cond_destroy(&X.cv);
     curl_global_cleanup();

@@ -1,6 +1,7 @@
-/* The OTLP/HTTP exporter: a background thread that batches finished spans (from
- * spanq) and collects metrics, encodes them as protobuf (otlp.h) and POSTs them with
- * libcurl. Nothing here runs on a worker thread except the lock-free span hand-over.
+/* The OTLP/HTTP exporter: background threads (one per signal, so that one signal's
+ * retries never hold back the other) that batch finished spans (from spanq) and
+ * collect metrics, encode them as protobuf (otlp.h) and POST them with libcurl.
+ * Nothing here runs on a worker thread except the lock-free span hand-over.
  *
  * Configuration is the OpenTelemetry SDK's environment (otel_config_load): with no
  * endpoint, with OTEL_SDK_DISABLED=true, or with both signals' exporters set to
