@@ -16,6 +16,8 @@ for p in gcc make cmake pkg-config libssl-dev zlib1g-dev libjansson-dev libjwt-d
 if [ "$mode" = test ]; then
     # Tests: clang for libFuzzer targets, real WebSocket clients.
     for p in clang libclang-rt-14-dev python3 python3-websockets; do want "$p"; done
+    # promtool and a Prometheus server that scrapes /metrics (tests/integration/test_metrics_prometheus.py).
+    want prometheus
     command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 fi
 

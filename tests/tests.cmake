@@ -23,11 +23,20 @@ endforeach()
 # Integration tests: real clients against the real binary.
 find_program(NODE node)
 set(SYS_PYTHON /usr/bin/python3)
+# promtool and a Prometheus server for test_metrics.py (Debian package prometheus); the
+# test fails with a clear message when they are missing, the build does not.
+find_program(PROMTOOL promtool)
+find_program(PROMETHEUS prometheus)
+if(NOT PROMTOOL OR NOT PROMETHEUS)
+  message(WARNING "promtool/prometheus not found: test_metrics will fail; run scripts/setup.sh test")
+endif()
 foreach(variant IN LISTS WSHUB_VARIANTS)
   wshub_suffix(${variant} v)
   set(envs "WSHUB_BIN=$<TARGET_FILE:wshub${v}>"
            "WSHUB_VARIANT=${variant}"
            "NODE_PATH=${CMAKE_SOURCE_DIR}/tests/js/node_modules"
+           "WSHUB_PROMTOOL=${PROMTOOL}"
+           "WSHUB_PROMETHEUS=${PROMETHEUS}"
            "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99"
            "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=98")
   file(GLOB js_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/integration/*.test.js)

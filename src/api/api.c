@@ -4,7 +4,6 @@
 #include "api/api.h"
 
 #include <openssl/crypto.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 
 #include "proto/envelope.h"
 #include "services/messages.h"
+#include "telemetry/prometheus.h"
 
 static void respond_json(struct http_ctx *ctx, int status, json_t *body)
 {
@@ -235,123 +235,20 @@ static void readyz(struct http_ctx *ctx, void *ud)
         http_respond(ctx, 200, "application/json", NULL, "{\"status\":\"ready\"}\n", 19);
 }
 
-/* ---- /metrics ---- */
-
-struct text {
-    char *p;
-    size_t n, cap;
-};
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static void
-tprintf(struct text *t, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(t->p + t->n, t->cap - t->n, fmt, ap);
-        va_end(ap);
-        if (k < 0) return;
-        if ((size_t)k < t->cap - t->n) {
-            t->n += (size_t)k;
-            return;
-        }
-        size_t cap = t->cap * 2 + (size_t)k;
-        char *np = realloc(t->p, cap);
-        if (!np) return;
-        t->p = np;
-        t->cap = cap;
-    }
-}
-
-static void metric(struct text *t, const char *name, const char *type, const char *help, uint64_t v)
-{
-    tprintf(t, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
-            (unsigned long long)v);
-}
-
+/* GET /metrics: the registry rendered as Prometheus text (telemetry/prometheus.h). */
 static void metrics(struct http_ctx *ctx, void *ud)
 {
     struct api *a = ud;
-    struct wh_stats s;
-    a->stats(a->stats_ud, &s);
-    struct text t = {.p = malloc(8192), .cap = 8192};
-    if (!t.p) {
+    struct metrics_source src;
+    a->gather(a->gather_ud, &src);
+    size_t n = 0;
+    char *text = prom_render(&src, &n);
+    if (!text) {
         http_respond_error(ctx, 500, "internal", "out of memory", NULL);
         return;
     }
-    metric(&t, "wshub_connections_accepted_total", "counter", "TCP connections accepted.",
-           s.conns_accepted);
-    metric(&t, "wshub_connections_open", "gauge", "TCP connections open (HTTP and WebSocket).",
-           s.conns_open);
-    metric(&t, "wshub_websocket_active_connections", "gauge",
-           "WebSocket connections open (websocket.active_connections).", s.ws_open);
-    metric(&t, "wshub_websocket_messages_received_total", "counter",
-           "WebSocket data messages received (websocket.messages.received).", s.ws_msgs_in);
-    metric(&t, "wshub_websocket_messages_sent_total", "counter",
-           "WebSocket data messages sent (websocket.messages.sent).", s.ws_msgs_out);
-    metric(&t, "wshub_websocket_received_bytes_total", "counter",
-           "Payload bytes of WebSocket messages received.", s.ws_bytes_in);
-    metric(&t, "wshub_websocket_sent_bytes_total", "counter", "Bytes of WebSocket frames sent.",
-           s.ws_bytes_out);
-    metric(&t, "wshub_websocket_protocol_errors_total", "counter",
-           "Connections failed for breaking RFC 6455 (closed 1002/1007/1009).",
-           s.ws_protocol_errors);
-    tprintf(&t, "# HELP wshub_websocket_closes_sent_total Close frames sent, by code.\n"
-                "# TYPE wshub_websocket_closes_sent_total counter\n");
-    for (int i = 0; i < STATS_CLOSE_CODES; i++)
-        if (s.ws_close_sent[i])
-            tprintf(&t, "wshub_websocket_closes_sent_total{code=\"%d\"} %llu\n", 1000 + i,
-                    (unsigned long long)s.ws_close_sent[i]);
-    tprintf(&t,
-            "# HELP wshub_websocket_timeouts_total Connections dropped by a deadline.\n"
-            "# TYPE wshub_websocket_timeouts_total counter\n"
-            "wshub_websocket_timeouts_total{kind=\"read\"} %llu\n"
-            "wshub_websocket_timeouts_total{kind=\"write\"} %llu\n"
-            "wshub_websocket_timeouts_total{kind=\"close\"} %llu\n"
-            "wshub_websocket_timeouts_total{kind=\"handshake\"} %llu\n",
-            (unsigned long long)s.ws_read_timeouts, (unsigned long long)s.ws_write_timeouts,
-            (unsigned long long)s.ws_close_timeouts, (unsigned long long)s.handshake_timeouts);
-    metric(&t, "wshub_http_requests_total", "counter", "HTTP requests handled.", s.http_requests);
-    metric(&t, "wshub_http_bad_requests_total", "counter",
-           "HTTP requests refused as malformed or over a limit.", s.http_bad_requests);
-    metric(&t, "wshub_handshake_failures_total", "counter", "WebSocket upgrade requests refused.",
-           s.handshake_failures);
-    metric(&t, "wshub_auth_failures_total", "counter", "Upgrades refused for their token (401).",
-           s.auth_failures);
-    metric(&t, "wshub_connection_limit_refusals_total", "counter",
-           "Upgrades refused by a connection limit (503/429).", s.conn_limit_refusals);
-    metric(&t, "wshub_hub_messages_published_total", "counter",
-           "Messages serialised and posted to the shards (once per message).", s.hub_published);
-    metric(&t, "wshub_hub_deliveries_total", "counter", "Messages queued to recipients.",
-           s.hub_deliveries);
-    tprintf(&t,
-            "# HELP wshub_hub_messages_dropped_total Messages lost, by reason.\n"
-            "# TYPE wshub_hub_messages_dropped_total counter\n"
-            "wshub_hub_messages_dropped_total{reason=\"slow_consumer_closed\"} %llu\n"
-            "wshub_hub_messages_dropped_total{reason=\"drop_oldest\"} %llu\n",
-            (unsigned long long)s.hub_dropped_slow, (unsigned long long)s.hub_dropped_oldest);
-    metric(&t, "wshub_hub_slow_consumer_closes_total", "counter",
-           "Connections closed 1013 because their send queue was full.", s.hub_slow_closes);
-    metric(&t, "wshub_hub_rate_limited_total", "counter", "Messages refused by a rate limit.",
-           s.hub_rate_limited);
-    metric(&t, "wshub_hub_strike_closes_total", "counter",
-           "Connections closed 1008 after repeated bad messages.", s.hub_strike_closes);
-    tprintf(&t, "# HELP wshub_hub_errors_total Error messages sent to clients, by code.\n"
-                "# TYPE wshub_hub_errors_total counter\n");
-    for (int e = 1; e < PE_COUNT; e++)
-        tprintf(&t, "wshub_hub_errors_total{code=\"%s\"} %llu\n", proto_err_code(e),
-                (unsigned long long)s.hub_errors[e]);
-    json_t *users = hub_online_users(a->hub), *r = hub_rooms(a->hub);
-    metric(&t, "wshub_hub_online_users", "gauge", "Distinct users connected.",
-           json_array_size(users));
-    metric(&t, "wshub_hub_rooms", "gauge", "Rooms with at least one member.", json_array_size(r));
-    json_decref(users);
-    json_decref(r);
-    http_respond(ctx, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, t.p, t.n);
-    free(t.p);
+    http_respond(ctx, 200, PROM_CONTENT_TYPE, NULL, text, n);
+    free(text);
 }
 
 void api_add_routes(struct api *a, struct http_route *routes, size_t *n, size_t max)

@@ -15,15 +15,15 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
-#include "base/stats.h"
+#include "telemetry/metrics.h"
 #include "http/server.h"
 #include "hub/hub.h"
 
 struct api {
     struct hub *hub;
-    const char *api_key; /* NULL: POST /api/publish is disabled (403) */
-    void (*stats)(void *ud, struct wh_stats *out);
-    void *stats_ud;
+    const char *api_key;      /* NULL: POST /api/publish is disabled (403) */
+    metrics_gather_fn gather; /* GET /metrics: any thread */
+    void *gather_ud;
     atomic_int shutting_down;
 };
 

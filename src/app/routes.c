@@ -19,12 +19,12 @@ int routes_upgrade_check(struct http_ctx *ctx, struct ws_handshake *hs,
     if (st != 0) {
         const char *extra = NULL;
         if (st == 426) extra = "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n";
-        STAT_INC(handshake_failures);
+        STAT_HANDSHAKE_FAILED(st == 426 ? HSR_VERSION : st == 500 ? HSR_INTERNAL : HSR_BAD_REQUEST);
         http_respond_error(ctx, st, "bad_handshake", hs->reason, extra);
         return -1;
     }
     if (!origin_allowed(ctx->req, origins)) {
-        STAT_INC(handshake_failures);
+        STAT_HANDSHAKE_FAILED(HSR_ORIGIN);
         http_respond_error(ctx, 403, "origin_not_allowed", "Origin not allowed", NULL);
         return -1;
     }
@@ -43,6 +43,7 @@ static bool ws_upgrade(struct http_ctx *ctx, struct routes_ctx *r, const char *i
     if (routes_upgrade_check(ctx, &hs, ws_subprotocols, r->origins) != 0) return false;
     int st = hub_admit(r->hub, ip);
     if (st) {
+        STAT_HANDSHAKE_FAILED(st == 503 ? HSR_SERVER_FULL : HSR_IP_LIMIT);
         http_respond_error(ctx, st, st == 503 ? "server_full" : "too_many_connections",
                            st == 503 ? "the server is at its connection limit"
                                      : "too many connections from this address",
@@ -61,7 +62,7 @@ static bool ws_upgrade(struct http_ctx *ctx, struct routes_ctx *r, const char *i
     if (ae != AUTH_OK) {
         hub_release(r->hub, ip);
         auth_identity_free(&id);
-        STAT_INC(auth_failures);
+        STAT_HANDSHAKE_FAILED(HSR_UNAUTHORIZED);
         log_info("upgrade refused", "reason=%s remote=%s%s%s", auth_error_code(ae), ip,
                  ctx->trace_id ? " trace_id=" : "", ctx->trace_id ? ctx->trace_id : "");
         http_respond_error(ctx, 401, auth_error_code(ae), auth_error_text(ae),
@@ -79,6 +80,7 @@ static bool ws_upgrade(struct http_ctx *ctx, struct routes_ctx *r, const char *i
     if (!c) {
         hub_release(r->hub, ip);
         auth_identity_free(&id);
+        STAT_HANDSHAKE_FAILED(HSR_INTERNAL);
         http_respond_error(ctx, 500, "internal", "out of memory", NULL);
         return false;
     }

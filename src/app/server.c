@@ -60,6 +60,7 @@ struct wh_server {
     int n_streams;
     uint16_t ports[WH_MAX_LISTEN];
     int n_workers;
+    uint64_t start_unix_nano; /* start of the cumulative metric series */
     struct worker *workers;
     atomic_int running;
     atomic_int shutdown_requested;
@@ -256,11 +257,6 @@ static void server_free(struct wh_server *s)
     free(s);
 }
 
-static void stats_cb(void *ud, struct wh_stats *out)
-{
-    server_stats(ud, out);
-}
-
 /* Splits "a, b,c" in place into a NULL-terminated list. */
 static int split_origins(struct wh_server *s, const char *list)
 {
@@ -343,8 +339,8 @@ static int server_prepare(struct wh_server *s, int n_workers)
     if (!s->hub) return -1;
     s->api.hub = s->hub;
     s->api.api_key = cfg->api_key && *cfg->api_key ? cfg->api_key : NULL;
-    s->api.stats = stats_cb;
-    s->api.stats_ud = s;
+    s->api.gather = server_metrics_gather;
+    s->api.gather_ud = s;
     routes_init(&s->routes, cfg, &s->wsopt, s->hub, s->auth, s->origins, &s->api);
     if (ac.mode == AUTH_NONE)
         log_warn("authentication is OFF (--auth none): the token is taken as the user id. "
@@ -380,6 +376,7 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
     struct wh_server *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->cfg = cfg;
+    s->start_unix_nano = metrics_now_unix_nano();
     s->wsopt = (struct ws_options){
         .max_message_size = cfg->max_message_size,
         .ping_interval_ms = cfg->ping_interval_ms,
@@ -454,6 +451,17 @@ void server_wait(struct wh_server *s)
     telemetry_stop(flush); /* every span is in its ring now: the final flush */
     server_free(s);
     msg_thread_cleanup(); /* blocks released on this thread by hub_destroy */
+}
+
+void server_metrics_gather(void *ud, struct metrics_source *out)
+{
+    struct wh_server *s = ud;
+    memset(out, 0, sizeof *out);
+    server_stats(s, &out->stats);
+    out->rooms = (int64_t)hub_room_count(s->hub);
+    out->online_users = (int64_t)hub_online_user_count(s->hub);
+    out->start_unix_nano = s->start_unix_nano;
+    out->time_unix_nano = metrics_now_unix_nano();
 }
 
 void server_stats(struct wh_server *s, struct wh_stats *out)

@@ -11,6 +11,7 @@
 
 #include "app/config.h"
 #include "base/stats.h"
+#include "telemetry/metrics.h"
 
 struct wh_server;
 
@@ -32,6 +33,12 @@ void server_wait(struct wh_server *s);
 
 /* Sums every worker's counters into out. */
 void server_stats(struct wh_server *s, struct wh_stats *out);
+
+/* Gathers what a metrics collection reads (telemetry/metrics.h): the workers'
+ * counters summed, the hub's room and user counts, the start time. A
+ * metrics_gather_fn with s as ud: any thread, from server_start until server_wait
+ * (which frees the workers: stop an exporter thread before calling it). */
+void server_metrics_gather(void *s, struct metrics_source *out);
 
 /* The port actually bound for listen address i (differs from cfg with port 0). */
 uint16_t server_port(const struct wh_server *s, int i);

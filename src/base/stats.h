@@ -10,6 +10,23 @@
 
 #define STATS_CLOSE_CODES 16 /* close codes 1000..1015 by code - 1000 */
 
+/* Why an upgrade was refused (handshake_reason[]; labels in telemetry/metrics.c). */
+enum stats_hs_reason {
+    HSR_BAD_REQUEST,  /* 400/405: not a valid RFC 6455 upgrade */
+    HSR_VERSION,      /* 426: not an upgrade to websocket 13 */
+    HSR_ORIGIN,       /* 403: Origin not on the allow-list */
+    HSR_SERVER_FULL,  /* 503: the server's connection limit */
+    HSR_IP_LIMIT,     /* 429: the per-address connection limit */
+    HSR_UNAUTHORIZED, /* 401: token missing or refused */
+    HSR_INTERNAL,     /* 500 */
+    HSR_COUNT
+};
+
+/* Histograms with fixed bounds (telemetry/metrics.c names them): per-bucket counts,
+ * the last bucket for values above the last bound. */
+#define STATS_QDEPTH_BUCKETS  14 /* bounds 1, 2, 4, .. 4096 messages */
+#define STATS_LATENCY_BUCKETS 19 /* bounds 5 us .. 2.5 s */
+
 struct wh_stats {
     uint64_t conns_accepted;
     uint64_t conns_open; /* gauge */
@@ -17,7 +34,7 @@ struct wh_stats {
     uint64_t http_requests;
     uint64_t http_status[6];     /* by class: [1]=1xx .. [5]=5xx */
     uint64_t http_bad_requests;  /* malformed or over a limit: 400/408/413/414/431/505 */
-    uint64_t handshake_failures; /* upgrade requests refused */
+    uint64_t handshake_failures; /* upgrade requests refused (STAT_HANDSHAKE_FAILED) */
     uint64_t handshake_timeouts;
     uint64_t ws_upgrades;
     uint64_t ws_open; /* gauge */
@@ -37,9 +54,13 @@ struct wh_stats {
     uint64_t hub_slow_closes;    /* connections closed with 1013 */
     uint64_t hub_errors[16];     /* error messages sent, by enum proto_err */
     uint64_t hub_rate_limited;
-    uint64_t hub_strike_closes;   /* closed 1008 after repeated bad messages */
-    uint64_t auth_failures;       /* upgrades refused 401 */
-    uint64_t conn_limit_refusals; /* upgrades refused 503/429 */
+    uint64_t hub_strike_closes;                        /* closed 1008 after repeated bad messages */
+    uint64_t handshake_reason[HSR_COUNT];              /* each also counted in handshake_failures */
+    uint64_t hub_qdepth_buckets[STATS_QDEPTH_BUCKETS]; /* send-queue depth per delivery */
+    uint64_t hub_qdepth_sum;
+    uint64_t hub_latency_buckets[STATS_LATENCY_BUCKETS]; /* publish to queued, per recipient */
+    uint64_t hub_latency_sum_us;
+    uint64_t hub_dropped_nomem; /* posts to a shard lost for want of memory */
 };
 
 extern _Thread_local struct wh_stats *stats_cur;
@@ -55,5 +76,30 @@ static inline void stat_close_code(uint64_t *arr, unsigned code)
     if (code >= 1000 && code < 1000 + STATS_CLOSE_CODES)
         __atomic_store_n(&arr[code - 1000], arr[code - 1000] + 1, __ATOMIC_RELAXED);
 }
+
+/* An upgrade refused: the total and the reason. */
+#define STAT_HANDSHAKE_FAILED(reason)                                                              \
+    do {                                                                                           \
+        STAT_INC(handshake_failures);                                                              \
+        STAT_INC(handshake_reason[reason]);                                                        \
+    } while (0)
+
+/* Records one send-queue depth (messages queued, the new one included). */
+static inline void stat_qdepth(uint64_t depth)
+{
+    unsigned i = depth <= 1 ? 0 : 64u - (unsigned)__builtin_clzll(depth - 1);
+    if (i > STATS_QDEPTH_BUCKETS - 1) i = STATS_QDEPTH_BUCKETS - 1;
+    STAT_INC(hub_qdepth_buckets[i]);
+    STAT_ADD(hub_qdepth_sum, depth);
+}
+
+/* The latency histogram's upper bounds, in microseconds (ascending). */
+extern const uint64_t stats_latency_bounds_us[STATS_LATENCY_BUCKETS - 1];
+
+/* Monotonic clock in microseconds (for the latency histogram). */
+uint64_t stats_now_us(void);
+
+/* Records n deliveries that each took us microseconds from publish to queue. */
+void stat_latency(uint64_t us, uint64_t n);
 
 #endif

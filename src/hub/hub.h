@@ -97,6 +97,9 @@ void hub_publish_all(struct hub *h, const char *type, const struct proto_payload
 /* Queries (any thread): new JSON values owned by the caller. */
 json_t *hub_online_users(struct hub *h); /* array of user ids, sorted */
 size_t hub_connection_count(struct hub *h);
+/* Counts for metrics (any thread): one lock, no allocation. */
+size_t hub_room_count(struct hub *h);
+size_t hub_online_user_count(struct hub *h);
 json_t *hub_rooms(struct hub *h);                          /* [{room_id, members}], sorted */
 json_t *hub_room_members(struct hub *h, const char *room); /* sorted ids, or NULL */
 size_t hub_room_member_count(struct hub *h, const char *room);

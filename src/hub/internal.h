@@ -50,6 +50,7 @@ struct item {
     struct wh_msg *frame;
     struct room *room;     /* IT_ROOM */
     struct wh_msg *target; /* IT_USER: the user id, NUL-terminated, shared */
+    uint64_t published_us; /* stats_now_us() at the publish: delivery latency */
 };
 
 struct inbox {
@@ -148,7 +149,7 @@ struct room *registry_find(struct hub *h, const char *room);
 void inbox_push(struct shard *to, const struct item *it);
 uint64_t room_publish(struct hub *h, struct room *room, const char *type,
                       const struct proto_payload *payload, const char *from, bool presence);
-void shard_deliver(struct client *c, struct wh_msg *frame);
+bool shard_deliver(struct client *c, struct wh_msg *frame);
 void shard_user_link(struct shard *sh, struct client *c);
 void shard_user_unlink(struct shard *sh, struct client *c);
 int shard_join(struct client *c, const char *room, bool presence);

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/stats.h"
 #include "hub/internal.h"
 
 int hub_admit(struct hub *h, const char *ip)
@@ -13,7 +12,6 @@ int hub_admit(struct hub *h, const char *ip)
     unsigned now = atomic_fetch_add(&h->conns, 1) + 1;
     if (h->cfg.max_conns && now > h->cfg.max_conns) {
         atomic_fetch_sub(&h->conns, 1);
-        STAT_INC(conn_limit_refusals);
         return 503;
     }
     if (!h->cfg.max_conns_per_ip) return 0;
@@ -33,7 +31,6 @@ int hub_admit(struct hub *h, const char *ip)
     pthread_mutex_unlock(&h->ip_mu);
     if (rc) {
         atomic_fetch_sub(&h->conns, 1);
-        STAT_INC(conn_limit_refusals);
     }
     return rc;
 }

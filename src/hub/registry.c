@@ -196,6 +196,22 @@ json_t *hub_online_users(struct hub *h)
     return arr;
 }
 
+size_t hub_online_user_count(struct hub *h)
+{
+    pthread_mutex_lock(&h->reg.mu);
+    size_t n = HASH_COUNT(h->reg.users);
+    pthread_mutex_unlock(&h->reg.mu);
+    return n;
+}
+
+size_t hub_room_count(struct hub *h)
+{
+    pthread_mutex_lock(&h->reg.mu);
+    size_t n = HASH_COUNT(h->reg.rooms);
+    pthread_mutex_unlock(&h->reg.mu);
+    return n;
+}
+
 static int cmp_room(const void *a, const void *b)
 {
     return strcmp((*(struct room *const *)a)->id, (*(struct room *const *)b)->id);

@@ -50,6 +50,7 @@ void inbox_push(struct shard *to, const struct item *it)
             pthread_mutex_unlock(&ib->mu);
             struct item copy = *it;
             item_release(&copy);
+            STAT_INC(hub_dropped_nomem);
             log_error("hub inbox: out of memory, delivery lost", "shard=%d", to->idx);
             return;
         }
@@ -69,8 +70,10 @@ void inbox_push(struct shard *to, const struct item *it)
     }
 }
 
-static void deliver_item(struct shard *sh, struct item *it)
+/* Returns the number of recipients the frame was queued to. */
+static uint64_t deliver_item(struct shard *sh, struct item *it)
 {
+    uint64_t n = 0;
     switch (it->kind) {
     case IT_ROOM: {
         struct local_room *lr;
@@ -79,7 +82,7 @@ static void deliver_item(struct shard *sh, struct item *it)
         for (uint32_t i = 0; i < lr->n; i++) {
             struct membership *m = lr->m[i];
             if (it->presence && !m->presence) continue;
-            shard_deliver(m->c, it->frame);
+            n += shard_deliver(m->c, it->frame);
         }
         break;
     }
@@ -89,7 +92,7 @@ static void deliver_item(struct shard *sh, struct item *it)
         HASH_FIND_STR(sh->users, user, lu);
         if (!lu) break;
         for (uint32_t i = 0; i < lu->n; i++)
-            shard_deliver(lu->clients[i], it->frame);
+            n += shard_deliver(lu->clients[i], it->frame);
         break;
     }
     case IT_ALL: {
@@ -97,11 +100,12 @@ static void deliver_item(struct shard *sh, struct item *it)
         HASH_ITER(hh, sh->users, lu, t)
         {
             for (uint32_t i = 0; i < lu->n; i++)
-                shard_deliver(lu->clients[i], it->frame);
+                n += shard_deliver(lu->clients[i], it->frame);
         }
         break;
     }
     }
+    return n;
 }
 
 static void inbox_drain(struct shard *sh)
@@ -117,7 +121,10 @@ static void inbox_drain(struct shard *sh)
     ib->work_cap = work_cap;
     pthread_mutex_unlock(&ib->mu);
     for (size_t i = 0; i < n; i++) {
-        deliver_item(sh, &work[i]);
+        uint64_t queued = deliver_item(sh, &work[i]);
+        /* One clock read per message per shard, counted once per recipient: the time
+         * until this shard had queued it to all of its local recipients. */
+        if (queued) stat_latency(stats_now_us() - work[i].published_us, queued);
         item_release(&work[i]);
     }
 }
@@ -151,17 +158,17 @@ static bool over_limit(const struct conn *cn, const struct hub_config *cfg, size
            (cn->out_count > 0 && cn->out_bytes + len > cfg->queue_bytes);
 }
 
-void shard_deliver(struct client *c, struct wh_msg *frame)
+bool shard_deliver(struct client *c, struct wh_msg *frame)
 {
     struct ws_conn *ws = c->ws;
-    if (!ws || ws->state != WS_OPEN || conn_closed(&ws->c)) return;
+    if (!ws || ws->state != WS_OPEN || conn_closed(&ws->c)) return false;
     struct conn *cn = &ws->c;
     const struct hub_config *cfg = &c->sh->hub->cfg;
     if (over_limit(cn, cfg, frame->len) && (cn->flags & CONN_WRITABLE)) {
         /* Writes are corked until the end of the turn; a burst that fills the queue
          * within one turn is written out now rather than taken for a slow reader. */
         conn_flush(cn);
-        if (conn_closed(cn)) return;
+        if (conn_closed(cn)) return false;
     }
     if (over_limit(cn, cfg, frame->len)) {
         if (cfg->slow_policy == HUB_SLOW_DROP_OLDEST) {
@@ -176,11 +183,13 @@ void shard_deliver(struct client *c, struct wh_msg *frame)
             STAT_INC(hub_slow_closes);
             log_info("slow consumer closed", "user=%s queued_messages=%zu", c->user, lost);
             ws_fail(ws, WS_CLOSE_TRY_AGAIN, "send queue full");
-            return;
+            return false;
         }
     }
     STAT_INC(hub_deliveries);
     ws_send_frame(ws, msg_ref(frame));
+    stat_qdepth(cn->out_count);
+    return true;
 }
 
 /* ---- publishing ---- */
@@ -216,13 +225,15 @@ uint64_t room_publish(struct hub *h, struct room *room, const char *type,
     pthread_mutex_lock(&room->mu);
     uint64_t seq = room->seq + 1;
     struct wh_msg *frame = proto_frame(type, payload, from, room->id, seq, NULL);
+    uint64_t now = stats_now_us();
     if (frame) {
         room->seq = seq; /* a failed build leaves no gap */
         for (int i = 0; i < h->n_shards; i++) {
             struct item it = {.kind = IT_ROOM,
                               .presence = presence,
                               .frame = msg_ref(frame),
-                              .room = room_ref(room)};
+                              .room = room_ref(room),
+                              .published_us = now};
             inbox_push(&h->shards[i], &it);
         }
     }
@@ -264,10 +275,12 @@ static void publish_each(struct hub *h, enum item_kind kind, const char *user, c
         }
         memcpy(target->data, user, n + 1);
     }
+    uint64_t now = stats_now_us();
     for (int i = 0; i < h->n_shards; i++) {
         struct item it = {.kind = (uint8_t)kind,
                           .frame = msg_ref(frame),
-                          .target = target ? msg_ref(target) : NULL};
+                          .target = target ? msg_ref(target) : NULL,
+                          .published_us = now};
         inbox_push(&h->shards[i], &it);
     }
     STAT_INC(hub_published);

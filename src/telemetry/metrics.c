@@ -1,0 +1,318 @@
+/* The registry's table and its collection (see metrics.h). A row pairs a metric's
+ * description with how its points are read from a struct metrics_source; adding a
+ * metric is adding a row (and, for a new counter, a field of struct wh_stats). */
+#include "telemetry/metrics.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "proto/envelope.h"
+
+struct row;
+typedef void (*emit_fn)(const struct row *r, const struct metrics_source *src,
+                        const struct metrics_visitor *v, void *ud);
+
+struct row {
+    struct metric_desc d;
+    emit_fn emit;
+    size_t off; /* emit_field, emit_labelled: offset of the first counter in wh_stats */
+    const char *const *labels; /* emit_labelled: one value per counter, NULL-terminated */
+};
+
+#define FIELD(f) offsetof(struct metrics_source, stats.f)
+
+static uint64_t u64_at(const struct metrics_source *src, size_t off)
+{
+    uint64_t v;
+    __builtin_memcpy(&v, (const char *)src + off, sizeof v);
+    return v;
+}
+
+static void point_value(const struct row *r, const struct metrics_visitor *v, void *ud,
+                        const struct metric_attr *attrs, size_t n_attrs, int64_t value)
+{
+    struct metric_point p = {.attrs = attrs, .n_attrs = n_attrs, .value = value};
+    v->point(ud, &r->d, &p);
+}
+
+static void emit_field(const struct row *r, const struct metrics_source *src,
+                       const struct metrics_visitor *v, void *ud)
+{
+    point_value(r, v, ud, NULL, 0, (int64_t)u64_at(src, r->off));
+}
+
+/* Consecutive counters, one per label value, all of them always present. */
+static void emit_labelled(const struct row *r, const struct metrics_source *src,
+                          const struct metrics_visitor *v, void *ud)
+{
+    for (size_t i = 0; r->labels[i]; i++) {
+        struct metric_attr a = {r->d.attr_keys[0], r->labels[i]};
+        point_value(r, v, ud, &a, 1, (int64_t)u64_at(src, r->off + i * sizeof(uint64_t)));
+    }
+}
+
+/* Close codes 1000..1015: only those seen (most never are). */
+static void emit_close_codes(const struct row *r, const struct metrics_source *src,
+                             const struct metrics_visitor *v, void *ud)
+{
+    for (int i = 0; i < STATS_CLOSE_CODES; i++) {
+        uint64_t n = u64_at(src, r->off + (size_t)i * sizeof(uint64_t));
+        if (!n) continue;
+        char code[12];
+        snprintf(code, sizeof code, "%d", 1000 + i);
+        struct metric_attr a = {r->d.attr_keys[0], code};
+        point_value(r, v, ud, &a, 1, (int64_t)n);
+    }
+}
+
+static const char *const hs_reasons[HSR_COUNT + 1] = {
+    [HSR_BAD_REQUEST] = "bad_request",
+    [HSR_VERSION] = "unsupported_version",
+    [HSR_ORIGIN] = "origin_not_allowed",
+    [HSR_SERVER_FULL] = "server_full",
+    [HSR_IP_LIMIT] = "too_many_connections",
+    [HSR_UNAUTHORIZED] = "unauthorized",
+    [HSR_INTERNAL] = "internal",
+};
+
+/* Every reason, plus "other" for refusals counted without one (code that counts only
+ * handshake_failures), so that the reasons always add up to the total. */
+static void emit_handshake(const struct row *r, const struct metrics_source *src,
+                           const struct metrics_visitor *v, void *ud)
+{
+    emit_labelled(r, src, v, ud);
+    uint64_t known = 0;
+    for (int i = 0; i < HSR_COUNT; i++)
+        known += src->stats.handshake_reason[i];
+    uint64_t total = src->stats.handshake_failures;
+    if (total > known) {
+        struct metric_attr a = {r->d.attr_keys[0], "other"};
+        point_value(r, v, ud, &a, 1, (int64_t)(total - known));
+    }
+}
+
+static void emit_errors(const struct row *r, const struct metrics_source *src,
+                        const struct metrics_visitor *v, void *ud)
+{
+    for (int e = 1; e < PE_COUNT; e++) {
+        struct metric_attr a = {r->d.attr_keys[0], proto_err_code((enum proto_err)e)};
+        point_value(r, v, ud, &a, 1, (int64_t)src->stats.hub_errors[e]);
+    }
+}
+
+static void emit_http_classes(const struct row *r, const struct metrics_source *src,
+                              const struct metrics_visitor *v, void *ud)
+{
+    static const char *const classes[] = {NULL, "1xx", "2xx", "3xx", "4xx", "5xx"};
+    for (int c = 1; c <= 5; c++) {
+        struct metric_attr a = {r->d.attr_keys[0], classes[c]};
+        point_value(r, v, ud, &a, 1, (int64_t)src->stats.http_status[c]);
+    }
+}
+
+static void emit_rooms(const struct row *r, const struct metrics_source *src,
+                       const struct metrics_visitor *v, void *ud)
+{
+    point_value(r, v, ud, NULL, 0, src->rooms);
+}
+
+static void emit_users(const struct row *r, const struct metrics_source *src,
+                       const struct metrics_visitor *v, void *ud)
+{
+    point_value(r, v, ud, NULL, 0, src->online_users);
+}
+
+static void histogram(const struct row *r, const struct metrics_visitor *v, void *ud,
+                      const double *bounds, size_t n_bounds, const uint64_t *counts, double sum)
+{
+    uint64_t count = 0;
+    for (size_t i = 0; i <= n_bounds; i++)
+        count += counts[i];
+    struct metric_point p = {.bounds = bounds,
+                             .n_bounds = n_bounds,
+                             .bucket_counts = counts,
+                             .count = count,
+                             .sum = sum};
+    v->point(ud, &r->d, &p);
+}
+
+static const double qdepth_bounds[METRICS_QDEPTH_BOUNDS] = {1,   2,   4,   8,    16,   32,  64,
+                                                            128, 256, 512, 1024, 2048, 4096};
+
+static void emit_qdepth(const struct row *r, const struct metrics_source *src,
+                        const struct metrics_visitor *v, void *ud)
+{
+    histogram(r, v, ud, qdepth_bounds, METRICS_QDEPTH_BOUNDS, src->stats.hub_qdepth_buckets,
+              (double)src->stats.hub_qdepth_sum);
+}
+
+static void emit_latency(const struct row *r, const struct metrics_source *src,
+                         const struct metrics_visitor *v, void *ud)
+{
+    double bounds[METRICS_LATENCY_BOUNDS];
+    for (size_t i = 0; i < METRICS_LATENCY_BOUNDS; i++)
+        bounds[i] = (double)stats_latency_bounds_us[i] / 1e6;
+    histogram(r, v, ud, bounds, METRICS_LATENCY_BOUNDS, src->stats.hub_latency_buckets,
+              (double)src->stats.hub_latency_sum_us / 1e6);
+}
+
+/* emit_labelled reads these as arrays: keep them adjacent in struct wh_stats. */
+#define ADJACENT(a, b) (offsetof(struct wh_stats, b) == offsetof(struct wh_stats, a) + 8)
+_Static_assert(ADJACENT(hub_dropped_oldest, hub_dropped_slow), "drop counters adjacent");
+_Static_assert(ADJACENT(ws_read_timeouts, ws_write_timeouts) &&
+                   ADJACENT(ws_write_timeouts, ws_close_timeouts),
+               "timeout counters adjacent");
+_Static_assert(ADJACENT(ws_pings_sent, ws_pongs_sent), "ping and pong counters adjacent");
+
+static const char *const drop_reasons[] = {"drop_oldest", "slow_consumer_closed", NULL};
+
+/* The slow-consumer policy's two (adjacent counters), and a post to a shard that
+ * could not be queued for want of memory. */
+static void emit_dropped(const struct row *r, const struct metrics_source *src,
+                         const struct metrics_visitor *v, void *ud)
+{
+    emit_labelled(r, src, v, ud);
+    struct metric_attr a = {r->d.attr_keys[0], "out_of_memory"};
+    point_value(r, v, ud, &a, 1, (int64_t)src->stats.hub_dropped_nomem);
+}
+static const char *const timeout_kinds[] = {"read", "write", "close", NULL};
+
+/* The three WebSocket deadlines, and the HTTP request deadline as kind="handshake". */
+static void emit_timeouts(const struct row *r, const struct metrics_source *src,
+                          const struct metrics_visitor *v, void *ud)
+{
+    emit_labelled(r, src, v, ud);
+    struct metric_attr a = {r->d.attr_keys[0], "handshake"};
+    point_value(r, v, ud, &a, 1, (int64_t)src->stats.handshake_timeouts);
+}
+static const char *const control_kinds[] = {"ping", "pong", NULL};
+
+#define C  METRIC_COUNTER
+#define UD METRIC_UPDOWN_COUNTER
+#define G  METRIC_GAUGE
+#define H  METRIC_HISTOGRAM
+
+/* Prometheus names: wshub_ prefix, the base unit as a suffix (bytes, seconds), _total
+ * on counters. Each row: {otel name, Prometheus name, unit, description, kind,
+ * monotonic, attribute keys}, how its points are read, the first counter, labels. */
+// clang-format off
+static const struct row rows[] = {
+    {{"websocket.active_connections", "wshub_websocket_active_connections", "{connection}",
+      "WebSocket connections open (/ws and /echo)", UD, false, {NULL}},
+     emit_field, FIELD(ws_open), NULL},
+    {{"websocket.messages.received", "wshub_websocket_messages_received_total", "{message}",
+      "WebSocket data messages received", C, true, {NULL}},
+     emit_field, FIELD(ws_msgs_in), NULL},
+    {{"websocket.messages.sent", "wshub_websocket_messages_sent_total", "{message}",
+      "WebSocket data messages sent", C, true, {NULL}},
+     emit_field, FIELD(ws_msgs_out), NULL},
+    {{"websocket.bytes.received", "wshub_websocket_received_bytes_total", "By",
+      "Payload bytes of WebSocket data messages received", C, true, {NULL}},
+     emit_field, FIELD(ws_bytes_in), NULL},
+    {{"websocket.bytes.sent", "wshub_websocket_sent_bytes_total", "By",
+      "Bytes of WebSocket data frames sent (frame headers included)", C, true, {NULL}},
+     emit_field, FIELD(ws_bytes_out), NULL},
+    {{"websocket.upgrades", "wshub_websocket_upgrades_total", "{connection}",
+      "HTTP connections upgraded to WebSocket", C, true, {NULL}},
+     emit_field, FIELD(ws_upgrades), NULL},
+    {{"websocket.handshake.failures", "wshub_websocket_handshake_failures_total", "{request}",
+      "WebSocket upgrade requests refused, by reason", C, true, {"reason", NULL}},
+     emit_handshake, FIELD(handshake_reason), hs_reasons},
+    {{"websocket.closes.sent", "wshub_websocket_closes_sent_total", "{frame}",
+      "Close frames sent, by close code (codes seen so far)", C, true, {"code", NULL}},
+     emit_close_codes, FIELD(ws_close_sent), NULL},
+    {{"websocket.closes.received", "wshub_websocket_closes_received_total", "{frame}",
+      "Close frames received, by close code (codes seen so far)", C, true, {"code", NULL}},
+     emit_close_codes, FIELD(ws_close_received), NULL},
+    {{"websocket.protocol_errors", "wshub_websocket_protocol_errors_total", "{connection}",
+      "Connections failed for breaking RFC 6455 (closed 1002, 1007 or 1009)", C, true, {NULL}},
+     emit_field, FIELD(ws_protocol_errors), NULL},
+    {{"websocket.timeouts", "wshub_websocket_timeouts_total", "{connection}",
+      "Deadlines that ended a WebSocket connection (read, write, close) or an HTTP request "
+      "(handshake)", C, true, {"kind", NULL}},
+     emit_timeouts, FIELD(ws_read_timeouts), timeout_kinds},
+    {{"websocket.control_frames.sent", "wshub_websocket_control_frames_sent_total", "{frame}",
+      "Pings and pongs sent", C, true, {"type", NULL}},
+     emit_labelled, FIELD(ws_pings_sent), control_kinds},
+    {{"wshub.connections.accepted", "wshub_connections_accepted_total", "{connection}",
+      "TCP connections accepted", C, true, {NULL}},
+     emit_field, FIELD(conns_accepted), NULL},
+    {{"wshub.connections.open", "wshub_connections_open", "{connection}",
+      "TCP connections open (HTTP and WebSocket)", UD, false, {NULL}},
+     emit_field, FIELD(conns_open), NULL},
+    {{"wshub.accept.backoffs", "wshub_accept_backoffs_total", "{event}",
+      "Times accepting paused for lack of file descriptors or memory", C, true, {NULL}},
+     emit_field, FIELD(accept_backoffs), NULL},
+    {{"http.server.requests", "wshub_http_requests_total", "{request}",
+      "HTTP requests routed", C, true, {NULL}},
+     emit_field, FIELD(http_requests), NULL},
+    {{"http.server.responses", "wshub_http_responses_total", "{response}",
+      "HTTP responses sent, by status class", C, true, {"status_class", NULL}},
+     emit_http_classes, 0, NULL},
+    {{"http.server.bad_requests", "wshub_http_bad_requests_total", "{request}",
+      "HTTP requests refused by the parser or a limit", C, true, {NULL}},
+     emit_field, FIELD(http_bad_requests), NULL},
+    {{"hub.messages.published", "wshub_hub_messages_published_total", "{message}",
+      "Messages serialised and posted to the shards (once per message)", C, true, {NULL}},
+     emit_field, FIELD(hub_published), NULL},
+    {{"hub.deliveries", "wshub_hub_deliveries_total", "{message}",
+      "Frames queued to /ws clients: deliveries and replies", C, true, {NULL}},
+     emit_field, FIELD(hub_deliveries), NULL},
+    {{"hub.messages.dropped", "wshub_hub_messages_dropped_total", "{message}",
+      "Messages lost, by reason", C, true, {"reason", NULL}},
+     emit_dropped, FIELD(hub_dropped_oldest), drop_reasons},
+    {{"hub.slow_consumer_closes", "wshub_hub_slow_consumer_closes_total", "{connection}",
+      "Connections closed 1013 because their send queue was full", C, true, {NULL}},
+     emit_field, FIELD(hub_slow_closes), NULL},
+    {{"hub.rate_limited", "wshub_hub_rate_limited_total", "{message}",
+      "Messages refused by a rate limit", C, true, {NULL}},
+     emit_field, FIELD(hub_rate_limited), NULL},
+    {{"hub.strike_closes", "wshub_hub_strike_closes_total", "{connection}",
+      "Connections closed 1008 after repeated bad messages", C, true, {NULL}},
+     emit_field, FIELD(hub_strike_closes), NULL},
+    {{"hub.errors", "wshub_hub_errors_total", "{message}",
+      "Error messages sent to clients, by error code", C, true, {"code", NULL}},
+     emit_errors, 0, NULL},
+    {{"hub.rooms", "wshub_hub_rooms", "{room}",
+      "Rooms with at least one member", G, false, {NULL}},
+     emit_rooms, 0, NULL},
+    {{"hub.online_users", "wshub_hub_online_users", "{user}",
+      "Distinct users connected", G, false, {NULL}},
+     emit_users, 0, NULL},
+    {{"hub.send_queue.depth", "wshub_hub_send_queue_depth_messages", "{message}",
+      "Frames queued on a connection (the new one included), observed at each queued frame",
+      H, true, {NULL}},
+     emit_qdepth, 0, NULL},
+    {{"hub.delivery.latency", "wshub_hub_delivery_latency_seconds", "s",
+      "Time from a message's publish until its frame was queued to a recipient", H, true,
+      {NULL}},
+     emit_latency, 0, NULL},
+};
+// clang-format on
+
+size_t metrics_count(void)
+{
+    return sizeof rows / sizeof rows[0];
+}
+
+const struct metric_desc *metrics_desc(size_t i)
+{
+    return i < metrics_count() ? &rows[i].d : NULL;
+}
+
+void metrics_collect(const struct metrics_source *src, const struct metrics_visitor *v, void *ud)
+{
+    for (size_t i = 0; i < metrics_count(); i++) {
+        if (v->begin) v->begin(ud, &rows[i].d);
+        rows[i].emit(&rows[i], src, v, ud);
+        if (v->end) v->end(ud, &rows[i].d);
+    }
+}
+
+uint64_t metrics_now_unix_nano(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
