@@ -14,7 +14,6 @@
 
 #include "api/api.h"
 #include "app/echo.h"
-#include "app/otel_metrics.h"
 #include "app/routes.h"
 #include "auth/ratelimit.h"
 #include "auth/token.h"
@@ -364,7 +363,7 @@ static int telemetry_begin(struct wh_server *s, int n_workers)
         fprintf(stderr, "wshub: %s\n", err);
         return -1;
     }
-    return telemetry_start(&oc, n_workers, otel_server_metrics, s) < 0 ? -1 : 0;
+    return telemetry_start(&oc, n_workers, server_metrics_gather, s) < 0 ? -1 : 0;
 }
 
 /* The exporter's final flush gets at most this long after the workers stop. */
@@ -462,6 +461,13 @@ void server_metrics_gather(void *ud, struct metrics_source *out)
     out->online_users = (int64_t)hub_online_user_count(s->hub);
     out->start_unix_nano = s->start_unix_nano;
     out->time_unix_nano = metrics_now_unix_nano();
+    struct telemetry_counters tc;
+    telemetry_counters(&tc);
+    out->otel_spans_exported = tc.spans_exported;
+    out->otel_spans_dropped = tc.spans_dropped;
+    out->otel_export_failures = tc.export_failures;
+    out->otel_export_retries = tc.export_retries;
+    out->otel_spans_queued = tc.queue_pending;
 }
 
 void server_stats(struct wh_server *s, struct wh_stats *out)

@@ -132,9 +132,8 @@ static struct {
     struct sigx tr, me;
     struct otlp_resource res;
     const struct span **batch;
-    otel_metrics_fn metrics;
-    void *metrics_ud;
-    uint64_t start_ns;
+    metrics_gather_fn gather;
+    void *gather_ud;
 } X = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static _Atomic uint64_t n_exported, n_failed_spans, n_requests, n_failures, n_retries,
@@ -348,10 +347,10 @@ static void export_metrics(void)
     struct sigx *x = &X.me;
     pb_reset(&x->pb);
     struct otlp_marks m;
-    uint64_t now = trace_now_ns();
+    struct metrics_source src;
+    X.gather(X.gather_ud, &src);
     otlp_metrics_begin(&x->pb, &X.res, &m);
-    if (X.metrics) X.metrics(X.metrics_ud, &x->pb, X.start_ns, now);
-    telemetry_own_metrics(&x->pb, X.start_ns, now);
+    otlp_write_registry(&x->pb, &src);
     otlp_metrics_end(&x->pb, &m);
     if (x->pb.failed) return;
     if (post(x) == 0) atomic_fetch_add(&n_metric_exports, 1);
@@ -419,15 +418,14 @@ static int sigx_init(struct sigx *x, const char *what, const struct otel_signal 
     return x->curl && x->hdrs ? 0 : -1;
 }
 
-int telemetry_start(const struct otel_config *c, int n_threads, otel_metrics_fn metrics,
-                    void *metrics_ud)
+int telemetry_start(const struct otel_config *c, int n_threads, metrics_gather_fn gather,
+                    void *gather_ud)
 {
     if (X.running) return -1;
     if (!c->traces.on && !c->metrics.on) return 1;
     X.cfg = *c;
-    X.metrics = metrics;
-    X.metrics_ud = metrics_ud;
-    X.start_ns = trace_now_ns();
+    X.gather = gather;
+    X.gather_ud = gather_ud;
     X.kick = X.stop = false;
     char err[160] = "";
     if (otlp_resource_init(&X.res, c->service_name, c->resource_attrs, err, sizeof err) < 0 &&
@@ -452,7 +450,7 @@ int telemetry_start(const struct otel_config *c, int n_threads, otel_metrics_fn 
     size_t per_ring = (c->bsp_queue + (uint32_t)n_threads - 1) / (uint32_t)n_threads;
     spanq_init(per_ring, c->bsp_batch, wake);
     trace_sampler = c->sampler;
-    bool ok = X.batch != NULL;
+    bool ok = X.batch != NULL && (gather || !c->metrics.on);
     if (ok && c->traces.on)
         ok = (X.tr.started = pthread_create(&X.tr.thread, NULL, traces_main, NULL) == 0);
     if (ok && c->metrics.on)
@@ -512,37 +510,51 @@ void telemetry_counters(struct telemetry_counters *out)
     out->queue_pending = spanq_pending();
 }
 
-void telemetry_own_metrics(struct pb *pb, uint64_t start_ns, uint64_t now_ns)
-{
-    struct telemetry_counters tc;
-    telemetry_counters(&tc);
-    static const struct {
-        const char *name, *desc;
-        size_t off;
-    } counters[] = {
-        {"wshub.telemetry.spans.exported", "Spans accepted by the collector",
-         offsetof(struct telemetry_counters, spans_exported)},
-        {"wshub.telemetry.spans.dropped",
-         "Spans lost: queue full, or given up after the export retries",
-         offsetof(struct telemetry_counters, spans_dropped)},
-        {"wshub.telemetry.export.requests", "OTLP/HTTP requests made",
-         offsetof(struct telemetry_counters, export_requests)},
-        {"wshub.telemetry.export.failures", "OTLP/HTTP exports given up",
-         offsetof(struct telemetry_counters, export_failures)},
-        {"wshub.telemetry.export.retries", "OTLP/HTTP requests retried",
-         offsetof(struct telemetry_counters, export_retries)},
-    };
-    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
-        struct otlp_metric om;
-        uint64_t v;
-        memcpy(&v, (const char *)&tc + counters[i].off, sizeof v);
-        otlp_metric_begin(pb, &om, counters[i].name, counters[i].desc, "1", OTLP_SUM_MONOTONIC);
-        otlp_point_int(pb, &om, start_ns, now_ns, (int64_t)v, NULL, NULL, 0);
-        otlp_metric_end(pb, &om);
-    }
+/* ---- the metrics registry as OTLP ---- */
+
+struct reg_writer {
+    struct pb *pb;
+    const struct metrics_source *src;
     struct otlp_metric om;
-    otlp_metric_begin(pb, &om, "wshub.telemetry.queue.spans", "Spans waiting for export", "1",
-                      OTLP_GAUGE);
-    otlp_point_int(pb, &om, start_ns, now_ns, (int64_t)tc.queue_pending, NULL, NULL, 0);
-    otlp_metric_end(pb, &om);
+};
+
+static void reg_begin(void *ud, const struct metric_desc *d)
+{
+    struct reg_writer *w = ud;
+    enum otlp_metric_kind k = d->kind == METRIC_COUNTER          ? OTLP_SUM_MONOTONIC
+                              : d->kind == METRIC_UPDOWN_COUNTER ? OTLP_SUM_UPDOWN
+                              : d->kind == METRIC_GAUGE          ? OTLP_GAUGE
+                                                                 : OTLP_HISTOGRAM;
+    otlp_metric_begin(w->pb, &w->om, d->otel_name, d->description, d->unit, k);
+}
+
+static void reg_point(void *ud, const struct metric_desc *d, const struct metric_point *p)
+{
+    struct reg_writer *w = ud;
+    const char *keys[METRIC_MAX_ATTRS], *vals[METRIC_MAX_ATTRS];
+    size_t n = p->n_attrs < METRIC_MAX_ATTRS ? p->n_attrs : METRIC_MAX_ATTRS;
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = p->attrs[i].key;
+        vals[i] = p->attrs[i].value;
+    }
+    uint64_t start = w->src->start_unix_nano, now = w->src->time_unix_nano;
+    if (d->kind == METRIC_HISTOGRAM)
+        otlp_point_histogram(w->pb, &w->om, start, now, p->count, p->sum, p->bounds, p->n_bounds,
+                             p->bucket_counts, keys, vals, n);
+    else
+        otlp_point_int(w->pb, &w->om, start, now, p->value, keys, vals, n);
+}
+
+static void reg_end(void *ud, const struct metric_desc *d)
+{
+    (void)d;
+    struct reg_writer *w = ud;
+    otlp_metric_end(w->pb, &w->om);
+}
+
+void otlp_write_registry(struct pb *pb, const struct metrics_source *src)
+{
+    static const struct metrics_visitor v = {reg_begin, reg_point, reg_end};
+    struct reg_writer w = {.pb = pb, .src = src};
+    metrics_collect(src, &v, &w);
 }

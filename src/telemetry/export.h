@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "telemetry/metrics.h"
 #include "telemetry/pb.h"
 #include "telemetry/trace.h"
 
@@ -51,15 +52,12 @@ struct otel_config {
 int otel_config_load(struct otel_config *c, const char *(*get)(const char *name), char *err,
                      size_t cap);
 
-/* Writes the Metric messages of one export into pb (inside ScopeMetrics, with
- * otlp_metric_begin, otlp_point_... and otlp_metric_end); start_ns is when the process
- * started counting (cumulative temporality). Called on the exporter thread. */
-typedef void (*otel_metrics_fn)(void *ud, struct pb *pb, uint64_t start_ns, uint64_t now_ns);
-
-/* Starts the exporter for n_threads producing threads. Returns 0 when started, 1 when
- * there is nothing to export (disabled), -1 on failure (logged). */
-int telemetry_start(const struct otel_config *c, int n_threads, otel_metrics_fn metrics,
-                    void *metrics_ud);
+/* Starts the exporter for n_threads producing threads; metrics are gathered with
+ * gather(gather_ud) on the exporter's thread and encoded from the registry
+ * (telemetry/metrics.h). Returns 0 when started, 1 when there is nothing to export
+ * (disabled), -1 on failure (logged). */
+int telemetry_start(const struct otel_config *c, int n_threads, metrics_gather_fn gather,
+                    void *gather_ud);
 /* Exports what is left, within deadline_ms, and stops the thread. Idempotent. */
 void telemetry_stop(uint32_t deadline_ms);
 
@@ -72,8 +70,8 @@ struct telemetry_counters {
 };
 void telemetry_counters(struct telemetry_counters *out);
 
-/* Writes the exporter's own metrics (spans exported and dropped, export requests,
- * failures and retries) with otlp_metric_*: for an otel_metrics_fn to include. */
-void telemetry_own_metrics(struct pb *pb, uint64_t start_ns, uint64_t now_ns);
+/* Writes every metric of the registry, as collected from src, into pb (between
+ * otlp_metrics_begin and otlp_metrics_end). */
+void otlp_write_registry(struct pb *pb, const struct metrics_source *src);
 
 #endif

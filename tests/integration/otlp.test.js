@@ -12,7 +12,7 @@ const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 
-const { startServer, HubClient, closeAll, eventually, delay, withTimeout } = require('./hub_helpers');
+const { startServer, HubClient, closeAll, eventually, delay, withTimeout, metrics } = require('./hub_helpers');
 const { startReceiver, SpanKind } = require('./otlp_receiver');
 
 const FAST = { OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_METRIC_EXPORT_INTERVAL: '300' };
@@ -258,8 +258,15 @@ describe('OTLP traces', () => {
       assert.equal(m['websocket.messages.received'].temporality, 2, 'cumulative');
       assert.notEqual(m['websocket.active_connections'].monotonic, true, 'an up-down counter');
       assert.ok(m['websocket.active_connections'].points[0].value >= 2);
-      assert.equal(m['wshub.telemetry.spans.dropped'].points[0].value, 0);
-      assert.ok(m['wshub.telemetry.spans.exported'].points[0].value > 0);
+      assert.equal(m['wshub.otel.spans.dropped'].points[0].value, 0);
+      // A histogram and an attributed series from the same registry as /metrics.
+      const lat = m['hub.delivery.latency'];
+      assert.equal(lat.kind, 'histogram');
+      assert.equal(lat.temporality, 2);
+      const latBefore = before['hub.delivery.latency'] ? before['hub.delivery.latency'].points[0].count : 0;
+      assert.ok(lat.points[0].count - latBefore >= 20, 'one latency sample per delivery');
+      assert.ok(m['websocket.handshake.failures'].points.every((p) => typeof p.attributes.reason === 'string'));
+      assert.ok(m['wshub.otel.spans.exported'].points[0].value > 0);
     } finally {
       await closeAll([a, b]);
     }
@@ -366,11 +373,15 @@ describe('OTLP exporter under failure', () => {
       assert.ok(grew < 32 * 1024, `RSS grew by ${grew} kB for 2000 traced messages with a 64-span queue`);
       const m = await eventually(() => {
         const last = metricsRx.metrics[metricsRx.metrics.length - 1];
-        return last && last['wshub.telemetry.spans.dropped'].points[0].value > 1000 &&
-          last['wshub.telemetry.export.retries'].points[0].value > 0 ? last : null;
+        return last && last['wshub.otel.spans.dropped'].points[0].value > 1000 &&
+          last['wshub.otel.export.retries'].points[0].value > 0 ? last : null;
       }, { what: 'drops and retries in the metrics', timeout: 10000 });
-      assert.equal(m['wshub.telemetry.spans.exported'].points[0].value, 0);
-      assert.ok(m['wshub.telemetry.queue.spans'].points[0].value <= 64);
+      assert.equal(m['wshub.otel.spans.exported'].points[0].value, 0);
+      // The same counters on GET /metrics.
+      const prom = await metrics(srv);
+      assert.ok(prom.get('wshub_otel_spans_dropped_total') > 1000);
+      assert.ok(prom.get('wshub_otel_export_retries_total') > 0);
+      assert.ok(m['wshub.otel.spans.queued'].points[0].value <= 64);
       await closeAll([c]);
       const t0 = Date.now();
       await srv.stop({ timeout: 15000 });
