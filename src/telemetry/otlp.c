@@ -150,7 +150,9 @@ static void res_pair(void *ud, const char *k, const char *v)
 {
     struct res_build *b = ud;
     if (strcmp(k, "service.name") == 0) {
-        if (!b->name_from_env) snprintf(b->r->service_name, sizeof b->r->service_name, "%s", v);
+        /* An empty name would leave the service unnamed: the default stays. */
+        if (!b->name_from_env && *v)
+            snprintf(b->r->service_name, sizeof b->r->service_name, "%s", v);
         return; /* written once, below */
     }
     otlp_kv_str(&b->r->enc, 1, k, v, strlen(v));
