@@ -457,3 +457,50 @@ describe('OTLP exporter under failure', () => {
     await rx.close();
   });
 });
+
+describe('logs', () => {
+  it('access line has chi\'s fields and the trace id; connection open/close lines at debug with client, user, remote, duration, code; JSON too', async () => {
+    const rx = await startReceiver();
+    for (const format of ['logfmt', 'json']) {
+      const srv = await startServer(['--stream', '', '--log-level', 'debug', '--log-format', format], {
+        env: { ...FAST, OTEL_EXPORTER_OTLP_ENDPOINT: rx.endpoint },
+      });
+      let tid;
+      try {
+        const traceId = '5bf92f3577b34da6a3ce929d0e0e4736';
+        const c = await HubClient.open(srv, 'logger', { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } });
+        tid = traceId;
+        c.ws.close(4001, 'bye');
+        await eventually(() => /client disconnected/.test(srv.stderr()), { what: 'the close line' });
+      } finally {
+        await srv.stop();
+      }
+      const lines = srv.stderr().split('\n').filter(Boolean);
+      const pick = (re) => {
+        const l = lines.find((x) => re.test(x));
+        assert.ok(l, `no line matching ${re} in\n${srv.stderr()}`);
+        return format === 'json' ? JSON.parse(l) : Object.fromEntries(
+          [...l.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S+)/g)].map((m) => [m[1], m[2].replace(/^"|"$/g, '')]));
+      };
+      const access = pick(/http request/);
+      assert.equal(access.method, 'GET');
+      assert.equal(access.path, '/ws');
+      assert.equal(access.proto, 'HTTP/1.1');
+      assert.equal(String(access.status), '101');
+      assert.ok('bytes' in access && 'duration_ms' in access);
+      assert.equal(access.remote, '127.0.0.1');
+      assert.equal(access.trace_id, tid);
+      const open = pick(/client connected/);
+      assert.equal(open.level, 'debug');
+      assert.match(open.client, /^[0-9a-f]{16}$/);
+      assert.equal(open.user, 'logger');
+      assert.equal(open.remote, '127.0.0.1');
+      assert.equal(open.trace_id, tid);
+      const close = pick(/client disconnected/);
+      assert.equal(close.client, open.client);
+      assert.equal(String(close.code), '4001');
+      assert.match(String(close.duration_ms), /^\d+$/);
+    }
+    await rx.close();
+  });
+});
