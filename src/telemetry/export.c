@@ -185,6 +185,14 @@ static bool stopping(uint64_t *deadline)
     return s;
 }
 
+static int hexdigit(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
 /* Parses "k=v,k2=v2" (values percent-decoded) into curl header lines. */
 static struct curl_slist *headers_build(const char *list)
 {
@@ -204,9 +212,10 @@ static struct curl_slist *headers_build(const char *list)
                 ke--;
             k = (size_t)snprintf(line, sizeof line, "%.*s: ", (int)(ke - ks), ks);
             for (const char *v = eq + 1; v < p + len && k + 1 < sizeof line; v++) {
-                unsigned hex;
-                if (*v == '%' && v + 2 < p + len && sscanf(v + 1, "%2x", &hex) == 1) {
-                    line[k++] = (char)hex;
+                int hi, lo;
+                if (*v == '%' && v + 2 < p + len && (hi = hexdigit(v[1])) >= 0 &&
+                    (lo = hexdigit(v[2])) >= 0) {
+                    line[k++] = (char)(hi << 4 | lo);
                     v += 2;
                 } else if (!(*v == ' ' && k > 0 && line[k - 1] == ' ')) {
                     line[k++] = *v;
