@@ -100,6 +100,19 @@ int otel_config_load(struct otel_config *c, const char *(*get)(const char *), ch
                  sampler ? sampler : "", arg ? arg : "");
         return -1;
     }
+    /* Only OTLP/HTTP with protobuf is spoken: refuse rather than send what the
+     * collector on the other end was not told to expect. */
+    static const char *const protocol_vars[] = {"OTEL_EXPORTER_OTLP_PROTOCOL",
+                                                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                                                "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"};
+    for (size_t i = 0; i < sizeof protocol_vars / sizeof protocol_vars[0]; i++) {
+        const char *proto = env(get, protocol_vars[i]);
+        if (proto && strcmp(proto, "http/protobuf") != 0) {
+            snprintf(err, cap, "%s=\"%s\": only http/protobuf is supported", protocol_vars[i],
+                     proto);
+            return -1;
+        }
+    }
     const char *disabled = env(get, "OTEL_SDK_DISABLED");
     if (disabled && strcasecmp(disabled, "true") == 0) c->traces.on = c->metrics.on = false;
     c->service_name = env(get, "OTEL_SERVICE_NAME");

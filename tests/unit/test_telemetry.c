@@ -524,10 +524,15 @@ static void test_config(void **state)
     assert_false(c.traces.on || c.metrics.on);
 
     static const char *const bad[][4] = {
-        {"OTEL_BSP_SCHEDULE_DELAY", "-1"},          {"OTEL_BSP_SCHEDULE_DELAY", "5s"},
-        {"OTEL_BSP_MAX_QUEUE_SIZE", "0"},           {"OTEL_METRIC_EXPORT_INTERVAL", "99999999999"},
-        {"OTEL_TRACES_SAMPLER", "sometimes"},       {"OTEL_TRACES_EXPORTER", "zipkin"},
+        {"OTEL_BSP_SCHEDULE_DELAY", "-1"},
+        {"OTEL_BSP_SCHEDULE_DELAY", "5s"},
+        {"OTEL_BSP_MAX_QUEUE_SIZE", "0"},
+        {"OTEL_METRIC_EXPORT_INTERVAL", "99999999999"},
+        {"OTEL_TRACES_SAMPLER", "sometimes"},
+        {"OTEL_TRACES_EXPORTER", "zipkin"},
         {"OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://x"},
+        {"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"},
+        {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = 0;
