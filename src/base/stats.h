@@ -13,7 +13,7 @@
 /* Why an upgrade was refused (handshake_reason[]; labels in telemetry/metrics.c). */
 enum stats_hs_reason {
     HSR_BAD_REQUEST,  /* 400/405: not a valid RFC 6455 upgrade */
-    HSR_VERSION,      /* 426: not an upgrade to websocket 13 */
+    HSR_VERSION,      /* 426: no Upgrade: websocket, or not version 13 */
     HSR_ORIGIN,       /* 403: Origin not on the allow-list */
     HSR_SERVER_FULL,  /* 503: the server's connection limit */
     HSR_IP_LIMIT,     /* 429: the per-address connection limit */

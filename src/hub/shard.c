@@ -124,7 +124,10 @@ static void inbox_drain(struct shard *sh)
         uint64_t queued = deliver_item(sh, &work[i]);
         /* One clock read per message per shard, counted once per recipient: the time
          * until this shard had queued it to all of its local recipients. */
-        if (queued) stat_latency(stats_now_us() - work[i].published_us, queued);
+        if (queued) {
+            uint64_t now = stats_now_us(), then = work[i].published_us;
+            stat_latency(now > then ? now - then : 0, queued); /* clocks of two CPUs */
+        }
         item_release(&work[i]);
     }
 }

@@ -68,7 +68,7 @@ static void emit_close_codes(const struct row *r, const struct metrics_source *s
 
 static const char *const hs_reasons[HSR_COUNT + 1] = {
     [HSR_BAD_REQUEST] = "bad_request",
-    [HSR_VERSION] = "unsupported_version",
+    [HSR_VERSION] = "upgrade_required",
     [HSR_ORIGIN] = "origin_not_allowed",
     [HSR_SERVER_FULL] = "server_full",
     [HSR_IP_LIMIT] = "too_many_connections",

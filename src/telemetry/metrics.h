@@ -8,7 +8,10 @@
  *   1. fill a struct metrics_source with a metrics_gather_fn (the server provides one:
  *      server_metrics_gather in app/server.h). The source is a plain value owned by
  *      the caller (a stack variable is fine); it holds copies, no pointers into live
- *      state, so it stays valid and consistent for as long as the caller keeps it.
+ *      state, so it stays valid and unchanged for as long as the caller keeps it. The
+ *      counters are read one by one while the workers run, so two related counters
+ *      may differ by what happened during the read (a histogram's count is always the
+ *      sum of its buckets: it is computed from them).
  *   2. call metrics_collect(&src, &visitor, ud): it walks the registry in table order
  *      and calls visitor->begin for each metric, then visitor->point for each of its
  *      points (possibly none), then visitor->end. It allocates nothing, takes no lock
@@ -22,6 +25,8 @@
  * counts (not cumulative; n_bounds + 1 of them, the last one for values above the
  * last bound, as in OTLP), a count and a sum. Counters are cumulative since
  * start_unix_nano (the server's start); a point's time is the source's time_unix_nano.
+ *
+ * The registry itself (descriptors, their strings) is static and never changes.
  *
  * Attributes are string key/value pairs (close codes are written "1000"); each metric
  * names its attribute keys in attr_keys, and every point of it carries exactly those

@@ -222,6 +222,11 @@ class DropOldestTests(HubSlowTestCase):
         m = metrics(srv.port)
         self.assertGreater(m[dropped_key], 0, "nothing dropped after %d messages" % sent)
         self.assertEqual(m["wshub_hub_slow_consumer_closes_total"], 0)
+        # The send-queue depth histogram saw the slow member's queue fill up to its
+        # bound (64), and never beyond it.
+        depth = "wshub_hub_send_queue_depth_messages"
+        self.assertLess(m[depth + '_bucket{le="32"}'], m[depth + "_count"])
+        self.assertEqual(m[depth + '_bucket{le="64"}'], m[depth + "_count"])
         self.assertLess(peak, RSS_BOUND, "server RSS grew by %.1f MiB" % (peak / MiB))
         first_seq = seqs[0]
         # Now the slow client reads everything, then proves it is still connected.

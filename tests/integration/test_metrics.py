@@ -159,7 +159,7 @@ class MetricsAfterWorkload(ServerTestCase):
         self.assertEqual(m["wshub_hub_deliveries_total"], len(frames))
         self.assertEqual(m['wshub_hub_errors_total{code="bad_json"}'], 1)
         self.assertEqual(sum(v for k, v in m.items() if k.startswith("wshub_hub_errors_total")), 1)
-        reasons = {"bad_request": 1, "unsupported_version": 1, "origin_not_allowed": 1,
+        reasons = {"bad_request": 1, "upgrade_required": 1, "origin_not_allowed": 1,
                    "unauthorized": 1, "server_full": 0, "too_many_connections": 0,
                    "internal": 0}
         got = {k.split('"')[1]: v for k, v in m.items()
