@@ -105,7 +105,7 @@ bool msg_trace_begin_slow(struct msg_trace *t, const struct trace_ctx *conn, jso
     json_t *id = root ? json_object_get(root, "id") : NULL;
     if (json_is_string(id)) span_attr_cstr(s, "messaging.message.id", json_string_value(id));
     if (json_is_integer(id)) span_attr_int(s, "messaging.message.id", json_integer_value(id));
-    span_start(&t->proc, "hub.process_message", SPAN_INTERNAL, &t->rx.ctx);
+    span_start_at(&t->proc, "hub.process_message", SPAN_INTERNAL, &t->rx.ctx, t->rx.start_ns);
     span_attr_cstr(&t->proc, "message.type", type ? type : "");
     if (json_is_string(room)) span_attr_cstr(&t->proc, "room.id", json_string_value(room));
     t->prev = span_activate(&t->proc);
@@ -120,8 +120,7 @@ void msg_trace_end_slow(struct msg_trace *t)
     span_deactivate(t->prev);
     cur_mt = t->prev_mt;
     if (t->proc.status == SPAN_UNSET) span_set_status(&t->proc, SPAN_OK, NULL);
-    span_end(&t->proc);
-    span_end(&t->rx);
+    span_end_pair(&t->proc, &t->rx);
 }
 
 void msg_trace_error_slow(const char *code)
@@ -141,7 +140,7 @@ bool pub_trace_begin_slow(struct pub_trace *t, const char *type, const char *des
     if (dest) {
         span_attr_cstr(&t->bc, strcmp(dest_kind, "room") == 0 ? "room.id" : "user.id", dest);
     }
-    span_start(&t->send, "websocket.send", SPAN_PRODUCER, &t->bc.ctx);
+    span_start_at(&t->send, "websocket.send", SPAN_PRODUCER, &t->bc.ctx, t->bc.start_ns);
     span_attr_cstr(&t->send, "message.type", type);
     messaging_attrs(&t->send, "send");
     span_attr_cstr(&t->send, "messaging.destination.name", dest ? dest : "*");
@@ -159,8 +158,7 @@ void pub_trace_end_slow(struct pub_trace *t, int64_t recipients)
     span_attr_int(&t->bc, "recipients.count", recipients);
     span_attr_int(&t->send, "recipients.count", recipients);
     span_set_status(&t->bc, SPAN_OK, NULL);
-    span_end(&t->send);
-    span_end(&t->bc);
+    span_end_pair(&t->send, &t->bc);
 }
 
 bool send_trace_begin_slow(struct send_trace *t, const char *type)

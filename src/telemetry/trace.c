@@ -237,6 +237,12 @@ int trace_ids_parse(const char *trace_hex_s, size_t tn, const char *span_hex_s, 
 bool span_start(struct span *s, const char *name, enum span_kind kind,
                 const struct trace_ctx *parent)
 {
+    return span_start_at(s, name, kind, parent, 0);
+}
+
+bool span_start_at(struct span *s, const char *name, enum span_kind kind,
+                   const struct trace_ctx *parent, uint64_t start_ns)
+{
     if (!parent) parent = trace_active;
     bool has_parent = parent && parent->valid;
     s->recording = false;
@@ -266,7 +272,7 @@ bool span_start(struct span *s, const char *name, enum span_kind kind,
     s->n_attrs = 0;
     s->str_used = 0;
     s->name = name;
-    s->start_ns = trace_now_ns();
+    s->start_ns = start_ns ? start_ns : trace_now_ns();
     s->end_ns = 0;
     return true;
 }
@@ -317,10 +323,23 @@ void span_set_status(struct span *s, enum span_status st, const char *msg)
     s->status_msg = msg;
 }
 
-void span_end(struct span *s)
+static void end_at(struct span *s, uint64_t now)
 {
     if (!s->recording) return;
     s->recording = false;
-    s->end_ns = trace_now_ns();
+    s->end_ns = now;
     spanq_push(s);
+}
+
+void span_end(struct span *s)
+{
+    if (s->recording) end_at(s, trace_now_ns());
+}
+
+void span_end_pair(struct span *inner, struct span *outer)
+{
+    if (!inner->recording && !outer->recording) return;
+    uint64_t now = trace_now_ns();
+    end_at(inner, now);
+    end_at(outer, now);
 }

@@ -134,6 +134,10 @@ static inline bool trace_on(void)
  * the (unsampled) decision for children. */
 bool span_start(struct span *s, const char *name, enum span_kind kind,
                 const struct trace_ctx *parent);
+/* The same with a start time already read (a child starting with its parent:
+ * clock reads are a good part of a sampled span's cost). */
+bool span_start_at(struct span *s, const char *name, enum span_kind kind,
+                   const struct trace_ctx *parent, uint64_t start_ns);
 void span_attr_str(struct span *s, const char *key, const char *v, size_t n);
 void span_attr_cstr(struct span *s, const char *key, const char *v); /* NULL: skipped */
 void span_attr_int(struct span *s, const char *key, int64_t v);
@@ -142,6 +146,8 @@ void span_set_status(struct span *s, enum span_status st, const char *msg);
 /* Ends a recording span and hands it to the exporter (dropped and counted when the
  * queue is full). No-op for a span that is not recording. */
 void span_end(struct span *s);
+/* Ends inner, then outer, at one instant (nested spans that finish together). */
+void span_end_pair(struct span *inner, struct span *outer);
 
 /* Makes s the active span of this thread; returns the one it replaces, to hand back
  * to span_deactivate. */
