@@ -28,7 +28,8 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-if [ "$mode" = test ] && [ ! -d tests/js/node_modules/ws ]; then
+if [ "$mode" = test ] && { [ ! -d tests/js/node_modules/ws ] ||
+    [ ! -d tests/js/node_modules/@opentelemetry/otlp-transformer ]; }; then
     echo "setup: installing npm packages for the JS tests"
     (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
