@@ -16,10 +16,10 @@ void pb_free(struct pb *pb)
     memset(pb, 0, sizeof *pb);
 }
 
-static bool reserve(struct pb *pb, size_t more)
+/* The slow path of reserve, kept out of line so that the check inlines everywhere. */
+__attribute__((noinline)) static bool grow(struct pb *pb, size_t more)
 {
     if (pb->failed) return false;
-    if (pb->len + more <= pb->cap) return true;
     size_t cap = pb->cap ? pb->cap : 4096;
     while (cap < pb->len + more)
         cap *= 2;
@@ -31,6 +31,12 @@ static bool reserve(struct pb *pb, size_t more)
     pb->buf = nb;
     pb->cap = cap;
     return true;
+}
+
+static inline bool reserve(struct pb *pb, size_t more)
+{
+    if (__builtin_expect(pb->len + more <= pb->cap && !pb->failed, 1)) return true;
+    return grow(pb, more);
 }
 
 void pb_raw(struct pb *pb, const void *data, size_t n)
@@ -64,6 +70,10 @@ static size_t put_varint(uint8_t *p, uint64_t v)
 void pb_uvarint(struct pb *pb, uint64_t v)
 {
     if (!reserve(pb, 10)) return;
+    if (v < 0x80) { /* tags and most lengths */
+        pb->buf[pb->len++] = (uint8_t)v;
+        return;
+    }
     pb->len += put_varint(pb->buf + pb->len, v);
 }
 
