@@ -86,8 +86,8 @@ struct metrics_source {
     uint64_t start_unix_nano; /* the server's start: start of every cumulative series */
     uint64_t time_unix_nano;  /* when the source was gathered */
     /* The OTLP span exporter's own (telemetry/export.h; zero when it is off). */
-    uint64_t otel_spans_exported, otel_spans_dropped, otel_export_failures,
-        otel_export_retries, otel_spans_queued;
+    uint64_t otel_spans_exported, otel_spans_dropped, otel_export_failures, otel_export_retries,
+        otel_spans_queued;
 };
 
 /* Fills *out (entirely: it need not be initialised). Must be callable from any thread. */
