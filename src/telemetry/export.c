@@ -319,7 +319,8 @@ static int post(struct sigx *x)
                      rc == CURLE_OK ? "http status" : curl_easy_strerror(rc), attempt + 1);
             return -1;
         }
-        /* Full jitter over an exponential ceiling, unless the server said when. */
+        /* A random delay in the upper half of an exponential ceiling (clients that
+         * failed together do not retry together), unless the server said when. */
         uint64_t ceil_ms = (uint64_t)BACKOFF_FIRST_MS << attempt;
         if (ceil_ms > BACKOFF_MAX_MS) ceil_ms = BACKOFF_MAX_MS;
         uint64_t delay = ceil_ms / 2 + trace_random64() % (ceil_ms / 2 + 1);
@@ -334,7 +335,16 @@ static int post(struct sigx *x)
             atomic_fetch_add(&n_failures, 1);
             return -1;
         }
-        wait_until(at, false, false); /* at is before any shutdown deadline */
+        wait_until(at, false, true);
+        if (mono_ms() < at) {
+            /* Woken by a shutdown: the back-off is waited out only if it ends
+             * before the shutdown's deadline. */
+            if (stopping(&deadline) && at >= deadline) {
+                atomic_fetch_add(&n_failures, 1);
+                return -1;
+            }
+            wait_until(at, false, false);
+        }
     }
 }
 

@@ -443,6 +443,27 @@ describe('OTLP exporter under failure', () => {
     }
   });
 
+  it('shutdown during a long Retry-After back-off still ends within the flush deadline', async () => {
+    const rx = await startReceiver({
+      behaviour: (kind) => (kind === 'traces' ? { status: 503, headers: { 'Retry-After': '30' } } : {}),
+    });
+    const srv = await startServer(['--stream', ''], { env: { ...FAST, OTEL_EXPORTER_OTLP_ENDPOINT: rx.endpoint } });
+    try {
+      const r = await roomRound(srv, 'backoff');
+      await closeAll([r.alice, r.bob]);
+      await eventually(() => rx.requests.some((q) => q.kind === 'traces' && q.status === 503), {
+        what: 'the first 503',
+      });
+      const t0 = Date.now();
+      await srv.stop({ timeout: 20000 });
+      assert.ok(Date.now() - t0 < 8000, `shutdown took ${Date.now() - t0} ms inside a 30 s back-off`);
+      assert.match(srv.stderr(), /OTLP exporter stopped.* spans_exported=0 spans_dropped=[1-9]/);
+    } finally {
+      await srv.stop({ timeout: 20000 }).catch(() => {});
+      await rx.close();
+    }
+  });
+
   it('final flush on shutdown: spans still queued are exported before the process exits', async () => {
     const rx = await startReceiver();
     const srv = await startServer(['--stream', ''], {
