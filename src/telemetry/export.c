@@ -3,6 +3,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <zlib.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -74,6 +75,14 @@ static int signal_load(struct otel_signal *s, const char *(*get)(const char *), 
     snprintf(name, sizeof name, "OTEL_EXPORTER_OTLP_%s_HEADERS", sig);
     s->headers = env(get, name);
     if (!s->headers) s->headers = env(get, "OTEL_EXPORTER_OTLP_HEADERS");
+    snprintf(name, sizeof name, "OTEL_EXPORTER_OTLP_%s_COMPRESSION", sig);
+    const char *comp = env(get, name);
+    if (!comp) comp = env(get, strcpy(name, "OTEL_EXPORTER_OTLP_COMPRESSION"));
+    if (comp && strcmp(comp, "gzip") != 0 && strcmp(comp, "none") != 0) {
+        snprintf(err, cap, "%s=\"%s\": gzip or none", name, comp);
+        return -1;
+    }
+    s->gzip = comp && strcmp(comp, "gzip") == 0;
     snprintf(name, sizeof name, "OTEL_EXPORTER_OTLP_%s_TIMEOUT", sig);
     return env_ms(get, name, base_timeout, 1, &s->timeout_ms, err, cap);
 }
@@ -131,8 +140,11 @@ struct sigx {
     pthread_t thread;
     bool started;
     CURL *curl;
-    struct curl_slist *hdrs;
+    struct curl_slist *hdrs, *hdrs_gz;
     struct pb pb;
+    struct pb gz; /* pb gzipped, when the signal asks for it */
+    z_stream zs;  /* reused: deflateReset between requests */
+    bool zs_ready;
 };
 
 static struct {
@@ -275,11 +287,41 @@ static bool retryable_status(long st)
     return st == 429 || st == 502 || st == 503 || st == 504;
 }
 
+/* Compresses x->pb into x->gz (gzip framing). 0, or -1 (then sent uncompressed:
+ * the request carries no Content-Encoding in that case). */
+static int gzip_body(struct sigx *x)
+{
+    if (!x->zs_ready) {
+        if (deflateInit2(&x->zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
+                         Z_DEFAULT_STRATEGY) != Z_OK)
+            return -1;
+        x->zs_ready = true;
+    } else if (deflateReset(&x->zs) != Z_OK) {
+        return -1;
+    }
+    pb_reset(&x->gz);
+    size_t bound = deflateBound(&x->zs, (uLong)x->pb.len);
+    if (!pb_reserve(&x->gz, bound)) return -1;
+    x->zs.next_in = x->pb.buf;
+    x->zs.avail_in = (uInt)x->pb.len;
+    x->zs.next_out = x->gz.buf;
+    x->zs.avail_out = (uInt)bound;
+    if (deflate(&x->zs, Z_FINISH) != Z_STREAM_END) return -1;
+    x->gz.len = bound - x->zs.avail_out;
+    return 0;
+}
+
 /* POSTs x->pb to the signal's URL, retrying as export.h says. 0 on success. */
 static int post(struct sigx *x)
 {
     const struct otel_signal *sig = x->sig;
     const char *what = x->what;
+    const struct pb *body = &x->pb;
+    struct curl_slist *hdrs = x->hdrs;
+    if (sig->gzip && gzip_body(x) == 0) {
+        body = &x->gz;
+        hdrs = x->hdrs_gz;
+    }
     for (int attempt = 0;; attempt++) {
         uint64_t deadline;
         bool stop = stopping(&deadline);
@@ -292,9 +334,9 @@ static int post(struct sigx *x)
         curl_easy_reset(x->curl);
         curl_easy_setopt(x->curl, CURLOPT_URL, sig->url);
         curl_easy_setopt(x->curl, CURLOPT_POST, 1L);
-        curl_easy_setopt(x->curl, CURLOPT_POSTFIELDS, (const char *)x->pb.buf);
-        curl_easy_setopt(x->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->pb.len);
-        curl_easy_setopt(x->curl, CURLOPT_HTTPHEADER, x->hdrs);
+        curl_easy_setopt(x->curl, CURLOPT_POSTFIELDS, (const char *)body->buf);
+        curl_easy_setopt(x->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
+        curl_easy_setopt(x->curl, CURLOPT_HTTPHEADER, hdrs);
         curl_easy_setopt(x->curl, CURLOPT_TIMEOUT_MS, timeout);
         curl_easy_setopt(x->curl, CURLOPT_CONNECTTIMEOUT_MS, timeout);
         curl_easy_setopt(x->curl, CURLOPT_NOSIGNAL, 1L);
@@ -434,6 +476,9 @@ static void sigx_free(struct sigx *x)
 {
     if (x->curl) curl_easy_cleanup(x->curl);
     curl_slist_free_all(x->hdrs);
+    curl_slist_free_all(x->hdrs_gz);
+    if (x->zs_ready) deflateEnd(&x->zs);
+    pb_free(&x->gz);
     pb_free(&x->pb);
     memset(x, 0, sizeof *x);
 }
@@ -444,10 +489,13 @@ static int sigx_init(struct sigx *x, const char *what, const struct otel_signal 
     x->what = what;
     x->sig = sig;
     pb_init(&x->pb);
+    pb_init(&x->gz);
     if (!sig->on) return 0;
     x->curl = curl_easy_init();
     x->hdrs = headers_build(sig->headers);
-    return x->curl && x->hdrs ? 0 : -1;
+    if (sig->gzip)
+        x->hdrs_gz = curl_slist_append(headers_build(sig->headers), "Content-Encoding: gzip");
+    return x->curl && x->hdrs && (!sig->gzip || x->hdrs_gz) ? 0 : -1;
 }
 
 int telemetry_start(const struct otel_config *c, int n_threads, metrics_gather_fn gather,

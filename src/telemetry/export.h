@@ -34,6 +34,7 @@ struct otel_signal {
     char url[OTEL_URL_MAX];
     const char *headers; /* "k=v,k2=v2" (values percent-encoded), or NULL */
     uint32_t timeout_ms;
+    bool gzip; /* OTEL_EXPORTER_OTLP_COMPRESSION=gzip */
 };
 
 struct otel_config {

@@ -39,6 +39,11 @@ static inline bool reserve(struct pb *pb, size_t more)
     return grow(pb, more);
 }
 
+bool pb_reserve(struct pb *pb, size_t more)
+{
+    return reserve(pb, more);
+}
+
 void pb_raw(struct pb *pb, const void *data, size_t n)
 {
     if (!n || !reserve(pb, n)) return;

@@ -34,6 +34,10 @@ static inline void pb_reset(struct pb *pb)
     pb->failed = false;
 }
 
+/* Makes room for `more` bytes after pb->len (for writing into pb->buf directly);
+ * false on allocation failure. */
+bool pb_reserve(struct pb *pb, size_t more);
+
 /* Appends raw bytes (an already-encoded message or a packed run). */
 void pb_raw(struct pb *pb, const void *data, size_t n);
 

@@ -309,6 +309,25 @@ describe('OTLP sampling', () => {
     }
   });
 
+  it('OTEL_EXPORTER_OTLP_COMPRESSION=gzip: bodies are gzipped (Content-Encoding) and decode to the same spans', async () => {
+    const rx = await startReceiver();
+    const srv = await startServer(['--stream', ''], {
+      env: { ...FAST, OTEL_EXPORTER_OTLP_ENDPOINT: rx.endpoint, OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip' },
+    });
+    try {
+      const r = await roomRound(srv, 'gzip');
+      await eventually(() => rx.spans.some((s) => s.spanId === r.got.span_id), { what: 'the gzipped spans' });
+      const tr = rx.requests.filter((q) => q.kind === 'traces');
+      assert.ok(tr.every((q) => q.headers['content-encoding'] === 'gzip'));
+      await eventually(() => rx.metrics.length > 0, { what: 'gzipped metrics' });
+      assert.deepEqual(rx.errors, []);
+      await closeAll([r.alice, r.bob]);
+    } finally {
+      await srv.stop();
+      await rx.close();
+    }
+  });
+
   it('OTEL_SDK_DISABLED and OTEL_TRACES_EXPORTER=none export no spans; a bad sampler refuses to start', async () => {
     const rx = await startReceiver();
     for (const env of [{ OTEL_SDK_DISABLED: 'true' }, { OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none' }]) {

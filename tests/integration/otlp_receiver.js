@@ -6,6 +6,7 @@
 // Retry-After, delays) to play a failing or slow collector.
 
 const http = require('node:http');
+const zlib = require('node:zlib');
 
 const root = require('@opentelemetry/otlp-transformer/build/src/generated/root');
 
@@ -105,7 +106,15 @@ async function startReceiver({ behaviour = () => ({}) } = {}) {
       const status = b.status || (kind === 'other' ? 404 : 200);
       const record = { kind, status, contentType: req.headers['content-type'], headers: req.headers, at: Date.now() };
       rx.requests.push(record);
-      const body = Buffer.concat(chunks);
+      let body = Buffer.concat(chunks);
+      record.bodyBytes = body.length;
+      if (req.headers['content-encoding'] === 'gzip') {
+        try {
+          body = zlib.gunzipSync(body);
+        } catch (e) {
+          rx.errors.push(e);
+        }
+      }
       if (status === 200) {
         try {
           if (kind === 'traces') rx.spans.push(...spansOf(TraceReq.decode(body)));

@@ -506,6 +506,16 @@ static void test_config(void **state)
     assert_int_equal(c.metrics.timeout_ms, 700);
     assert_string_equal(c.traces.headers, "a=b");
     assert_string_equal(c.metrics.headers, "c=d");
+    assert_false(c.traces.gzip || c.metrics.gzip);
+
+    assert_int_equal(
+        load((const char *const[]){"OTEL_EXPORTER_OTLP_ENDPOINT", "http://c",
+                                   "OTEL_EXPORTER_OTLP_COMPRESSION", "gzip",
+                                   "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "none", NULL},
+             &c, err),
+        0);
+    assert_true(c.traces.gzip);
+    assert_false(c.metrics.gzip);
 
     assert_int_equal(
         load((const char *const[]){"OTEL_EXPORTER_OTLP_ENDPOINT", "http://c",
@@ -533,6 +543,7 @@ static void test_config(void **state)
         {"OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://x"},
         {"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"},
         {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"},
+        {"OTEL_EXPORTER_OTLP_COMPRESSION", "brotli"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = 0;
