@@ -12,7 +12,7 @@ want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok ins
 # Build: compiler, CMake, the libraries the code links against, and cmocka (small;
 # the build configures the unit tests even when it only builds the server).
 for p in gcc make cmake pkg-config libssl-dev zlib1g-dev libjansson-dev libjwt-dev uthash-dev \
-    libcmocka-dev; do want "$p"; done
+    libcmocka-dev libcurl4-openssl-dev; do want "$p"; done
 if [ "$mode" = test ]; then
     # Tests: clang for libFuzzer targets, real WebSocket clients.
     for p in clang libclang-rt-14-dev python3 python3-websockets; do want "$p"; done
@@ -29,7 +29,8 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-if [ "$mode" = test ] && [ ! -d tests/js/node_modules/ws ]; then
+if [ "$mode" = test ] && { [ ! -d tests/js/node_modules/ws ] ||
+    [ ! -d tests/js/node_modules/@opentelemetry/otlp-transformer ]; }; then
     echo "setup: installing npm packages for the JS tests"
     (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -10,6 +10,7 @@
 #include "auth/origin.h"
 #include "base/log.h"
 #include "base/stats.h"
+#include "telemetry/spans.h"
 
 int routes_upgrade_check(struct http_ctx *ctx, struct ws_handshake *hs,
                          const char *const *subprotocols, const char *const *origins)
@@ -33,14 +34,13 @@ int routes_upgrade_check(struct http_ctx *ctx, struct ws_handshake *hs,
 static const char *const ws_subprotocols[] = {"wshub", NULL};
 
 /* GET /ws: the hub's endpoint. Order of checks: handshake and Origin (400/403/426),
- * connection limits (503/429), token (401); then the connection is upgraded. */
-static void ws_route(struct http_ctx *ctx, void *ud)
+ * connection limits (503/429), token (401); then the connection is upgraded. Returns
+ * the client when it was accepted. */
+static bool ws_upgrade(struct http_ctx *ctx, struct routes_ctx *r, const char *ip,
+                       struct upgrade_trace *ut)
 {
-    struct routes_ctx *r = ud;
     struct ws_handshake hs;
-    if (routes_upgrade_check(ctx, &hs, ws_subprotocols, r->origins) != 0) return;
-    char ip[64];
-    conn_peer(ctx->conn, ip, sizeof ip);
+    if (routes_upgrade_check(ctx, &hs, ws_subprotocols, r->origins) != 0) return false;
     int st = hub_admit(r->hub, ip);
     if (st) {
         STAT_HANDSHAKE_FAILED(st == 503 ? HSR_SERVER_FULL : HSR_IP_LIMIT);
@@ -48,7 +48,7 @@ static void ws_route(struct http_ctx *ctx, void *ud)
                            st == 503 ? "the server is at its connection limit"
                                      : "too many connections from this address",
                            "Retry-After: 5\r\n");
-        return;
+        return false;
     }
     static _Thread_local char qbuf[AUTH_MAX_TOKEN + 1];
     const char *tok = NULL;
@@ -63,10 +63,11 @@ static void ws_route(struct http_ctx *ctx, void *ud)
         hub_release(r->hub, ip);
         auth_identity_free(&id);
         STAT_HANDSHAKE_FAILED(HSR_UNAUTHORIZED);
-        log_info("upgrade refused", "reason=%s remote=%s", auth_error_code(ae), ip);
+        log_info("upgrade refused", "reason=%s remote=%s%s%s", auth_error_code(ae), ip,
+                 ctx->trace_id ? " trace_id=" : "", ctx->trace_id ? ctx->trace_id : "");
         http_respond_error(ctx, 401, auth_error_code(ae), auth_error_text(ae),
                            "WWW-Authenticate: Bearer\r\n");
-        return;
+        return false;
     }
     /* A browser that offered subprotocols fails the connection unless one is chosen:
      * when the token rode in one and "wshub" was not offered, answer with that one. */
@@ -81,9 +82,29 @@ static void ws_route(struct http_ctx *ctx, void *ud)
         auth_identity_free(&id);
         STAT_HANDSHAKE_FAILED(HSR_INTERNAL);
         http_respond_error(ctx, 500, "internal", "out of memory", NULL);
-        return;
+        return false;
     }
-    if (!ws_accept(ctx, &hs, &hub_ws_handler, r->wsopt, NULL, c)) hub_client_abandon(c);
+    if (ut) {
+        /* Before ws_accept: frames right behind the request may close and free c. */
+        hub_client_trace(c, &ut->span.ctx);
+        upgrade_trace_client(ut, hub_client_user(c), hub_client_id(c));
+    }
+    if (!ws_accept(ctx, &hs, &hub_ws_handler, r->wsopt, NULL, c)) {
+        hub_client_abandon(c);
+        return false;
+    }
+    return true;
+}
+
+static void ws_route(struct http_ctx *ctx, void *ud)
+{
+    char ip[64];
+    conn_peer(ctx->conn, ip, sizeof ip);
+    struct upgrade_trace ut;
+    bool traced = upgrade_trace_begin(&ut, ctx->req, ip);
+    if (traced && ut.trace_hex[0]) ctx->trace_id = ut.trace_hex;
+    ws_upgrade(ctx, ud, ip, traced ? &ut : NULL);
+    if (traced) upgrade_trace_end_slow(&ut, ctx->status);
 }
 
 static void healthz(struct http_ctx *ctx, void *ud)

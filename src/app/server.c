@@ -27,6 +27,7 @@
 #include "net/listener.h"
 #include "net/tls.h"
 #include "proto/envelope.h"
+#include "telemetry/export.h"
 #include "ws/conn.h"
 #include "ws/handshake.h"
 #include "ws/deflate.h"
@@ -382,6 +383,26 @@ static int server_prepare(struct wh_server *s, int n_workers)
     return 0;
 }
 
+static const char *env_get(const char *name)
+{
+    return getenv(name);
+}
+
+/* OpenTelemetry export, configured by the standard OTEL_* environment variables. */
+static int telemetry_begin(struct wh_server *s, int n_workers)
+{
+    struct otel_config oc;
+    char err[256];
+    if (otel_config_load(&oc, env_get, err, sizeof err) < 0) {
+        fprintf(stderr, "wshub: %s\n", err);
+        return -1;
+    }
+    return telemetry_start(&oc, n_workers, server_metrics_gather, s) < 0 ? -1 : 0;
+}
+
+/* The exporter's final flush gets at most this long after the workers stop. */
+#define TELEMETRY_FLUSH_MS 5000
+
 struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
 {
     *exit_code = 1;
@@ -433,6 +454,11 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
             return NULL;
         }
     }
+    if (telemetry_begin(s, n) < 0) {
+        *exit_code = 2;
+        server_free(s);
+        return NULL;
+    }
     atomic_store(&s->running, n);
     for (int i = 0; i < n; i++) {
         if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
@@ -468,6 +494,9 @@ void server_wait(struct wh_server *s)
 {
     for (int i = 0; i < s->n_workers; i++)
         pthread_join(s->workers[i].thread, NULL);
+    uint32_t flush = s->cfg->shutdown_timeout_ms < TELEMETRY_FLUSH_MS ? s->cfg->shutdown_timeout_ms
+                                                                      : TELEMETRY_FLUSH_MS;
+    telemetry_stop(flush); /* every span is in its ring now: the final flush */
     server_free(s);
     ws_deflate_thread_cleanup();
     msg_thread_cleanup(); /* blocks released on this thread by hub_destroy */
@@ -482,6 +511,13 @@ void server_metrics_gather(void *ud, struct metrics_source *out)
     out->online_users = (int64_t)hub_online_user_count(s->hub);
     out->start_unix_nano = s->start_unix_nano;
     out->time_unix_nano = metrics_now_unix_nano();
+    struct telemetry_counters tc;
+    telemetry_counters(&tc);
+    out->otel_spans_exported = tc.spans_exported;
+    out->otel_spans_dropped = tc.spans_dropped;
+    out->otel_export_failures = tc.export_failures;
+    out->otel_export_retries = tc.export_retries;
+    out->otel_spans_queued = tc.queue_pending;
 }
 
 int server_reload_tls(struct wh_server *s)

@@ -137,11 +137,15 @@ static void access_log(struct http_ctx *ctx, int status, size_t bytes)
                    noise at scale */
     char peer[64];
     const struct http_request *r = ctx->req;
+    /* The fields of chi's middleware.Logger (method, path, proto, status, bytes,
+     * duration, remote), and the trace when the request was traced. */
     log_write(status == 101 ? LOG_DEBUG : LOG_INFO, "http request",
-              "method=%.*s path=%.*s status=%d bytes=%zu duration_ms=%llu remote=%s",
-              (int)r->method_len, r->method, (int)r->path_len, r->path, status, bytes,
-              (unsigned long long)(loop_now(ctx->conn->loop) - ctx->start_ms),
-              conn_peer(ctx->conn, peer, sizeof peer));
+              "method=%.*s path=%.*s proto=HTTP/1.%d status=%d bytes=%zu duration_ms=%llu "
+              "remote=%s%s%s",
+              (int)r->method_len, r->method, (int)r->path_len, r->path, r->minor_version, status,
+              bytes, (unsigned long long)(loop_now(ctx->conn->loop) - ctx->start_ms),
+              conn_peer(ctx->conn, peer, sizeof peer), ctx->trace_id ? " trace_id=" : "",
+              ctx->trace_id ? ctx->trace_id : "");
 }
 
 static void count_status(int status)
@@ -155,6 +159,7 @@ void http_respond(struct http_ctx *ctx, int status, const char *content_type,
 {
     if (ctx->responded) return;
     ctx->responded = true;
+    ctx->status = status;
     struct http_conn *hc = ctx->hc;
     if (hc->srv->shutting_down) hc->close_after = true;
     char head[1024];
@@ -192,6 +197,7 @@ void http_respond_error(struct http_ctx *ctx, int status, const char *code, cons
 void http_conn_upgraded(struct http_ctx *ctx, int status)
 {
     ctx->responded = true;
+    ctx->status = status;
     ctx->hc->upgraded = true;
     count_status(status);
     access_log(ctx, status, 0);

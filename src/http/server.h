@@ -36,7 +36,9 @@ struct http_ctx {
     size_t rest_len;
     uint64_t start_ms;
     bool responded;
-    bool head; /* HEAD request: send headers only */
+    bool head;            /* HEAD request: send headers only */
+    int status;           /* the status answered, once responded */
+    const char *trace_id; /* hex, set by a traced handler: logged on the access line */
 };
 
 typedef void (*http_handler_fn)(struct http_ctx *ctx, void *ud);

@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "base/stats.h"
 #include "hub/internal.h"
+#include "telemetry/spans.h"
 
 struct client *hub_client_new(struct shard *sh, const char *user, struct auth_identity *id,
                               const char *peer_ip)
@@ -24,7 +25,24 @@ struct client *hub_client_new(struct shard *sh, const char *user, struct auth_id
         memset(id, 0, sizeof *id);
     }
     rate_bucket_init(&c->rl, &sh->hub->cfg.conn_rate, loop_now(sh->loop));
+    uint64_t r = trace_random64();
+    trace_hex((const uint8_t *)&r, sizeof r, c->cid);
     return c;
+}
+
+const char *hub_client_id(const struct client *c)
+{
+    return c->cid;
+}
+
+const char *hub_client_user(const struct client *c)
+{
+    return c->user;
+}
+
+void hub_client_trace(struct client *c, const struct trace_ctx *ctx)
+{
+    c->tctx = *ctx;
 }
 
 static void client_free(struct client *c)
@@ -54,11 +72,17 @@ static void send_frame(struct client *c, struct wh_msg *m)
 static int reject(struct client *c, enum proto_err e, const char *msg, json_t *id)
 {
     STAT_INC(hub_errors[e]);
+    msg_trace_error(proto_err_code(e));
+    struct send_trace st;
+    send_trace_begin(&st, "error");
     send_frame(c, proto_error_frame(e, msg, id));
+    send_trace_end(&st);
     if (++c->strikes >= c->sh->hub->cfg.strikes_to_close) {
         STAT_INC(hub_strike_closes);
-        log_info("closing client after repeated bad messages", "user=%s strikes=%u", c->user,
-                 c->strikes);
+        char tid[33];
+        const char *t = trace_log_id(tid);
+        log_info("closing client after repeated bad messages", "user=%s client=%s strikes=%u%s%s",
+                 c->user, c->cid, c->strikes, t ? " trace_id=" : "", t ? t : "");
         ws_fail(c->ws, WS_CLOSE_POLICY,
                 e == PE_RATE_LIMITED ? "rate limit exceeded" : "too many bad messages");
     }
@@ -68,13 +92,20 @@ static int reject(struct client *c, enum proto_err e, const char *msg, json_t *i
 static void reply(struct client *c, const char *type, json_t *payload, json_t *id)
 {
     struct proto_payload pp = proto_json(payload);
+    struct send_trace st;
+    send_trace_begin(&st, type);
     struct wh_msg *m = proto_frame(type, &pp, NULL, NULL, 0, id);
+    send_trace_end(&st);
     send_frame(c, m);
 }
 
 static void ack(struct client *c, json_t *id, const char *room, uint64_t seq)
 {
-    if (id) send_frame(c, proto_ack_frame(id, room, seq));
+    if (!id) return;
+    struct send_trace st;
+    send_trace_begin(&st, "ack");
+    send_frame(c, proto_ack_frame(id, room, seq));
+    send_trace_end(&st);
 }
 
 /* May this client send to / join `room`? Token patterns first, then policy. */
@@ -227,7 +258,14 @@ static void on_open(struct ws_conn *ws)
     c->opened = true;
     shard_user_link(c->sh, c);
     registry_user_add(c->sh->hub, c->user);
-    log_debug("client connected", "user=%s", c->user);
+    c->opened_ms = loop_now(c->sh->loop);
+    if (LOG_DEBUG >= log_min_level) {
+        char tid[33];
+        bool t = c->tctx.valid && (c->tctx.flags & TRACE_FLAG_SAMPLED);
+        if (t) trace_hex(c->tctx.trace_id, TRACE_ID_LEN, tid);
+        log_debug("client connected", "client=%s user=%s remote=%s%s%s", c->cid, c->user, c->ip,
+                  t ? " trace_id=" : "", t ? tid : "");
+    }
 }
 
 static void on_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, size_t len)
@@ -250,8 +288,11 @@ static void on_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, siz
         envelope_free(&env);
         return;
     }
+    struct msg_trace mt;
+    msg_trace_begin(&mt, &c->tctx, env.root, env.type_str, c->cid, c->user, len);
     if (e) {
         reject(c, e, detail, env.id);
+        msg_trace_end(&mt);
         envelope_free(&env);
         return;
     }
@@ -280,6 +321,7 @@ static void on_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, siz
         break;
     }
     if (rc == 0) c->strikes = 0; /* only a message carried out clears the strikes */
+    msg_trace_end(&mt);
     envelope_free(&env);
 }
 
@@ -297,7 +339,8 @@ static void on_drain(struct ws_conn *ws)
 static void on_close(struct ws_conn *ws, unsigned code)
 {
     struct client *c = ws->ud;
-    log_debug("client disconnected", "user=%s code=%u", c->user, code);
+    log_debug("client disconnected", "client=%s user=%s remote=%s duration_ms=%llu code=%u", c->cid,
+              c->user, c->ip, (unsigned long long)(loop_now(c->sh->loop) - c->opened_ms), code);
     while (c->n_rooms)
         shard_leave(c, c->rooms[c->n_rooms - 1]);
     shard_user_unlink(c->sh, c);

@@ -29,6 +29,7 @@
 #include "auth/token.h"
 #include "loop/loop.h"
 #include "proto/envelope.h"
+#include "telemetry/trace.h"
 #include "ws/conn.h"
 
 enum hub_send_policy { HUB_SEND_ANY = 0, HUB_SEND_MEMBERS = 1 };
@@ -76,6 +77,12 @@ struct client *hub_client_new(struct shard *sh, const char *user, struct auth_id
                               const char *peer_ip);
 void hub_client_abandon(struct client *c);
 extern const struct ws_handler hub_ws_handler;
+
+/* The client's id (16 hex digits, random, for logs and spans) and user. */
+const char *hub_client_id(const struct client *c);
+const char *hub_client_user(const struct client *c);
+/* The trace context of the client's upgrade: its messages' spans continue it. */
+void hub_client_trace(struct client *c, const struct trace_ctx *ctx);
 
 /* Publishing (any worker thread). payload is borrowed (its json or raw text); from may be NULL (the
  * server). hub_publish_room returns the message's sequence number in the room, or 0 when the room

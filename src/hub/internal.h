@@ -100,6 +100,9 @@ struct client {
     uint64_t dropped; /* messages lost to drop-oldest since the client was last told */
     char user[AUTH_MAX_USER + 1];
     char ip[46];
+    char cid[17];          /* client id, hex */
+    uint64_t opened_ms;    /* loop time of the open, for the close line's duration */
+    struct trace_ctx tctx; /* the upgrade's; invalid when tracing is off */
 };
 
 struct shard {

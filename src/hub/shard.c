@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "base/stats.h"
 #include "hub/internal.h"
+#include "telemetry/spans.h"
 
 static _Thread_local struct shard *shard_cur;
 
@@ -196,9 +197,34 @@ bool shard_deliver(struct client *c, struct wh_msg *frame)
 
 /* ---- publishing ---- */
 
+/* Recipients for a traced publish's recipients.count: the room's members (users),
+ * a user's connections, or every connection. Only sampled publishes ask. */
+static int64_t room_members(struct hub *h, struct room *room)
+{
+    pthread_mutex_lock(&h->reg.mu);
+    int64_t n = (int64_t)room->n_users;
+    pthread_mutex_unlock(&h->reg.mu);
+    return n;
+}
+
+static int64_t user_conns(struct hub *h, const char *user)
+{
+    struct online_user *u;
+    pthread_mutex_lock(&h->reg.mu);
+    HASH_FIND_STR(h->reg.users, user, u);
+    int64_t n = u ? (int64_t)u->conns : 0;
+    pthread_mutex_unlock(&h->reg.mu);
+    return n;
+}
+
 uint64_t room_publish(struct hub *h, struct room *room, const char *type,
                       const struct proto_payload *payload, const char *from, bool presence)
 {
+    struct pub_trace pt;
+    int64_t recipients = 0;
+    if (pub_trace_begin(&pt, type, "room", room->id))
+        /* Presence events are published by the registry, which holds its lock. */
+        recipients = presence ? (int64_t)room->n_users : room_members(h, room);
     pthread_mutex_lock(&room->mu);
     uint64_t seq = room->seq + 1;
     struct wh_msg *frame = proto_frame(type, payload, from, room->id, seq, NULL);
@@ -215,6 +241,7 @@ uint64_t room_publish(struct hub *h, struct room *room, const char *type,
         }
     }
     pthread_mutex_unlock(&room->mu);
+    pub_trace_end(&pt, recipients);
     if (!frame) return 0;
     STAT_INC(hub_published);
     msg_unref(frame);
@@ -234,7 +261,12 @@ uint64_t hub_publish_room(struct hub *h, const char *room_id, const char *type,
 static void publish_each(struct hub *h, enum item_kind kind, const char *user, const char *type,
                          const struct proto_payload *payload, const char *from)
 {
+    struct pub_trace pt;
+    int64_t recipients = 0;
+    if (pub_trace_begin(&pt, type, user ? "user" : "all", user))
+        recipients = user ? user_conns(h, user) : (int64_t)atomic_load(&h->conns);
     struct wh_msg *frame = proto_frame(type, payload, from, NULL, 0, NULL);
+    pub_trace_end(&pt, recipients);
     if (!frame) return;
     struct wh_msg *target = NULL;
     if (user) {

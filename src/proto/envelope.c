@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "telemetry/trace.h"
 #include "ws/frame.h"
 
 static const char *const err_codes[PE_COUNT] = {
@@ -203,6 +204,18 @@ static int put_lit(const char *s)
     return scratch_put(s, strlen(s), &scratch);
 }
 
+/* The guide's Message.TraceID and SpanID: the ids of the websocket.send span. */
+static int put_trace_ids(const struct trace_ctx *t)
+{
+    char buf[96];
+    memcpy(buf, ",\"trace_id\":\"", 13);
+    trace_hex(t->trace_id, TRACE_ID_LEN, buf + 13);
+    memcpy(buf + 45, "\",\"span_id\":\"", 13);
+    trace_hex(t->span_id, SPAN_ID_LEN, buf + 58);
+    buf[74] = '"';
+    return scratch_put(buf, 75, &scratch);
+}
+
 struct wh_msg *proto_frame(const char *type, const struct proto_payload *payload, const char *from,
                            const char *room, uint64_t seq, json_t *id)
 {
@@ -228,6 +241,7 @@ struct wh_msg *proto_frame(const char *type, const struct proto_payload *payload
     if (id)
         bad = bad || put_lit(",\"id\":") ||
               json_dump_callback(id, scratch_put, &scratch, JSON_COMPACT | JSON_ENCODE_ANY) != 0;
+    if (trace_on() && trace_out) bad = bad || put_trace_ids(trace_out);
     bad = bad || put_lit("}");
     struct wh_msg *m = bad ? NULL : proto_text_frame(scratch.buf, scratch.len);
     /* Keep a modest buffer for the next message; give back a big one. */

@@ -5,10 +5,12 @@
  *      type is required (a string); payload, when present, must be an object (the
  *      guide's Payload is map[string]interface{}); id is optional (a string of at
  *      most 64 bytes or an integer) and is echoed in the ack and in errors; every
- *      other member is ignored (the guide's trace_id/span_id among them).
+ *      other member is ignored here (traceparent, or the guide's trace_id/span_id,
+ *      are read by the tracing, telemetry/spans.h).
  * Out: every message the server sends is an object with "type", "payload" and a
  *      server "timestamp" (RFC 3339 UTC, milliseconds), plus where they apply "from"
- *      (the sender's authenticated user id), "room_id", "seq", "id".
+ *      (the sender's authenticated user id), "room_id", "seq", "id", and when the
+ *      message is traced the guide's "trace_id" and "span_id" (of its send span).
  *
  * Ownership: struct envelope holds a reference to the parsed jansson tree; release it
  * with envelope_free. Frames built here are ws frames (base/msg.h) with one

@@ -346,6 +346,21 @@ static const struct row rows[] = {
       "Time from a message's publish until its frame was queued to a recipient", H, true,
       {NULL}},
      emit_latency, 0, NULL},
+    {{"wshub.otel.spans.exported", "wshub_otel_spans_exported_total", "{span}",
+      "Spans accepted by the OTLP collector", C, true, {NULL}},
+     emit_field, offsetof(struct metrics_source, otel_spans_exported), NULL},
+    {{"wshub.otel.spans.dropped", "wshub_otel_spans_dropped_total", "{span}",
+      "Spans lost: export queue full, or a batch given up after its retries", C, true, {NULL}},
+     emit_field, offsetof(struct metrics_source, otel_spans_dropped), NULL},
+    {{"wshub.otel.export.failures", "wshub_otel_export_failures_total", "{request}",
+      "OTLP exports given up (after retries, or refused)", C, true, {NULL}},
+     emit_field, offsetof(struct metrics_source, otel_export_failures), NULL},
+    {{"wshub.otel.export.retries", "wshub_otel_export_retries_total", "{request}",
+      "OTLP requests retried (connection failure, 429, 502, 503, 504)", C, true, {NULL}},
+     emit_field, offsetof(struct metrics_source, otel_export_retries), NULL},
+    {{"wshub.otel.spans.queued", "wshub_otel_spans_queued", "{span}",
+      "Spans waiting in the export queue", G, false, {NULL}},
+     emit_field, offsetof(struct metrics_source, otel_spans_queued), NULL},
 };
 // clang-format on
 

@@ -85,6 +85,9 @@ struct metrics_source {
     int64_t online_users;     /* distinct users connected */
     uint64_t start_unix_nano; /* the server's start: start of every cumulative series */
     uint64_t time_unix_nano;  /* when the source was gathered */
+    /* The OTLP span exporter's own (telemetry/export.h; zero when it is off). */
+    uint64_t otel_spans_exported, otel_spans_dropped, otel_export_failures, otel_export_retries,
+        otel_spans_queued;
 };
 
 /* Fills *out (entirely: it need not be initialised). Must be callable from any thread. */
