@@ -54,7 +54,9 @@ class PingAndReadTimeoutTests(HeartbeatTestCase):
         self.assertGreaterEqual(len(pings), 2, "pings at %r, close at %.3f" % (pings, t_close))
         self.assertTrue(0.1 <= pings[0] <= 0.5, "first ping at %.3f s" % pings[0])
         for a, b in zip(pings, pings[1:]):
-            self.assertTrue(0.1 <= b - a <= 0.4, "pings at %r" % pings)
+            # 200 ms apart; up to 500 ms allowed for a scheduler stall on a loaded
+            # machine (the timer wheel itself is 8 ms coarse).
+            self.assertTrue(0.1 <= b - a <= 0.5, "pings at %r" % pings)
         self.assertTrue(0.45 <= t_close <= 1.5,
                         "closed after %.3f s of silence (read timeout 600 ms)" % t_close)
         self.assertTrue(c.wait_tcp_closed(timeout=1.5), "TCP not closed after the 1001")
@@ -84,8 +86,10 @@ class PingAndReadTimeoutTests(HeartbeatTestCase):
     def test_client_sending_messages_stays_connected(self):
         c = self.client()
         t0 = time.monotonic()
-        n = 0
-        while time.monotonic() - t0 < 2.0:
+        # A fixed count, not a rate: on a loaded machine (the ASan build, tests in
+        # parallel) fewer rounds fit in 2 s, and what matters is that 14 gaps of
+        # 150 ms, over three read timeouts in all, never end the connection.
+        for n in range(14):
             msg = ("tick %d" % n).encode()
             c.send_text(msg)  # never answers pings: any frame renews the read deadline
             try:
@@ -93,9 +97,8 @@ class PingAndReadTimeoutTests(HeartbeatTestCase):
             except ConnectionClosed:
                 self.fail("dropped after %.2f s although a message went every 150 ms"
                           % (time.monotonic() - t0))
-            n += 1
             time.sleep(0.15)
-        self.assertGreaterEqual(n, 10)
+        self.assertGreater(time.monotonic() - t0, 3 * 0.6)
 
     def test_pings_are_server_frames(self):
         c = self.client()
