@@ -99,6 +99,12 @@ int otel_config_load(struct otel_config *c, const char *(*get)(const char *), ch
         env_ms(get, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, 1, &c->bsp_batch, err, cap) ||
         env_ms(get, "OTEL_METRIC_EXPORT_INTERVAL", 60000, 1, &c->metric_interval_ms, err, cap))
         return -1;
+    /* Each queued span holds a slot of about 1.2 KB, allocated per worker up front. */
+    if (c->bsp_queue > 65536) {
+        snprintf(err, cap, "OTEL_BSP_MAX_QUEUE_SIZE=%u is over the limit of 65536 spans",
+                 c->bsp_queue);
+        return -1;
+    }
     if (c->bsp_batch > c->bsp_queue) c->bsp_batch = c->bsp_queue; /* as the spec says */
     const char *sampler = env(get, "OTEL_TRACES_SAMPLER"),
                *arg = env(get, "OTEL_TRACES_SAMPLER_ARG");
@@ -235,7 +241,13 @@ static struct curl_slist *headers_build(const char *list)
                 ks++;
             while (ke > ks && ke[-1] == ' ')
                 ke--;
-            k = (size_t)snprintf(line, sizeof line, "%.*s: ", (int)(ke - ks), ks);
+            int kn = snprintf(line, sizeof line, "%.*s: ", (int)(ke - ks), ks);
+            if (kn < 0 || (size_t)kn >= sizeof line - 1) {
+                log_warn("OTEL_EXPORTER_OTLP_HEADERS: header name too long, ignored", NULL);
+                p = end ? end + 1 : NULL;
+                continue;
+            }
+            k = (size_t)kn;
             for (const char *v = eq + 1; v < p + len && k + 1 < sizeof line; v++) {
                 int hi, lo;
                 if (*v == '%' && v + 2 < p + len && (hi = hexdigit(v[1])) >= 0 &&

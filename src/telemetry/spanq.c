@@ -33,7 +33,11 @@ int spanq_init(size_t ring_cap, size_t batch, void (*wake)(void))
     while (c < ring_cap)
         c *= 2;
     cap_slots = c;
+    /* The exporter is woken when one ring holds a batch; a ring smaller than a batch
+     * (the queue split over many workers) would never get there and would wait for
+     * the schedule delay while dropping. Half a ring wakes it in time. */
     batch_size = batch ? batch : 1;
+    if (batch_size > c / 2) batch_size = c / 2;
     wake_fn = wake;
     atomic_fetch_add(&generation, 1);
     return 0;
@@ -91,11 +95,22 @@ int spanq_push(const struct span *s)
 
 size_t spanq_take(const struct span **out, size_t max)
 {
-    size_t n = 0;
-    for (struct ring *r = atomic_load(&rings); r; r = r->next) {
+    /* Each take starts one ring further along, so a worker that refills its ring
+     * faster than a batch goes out cannot starve the rings behind it. */
+    static unsigned start; /* the exporter thread is the only caller */
+    size_t n = 0, n_rings = 0;
+    struct ring *first = atomic_load(&rings);
+    for (struct ring *r = first; r; r = r->next) {
+        r->taken = 0;
+        n_rings++;
+    }
+    if (!n_rings) return 0;
+    struct ring *r = first;
+    for (unsigned i = start++ % (unsigned)n_rings; i; i--)
+        r = r->next;
+    for (size_t seen = 0; seen < n_rings; seen++, r = r->next ? r->next : first) {
         uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
         uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
-        r->taken = 0;
         while (tail + r->taken < head && n < max)
             out[n++] = &r->slots[(tail + r->taken++) & (cap_slots - 1)];
     }

@@ -286,17 +286,59 @@ static struct span_attr *attr_add(struct span *s, const char *key, uint8_t type)
     return a;
 }
 
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629), or 0 when malformed. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+    unsigned char c = p[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F; /* no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else
+        return 0;
+    if (n < len || p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    return len;
+}
+
+/* OTLP string values must be UTF-8 (a strict receiver refuses the whole request
+ * otherwise), and values come from untrusted headers and messages: malformed bytes
+ * become '?', and truncation never splits a character. */
 void span_attr_str(struct span *s, const char *key, const char *v, size_t n)
 {
     if (!s->recording) return;
     size_t room = SPAN_STR_BYTES - s->str_used;
-    if (n > room) n = room; /* truncated rather than lost */
     struct span_attr *a = attr_add(s, key, ATTR_STR);
     if (!a) return;
-    memcpy(s->str + s->str_used, v, n);
+    const unsigned char *in = (const unsigned char *)v;
+    char *out = s->str + s->str_used;
+    size_t i = 0, k = 0;
+    while (i < n) {
+        size_t len = utf8_seq(in + i, n - i);
+        if (len == 0) {
+            if (k + 1 > room) break;
+            out[k++] = '?';
+            i++;
+            continue;
+        }
+        if (k + len > room) break; /* truncated rather than lost, on a boundary */
+        memcpy(out + k, in + i, len);
+        k += len;
+        i += len;
+    }
     a->off = s->str_used;
-    a->len = (uint16_t)n;
-    s->str_used = (uint16_t)(s->str_used + n);
+    a->len = (uint16_t)k;
+    s->str_used = (uint16_t)(s->str_used + k);
 }
 
 void span_attr_cstr(struct span *s, const char *key, const char *v)

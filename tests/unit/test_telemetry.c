@@ -404,6 +404,86 @@ static void test_spanq_bounds(void **state)
     spanq_destroy();
 }
 
+static int wakes;
+static void count_wake(void)
+{
+    wakes++;
+}
+
+/* A ring smaller than a batch (the queue split over many workers) must still wake
+ * the exporter before it fills, not only when the schedule delay passes. */
+static void test_spanq_wakes_before_full(void **state)
+{
+    (void)state;
+    wakes = 0;
+    spanq_init(256, 512, count_wake);
+    trace_sampler = (struct sampler){.kind = SAMPLER_ALWAYS_ON, .ratio = 1};
+    struct span s;
+    for (int i = 0; i < 200; i++) {
+        assert_true(span_start(&s, "s", SPAN_INTERNAL, NULL));
+        span_end(&s);
+    }
+    assert_int_equal(wakes, 1);
+    assert_int_equal(spanq_dropped(), 0);
+    spanq_destroy();
+}
+
+/* Two producer threads, one of which keeps its ring full: every take still serves
+ * the other ring in turn. */
+static void *fill_ring(void *arg)
+{
+    intptr_t t = (intptr_t)arg;
+    struct span s;
+    for (int i = 0; i < 16; i++) {
+        span_start(&s, "f", SPAN_INTERNAL, NULL);
+        span_attr_int(&s, "t", t);
+        span_end(&s);
+    }
+    return NULL;
+}
+
+static void test_spanq_take_rotates(void **state)
+{
+    (void)state;
+    spanq_init(16, 8, NULL);
+    trace_sampler = (struct sampler){.kind = SAMPLER_ALWAYS_ON, .ratio = 1};
+    pthread_t a, b;
+    pthread_create(&a, NULL, fill_ring, (void *)(intptr_t)1);
+    pthread_join(a, NULL);
+    pthread_create(&b, NULL, fill_ring, (void *)(intptr_t)2);
+    pthread_join(b, NULL);
+    const struct span *got[8];
+    int seen[3] = {0};
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(spanq_take(got, 8), 8);
+        seen[got[0]->attrs[0].v.i]++;
+        spanq_release();
+    }
+    assert_int_equal(seen[1], 1); /* the two takes started at different rings */
+    assert_int_equal(seen[2], 1);
+    spanq_destroy();
+}
+
+/* String attributes are UTF-8 whatever the input, and cut on a character boundary. */
+static void test_span_attr_utf8(void **state)
+{
+    (void)state;
+    trace_sampler = (struct sampler){.kind = SAMPLER_ALWAYS_ON, .ratio = 1};
+    struct span s;
+    assert_true(span_start(&s, "u", SPAN_INTERNAL, NULL));
+    span_attr_str(&s, "ua", "a\xff\xc3\xa9\xed\xa0\x80z", 8);
+    assert_int_equal(s.attrs[0].len, 8);
+    assert_memory_equal(s.str + s.attrs[0].off, "a?\xc3\xa9???z", 8);
+    /* Fill the string area up to 1 byte short of a 3-byte character. */
+    char big[SPAN_STR_BYTES];
+    memset(big, 'x', sizeof big);
+    size_t left = SPAN_STR_BYTES - s.str_used;
+    memcpy(big + left - 2, "\xe2\x82\xac", 3); /* a euro sign straddling the end */
+    span_attr_str(&s, "big", big, left + 1);
+    assert_int_equal(s.attrs[1].len, left - 2);
+    assert_int_equal(s.str_used, SPAN_STR_BYTES - 2);
+}
+
 #define PRODUCERS  4
 #define PER_THREAD 20000
 
@@ -604,11 +684,19 @@ static void test_resource(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pb_scalars),    cmocka_unit_test(test_pb_nested_lengths),
-        cmocka_unit_test(test_otlp_span),     cmocka_unit_test(test_traceparent),
-        cmocka_unit_test(test_sampler_parse), cmocka_unit_test(test_sampler_decide),
-        cmocka_unit_test(test_spanq_bounds),  cmocka_unit_test(test_spanq_threads),
-        cmocka_unit_test(test_config),        cmocka_unit_test(test_resource),
+        cmocka_unit_test(test_pb_scalars),
+        cmocka_unit_test(test_pb_nested_lengths),
+        cmocka_unit_test(test_otlp_span),
+        cmocka_unit_test(test_traceparent),
+        cmocka_unit_test(test_sampler_parse),
+        cmocka_unit_test(test_sampler_decide),
+        cmocka_unit_test(test_spanq_bounds),
+        cmocka_unit_test(test_spanq_threads),
+        cmocka_unit_test(test_spanq_wakes_before_full),
+        cmocka_unit_test(test_spanq_take_rotates),
+        cmocka_unit_test(test_span_attr_utf8),
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_resource),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
