@@ -73,6 +73,26 @@ static int readable(const char *what, const char *path, char *err, size_t cap)
     return 0;
 }
 
+static int no_passphrase(char *buf, int size, int rwflag, void *ud)
+{
+    (void)buf, (void)size, (void)rwflag, (void)ud;
+    return 0;
+}
+
+/* True when the PEM file holds an encrypted private key (PKCS#8 or the legacy
+ * "Proc-Type: 4,ENCRYPTED" form), to name that mistake plainly. */
+static bool key_is_encrypted(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    char line[256];
+    bool enc = false;
+    while (!enc && fgets(line, sizeof line, f))
+        enc = strstr(line, "ENCRYPTED") != NULL;
+    fclose(f);
+    return enc;
+}
+
 static SSL_CTX *build_ctx(const char *cert, const char *key, char *err, size_t cap)
 {
     char why[256];
@@ -105,6 +125,10 @@ static SSL_CTX *build_ctx(const char *cert, const char *key, char *err, size_t c
         snprintf(err, cap, "cannot set the TLS 1.2 cipher list: %s", ssl_reason(why, sizeof why));
         goto fail;
     }
+    /* An encrypted key would make OpenSSL prompt on the terminal, from the main
+     * thread that also handles SIGTERM (a reload on SIGHUP would hang there): no
+     * passphrase is ever given, so such a key fails to load, with a clear reason. */
+    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         snprintf(err, cap, "--tls-cert %s: not a usable PEM certificate chain: %s", cert,
                  ssl_reason(why, sizeof why));
@@ -115,6 +139,13 @@ static SSL_CTX *build_ctx(const char *cert, const char *key, char *err, size_t c
         unsigned long e = ERR_peek_last_error();
         bool mismatch =
             ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH;
+        if (!mismatch && key_is_encrypted(key)) {
+            snprintf(err, cap,
+                     "--tls-key %s is encrypted: wshub takes no passphrase; decrypt it "
+                     "(openssl pkey -in KEY -out KEY.plain) and protect the file instead",
+                     key);
+            goto fail;
+        }
         snprintf(err, cap,
                  mismatch ? "--tls-key %s does not match the certificate in --tls-cert %s: %s"
                           : "--tls-key %s: not a usable PEM private key for %s: %s",

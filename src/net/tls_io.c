@@ -120,10 +120,13 @@ ssize_t tls_io_read(struct conn *c, uint8_t *buf, size_t cap)
     return (ssize_t)got;
 }
 
-/* Keeps bytes SSL_write could not take, for the retry OpenSSL requires. */
+/* Keeps bytes SSL_write could not take, for the retry OpenSSL requires. p may be
+ * anywhere in scratch, not only at its start: a client that negotiated a smaller
+ * record size (max_fragment_length, RFC 6066) has SSL_write return after each
+ * record, so a block can come part-way through the buffer. */
 static int stage_keep(struct tls_stream *t, const uint8_t *p, size_t len)
 {
-    if (p == scratch) {
+    if (p >= scratch && p < scratch + sizeof scratch) {
         t->stage = malloc(TLS_RECORD_MAX);
         if (!t->stage) return -1;
         memcpy(t->stage, p, len);

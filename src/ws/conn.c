@@ -180,6 +180,9 @@ static int rd_message(void *ud, enum ws_opcode op, bool rsv1, uint8_t *data, siz
     if (rsv1) {
         int rc = inflate_message(ws, op, &data, &len);
         if (rc) {
+            /* A bomb grows the thread's inflate buffer to the message limit: give it
+             * back now, not at the next good compressed message. */
+            ws_deflate_trim();
             STAT_INC(ws_protocol_errors);
             log_debug("websocket compressed message refused", "close_code=%d", rc);
             ws_fail(ws, (unsigned)rc,

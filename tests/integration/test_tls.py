@@ -636,6 +636,19 @@ class TlsStartupErrors(unittest.TestCase):
         self.start_fails(["--tls-cert", self.c1[0], "--tls-key", self.c2[1]],
                          r"--tls-key \S+wshub-test-2\.key does not match the certificate")
 
+    def test_encrypted_key_is_refused_without_a_prompt(self):
+        enc = os.path.join(self.pki.dir, "encrypted.key")
+        openssl(["pkey", "-in", self.c1[1], "-out", enc, "-aes256", "-passout", "pass:secret"],
+                self.pki.dir)
+        # stdin is a pipe that stays open: a passphrase prompt would hang until the
+        # timeout instead of failing at once.
+        from wshub_harness import wshub_bin
+        p = subprocess.run([wshub_bin(), "--listen", "127.0.0.1:0", "--threads", "1",
+                            "--tls-cert", self.c1[0], "--tls-key", enc],
+                           input="", capture_output=True, text=True, timeout=20)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertRegex(p.stderr, r"--tls-key \S+encrypted\.key is encrypted")
+
     def test_not_a_certificate(self):
         self.start_fails(["--tls-cert", self.c1[1], "--tls-key", self.c1[1]],
                          r"--tls-cert \S+: not a usable PEM certificate chain")
