@@ -359,6 +359,18 @@ struct membership *client_membership(const struct client *c, const char *room)
     return NULL;
 }
 
+/* A shard keeps a local room only while it has local members; the last one out
+ * releases the shard's reference to the process-wide room. */
+static void local_room_drop_if_empty(struct shard *sh, struct local_room *lr)
+{
+    if (lr->n) return;
+    struct room *room = lr->room;
+    HASH_DEL(sh->rooms, lr);
+    free(lr->m);
+    free(lr);
+    room_unref(room);
+}
+
 int shard_join(struct client *c, const char *room_id, bool presence)
 {
     struct shard *sh = c->sh;
@@ -392,12 +404,7 @@ int shard_join(struct client *c, const char *room_id, bool presence)
     }
     if (lr->n == lr->cap && grow((void **)&lr->m, &lr->cap, sizeof *lr->m) < 0) {
         registry_leave(sh->hub, room, c->user);
-        if (lr->n == 0) {
-            HASH_DEL(sh->rooms, lr);
-            free(lr->m);
-            free(lr);
-            room_unref(room);
-        }
+        local_room_drop_if_empty(sh, lr);
         free(m);
         return -ENOMEM;
     }
@@ -424,12 +431,7 @@ int shard_leave(struct client *c, struct membership *m)
     }
     free(m);
     registry_leave(sh->hub, room, c->user);
-    if (lr->n == 0) {
-        HASH_DEL(sh->rooms, lr);
-        free(lr->m);
-        free(lr);
-        room_unref(room);
-    }
+    local_room_drop_if_empty(sh, lr);
     return 0;
 }
 

@@ -12,15 +12,14 @@ Run: WSHUB_BIN=/path/to/wshub /usr/bin/python3 -m unittest -v test_abuse
 """
 
 import os
-import re
 import selectors
 import socket
 import struct
 import time
 import unittest
 
-from wshub_harness import (OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, OP_CONT, HOST,
-                           ConnectionClosed, RawClient, ServerTestCase, build_frame,
+from wshub_harness import (metrics, rss_bytes, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, OP_CONT, HOST,
+                           RawClient, ServerTestCase, build_frame,
                            http_request, make_key, upgrade_request)
 
 KiB = 1024
@@ -34,22 +33,8 @@ if ASAN:
     os.environ["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=16"
 
 
-def metrics(port):
-    status, _, body = http_request(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    if status != 200:
-        raise AssertionError("/metrics: %d" % status)
-    out = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            k, v = line.rsplit(" ", 1)
-            out[k] = float(v)
-    return out
 
 
-def rss_bytes(pid):
-    with open("/proc/%d/status" % pid) as f:
-        m = re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M)
-    return int(m.group(1)) * 1024
 
 
 def wait_for(pred, timeout, what):

@@ -11,8 +11,8 @@ import zlib
 
 import websockets
 
-from wshub_harness import (OP_BINARY, OP_CONT, OP_TEXT, RawClient, ServerTestCase, build_frame,
-                           http_request, run)
+from wshub_harness import (metrics, OP_BINARY, OP_CONT, OP_TEXT, RawClient, ServerTestCase, build_frame,
+                           run)
 
 MiB = 1024 * 1024
 TAIL = b"\x00\x00\xff\xff"
@@ -33,15 +33,6 @@ def inflate(payload, wbits=15):
     return d.decompress(payload + TAIL) + d.flush()
 
 
-def metrics(port):
-    status, _, body = http_request(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    assert status == 200
-    out = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            k, v = line.rsplit(" ", 1)
-            out[k] = int(float(v))
-    return out
 
 
 def rss_kib(pid):

@@ -10,7 +10,6 @@ Run: WSHUB_BIN=/path/to/wshub /usr/bin/python3 -m unittest -v test_hub_slow
 
 import asyncio
 import json
-import re
 import socket
 import time
 import unittest
@@ -18,8 +17,8 @@ import unittest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from wshub_harness import (close_code, run, OP_CLOSE, OP_TEXT, ConnectionClosed as RawClosed, RawClient,
-                           ServerTestCase, build_frame, http_request)
+from wshub_harness import (metrics, rss_bytes, close_code, run, OP_CLOSE, OP_TEXT, ConnectionClosed as RawClosed, RawClient,
+                           ServerTestCase, build_frame)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -29,22 +28,8 @@ RSS_BOUND = 64 * MiB  # growth of the server's RSS allowed during a flood
 
 
 
-def metrics(port):
-    status, _, body = http_request(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    if status != 200:
-        raise AssertionError("/metrics: %d" % status)
-    out = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            k, v = line.rsplit(" ", 1)
-            out[k] = float(v)
-    return out
 
 
-def rss_bytes(pid):
-    with open("/proc/%d/status" % pid) as f:
-        m = re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M)
-    return int(m.group(1)) * 1024
 
 
 def envelope(type_, payload=None, **extra):

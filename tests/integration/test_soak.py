@@ -13,13 +13,12 @@ Run: WSHUB_BIN=/path/to/wshub /usr/bin/python3 -m unittest -v test_soak
 import asyncio
 import json
 import os
-import re
 import time
 import unittest
 
 import websockets
 
-from wshub_harness import ServerTestCase, http_request
+from wshub_harness import rss_bytes, ServerTestCase, http_request
 
 MiB = 1024 * 1024
 SECONDS = float(os.environ.get("WSHUB_SOAK_SECONDS", "12"))
@@ -35,10 +34,6 @@ if ASAN:
 FLAT_SLACK = (16 if ASAN else 4) * MiB
 
 
-def rss_bytes(pid):
-    with open("/proc/%d/status" % pid) as f:
-        m = re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M)
-    return int(m.group(1)) * 1024
 
 
 def get_json(port, path):

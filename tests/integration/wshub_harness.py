@@ -487,6 +487,26 @@ def http_request(port, raw, timeout=SOCK_TIMEOUT):
         return c.read_response()
 
 
+def metrics(port):
+    """The server's /metrics as {sample name with labels: value}."""
+    status, _, body = http_request(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    if status != 200:
+        raise AssertionError("/metrics: %d" % status)
+    out = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
+def rss_bytes(pid):
+    """Resident memory (VmRSS) of a process, in bytes."""
+    with open("/proc/%d/status" % pid) as f:
+        m = re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M)
+    return int(m.group(1)) * 1024
+
+
 def wait_socket_closed(sock, timeout):
     """Reads (and discards) until the peer closes (EOF or reset). True if it did within
     timeout, False otherwise. Leaves the socket's timeout as it was."""
