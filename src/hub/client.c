@@ -198,11 +198,13 @@ static int do_join(struct client *c, struct envelope *env)
     json_t *p = json_pack("{s:s, s:I, s:s}", "room_id", room, "seq", (json_int_t)snap, "epoch",
                           hist_epoch(s));
     if (sv && !already) {
+        struct recover_trace rt;
+        recover_trace_begin(&rt, NULL, "room", room, since);
         m->replaying = begin_recovery(c, s, 0, since, epoch, &m->cursor, &m->live_from);
+        uint64_t replayed = m->replaying && snap > since ? snap - since : 0;
+        recover_trace_end(&rt, m->replaying, replayed);
         json_object_set_new(p, "recovered", json_boolean(m->replaying));
-        json_object_set_new(
-            p, "replayed",
-            json_integer(m->replaying && snap > since ? (json_int_t)(snap - since) : 0));
+        json_object_set_new(p, "replayed", json_integer((json_int_t)replayed));
     }
     reply(c, "room_joined", p, env->id);
     json_decref(p);
@@ -333,8 +335,11 @@ static void open_session(struct client *c)
     hist_unlock(s);
     bool ok = false;
     if (rq->epoch[0]) {
+        struct recover_trace rt;
+        recover_trace_begin(&rt, &c->tctx, "user", c->user, rq->since);
         ok = begin_recovery(c, s, 1, rq->since, rq->epoch, &c->user_cursor, &c->user_live_from);
         c->user_replaying = ok;
+        recover_trace_end(&rt, ok, ok && top > rq->since ? top - rq->since : 0);
     }
     json_t *p = json_pack("{s:s, s:I, s:s, s:b, s:I}", "user_id", c->user, "seq", (json_int_t)top,
                           "epoch", hist_epoch(s), "recovered", ok, "replayed",
