@@ -386,7 +386,7 @@ int shard_join(struct client *c, const char *room_id, bool presence)
     struct room *room = registry_join(sh->hub, room_id, c->user);
     if (!room) {
         free(m);
-        return -ENOMEM;
+        return errno == ENOSPC ? -ENOSPC : -ENOMEM;
     }
     HASH_FIND_PTR(sh->rooms, &room, lr);
     if (lr) {
@@ -444,9 +444,11 @@ struct hub *hub_create(const struct hub_config *cfg, int n_shards)
     h->cfg = *cfg;
     registry_init(&h->reg);
     pthread_mutex_init(&h->ip_mu, NULL);
+    hub_limits_init(h); /* without its table, listings are not limited per address */
     h->n_shards = n_shards;
     h->shards = calloc((size_t)n_shards, sizeof *h->shards);
     if (!h->shards) {
+        hub_limits_destroy(h);
         free(h);
         return NULL;
     }
@@ -473,6 +475,11 @@ struct shard *hub_shard_attach(struct hub *h, int idx, struct loop *loop)
     shard_cur = sh;
     if (loop_watch_add(loop, &sh->inbox.w, EPOLLIN) < 0) return NULL;
     return sh;
+}
+
+void hub_shard_drain(struct shard *sh)
+{
+    if (sh) inbox_drain(sh);
 }
 
 void hub_shard_detach(struct shard *sh)
@@ -504,5 +511,6 @@ void hub_destroy(struct hub *h)
         free(e);
     }
     pthread_mutex_destroy(&h->ip_mu);
+    hub_limits_destroy(h);
     free(h);
 }
