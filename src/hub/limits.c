@@ -101,6 +101,8 @@ uint32_t hub_query_cost(size_t limit)
 static bool bucket_take_n(struct rate_bucket *b, const struct rate_limit *l, uint32_t n,
                           uint64_t now_ms)
 {
+    uint32_t size = l->burst ? l->burst : l->rate;
+    if (n > size) n = size; /* a page the bucket can never hold costs a full bucket */
     for (uint32_t i = 0; i < n; i++)
         if (!rate_bucket_take(b, l, now_ms)) return false;
     return true;

@@ -385,8 +385,9 @@ int shard_join(struct client *c, const char *room_id, bool presence)
      * time the local entry below exists: the joiner sees its own join. */
     struct room *room = registry_join(sh->hub, room_id, c->user);
     if (!room) {
+        int err = errno; /* before free() */
         free(m);
-        return errno == ENOSPC ? -ENOSPC : -ENOMEM;
+        return err == ENOSPC ? -ENOSPC : -ENOMEM;
     }
     HASH_FIND_PTR(sh->rooms, &room, lr);
     if (lr) {

@@ -283,6 +283,12 @@ class QueryRate(ServerTestCase):
         self.assertEqual(codes[0], "online_users")
         self.assertEqual(codes[1:], ["rate_limited"] * 2, codes)
 
+    def test_a_page_bigger_than_the_bucket_costs_the_whole_bucket(self):
+        srv = self.start_server(self.ARGS)
+        c = self.lister(srv.port)
+        # 1000 ids would cost 10 tokens; the bucket holds 5: allowed once, when full.
+        self.assertEqual(self.burst(c, 2, limit=1000), ["online_users", "rate_limited"])
+
     def test_the_budget_is_per_address_too(self):
         srv = self.start_server(self.ARGS)
         a = self.lister(srv.port, "a")
