@@ -7,7 +7,8 @@ back (a window of messages in flight each); several receivers in the room read
 everything. Mid-traffic the server gets SIGTERM. Then:
   - every receiver is closed with 1001, and has received, before that close frame,
     every seq that any sender saw acked;
-  - a message answered with `shutting_down` got no ack (and no message got both);
+  - a message answered with `shutting_down` got no ack (and no message got both), nor
+    did any message the same sender sent after it;
   - the server exits 0.
 The race this guards against was timing-dependent (2 runs in 5 lost acked messages),
 so the scenario runs several times, on 1 and on 2 worker threads.
@@ -129,6 +130,12 @@ class ShutdownDeliversAcked(ServerTestCase):
             self.assertEqual(o["other"], [], "sender %d got unexpected errors" % i)
             both = set(o["acked"]) & o["refused"]
             self.assertEqual(both, set(), "messages both acked and refused")
+            # A connection's messages are handled in order and the refusal is for good:
+            # nothing sent after the first refused message is acked.
+            if o["refused"]:
+                first_refused = min(int(r.rsplit("-", 1)[1]) for r in o["refused"])
+                late = [k for k in o["acked"] if int(k.rsplit("-", 1)[1]) > first_refused]
+                self.assertEqual(late, [], "acked after shutdown began")
             refused += len(o["refused"])
             acked.update(o["acked"])
         acked_seqs = set(acked.values())
