@@ -11,7 +11,8 @@ everything. Mid-traffic the server gets SIGTERM. Then:
     did any message the same sender sent after it;
   - the server exits 0.
 The race this guards against was timing-dependent (2 runs in 5 lost acked messages),
-so the scenario runs several times, on 1 and on 2 worker threads.
+so the scenario runs several times, on 1 and on 2 worker threads. And POST
+/api/publish answers 503 shutting_down once the shutdown has begun.
 
 Run: WSHUB_BIN=/path/to/wshub /usr/bin/python3 -m unittest -v test_shutdown_acks
 """
@@ -24,7 +25,7 @@ import unittest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from wshub_harness import ServerTestCase, close_code, run
+from wshub_harness import HttpConn, ServerTestCase, close_code, run
 
 ROOM = "acked"
 SENDERS = 3
@@ -161,6 +162,31 @@ class ShutdownDeliversAcked(ServerTestCase):
     def test_every_acked_message_is_delivered_before_1001_two_threads(self):
         for _ in range(RUNS):
             self.scenario(2)
+
+
+class PublishApiDuringShutdown(ServerTestCase):
+    START_CLASS_SERVER = False
+
+    def test_post_api_publish_gets_503_shutting_down_once_shutdown_began(self):
+        srv = self.start_server(("--stream", "", "--api-key", "k3y", "--shutdown-timeout", "5s"))
+        body = json.dumps({"type": "news", "room_id": "r", "payload": {"n": 1}}).encode()
+        head = (b"POST /api/publish HTTP/1.1\r\nHost: x\r\nX-API-Key: k3y\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body))
+        with HttpConn(srv.port) as before:  # the API publishes normally before the signal
+            before.send(head + b"Connection: close\r\n\r\n" + body)
+            self.assertEqual(before.read_response()[0], 202)
+        # A request already under way when the signal comes is still answered.
+        with HttpConn(srv.port) as pending:
+            pending.send(head)
+            time.sleep(0.1)
+            srv.terminate()
+            time.sleep(0.3)
+            pending.send(b"\r\n" + body)
+            status, hdrs, resp = pending.read_response()
+        self.assertEqual(status, 503, resp)
+        self.assertEqual(json.loads(resp)["error"]["code"], "shutting_down")
+        self.assertEqual(hdrs.get("retry-after"), "1")
+        self.assertEqual(srv.wait(timeout=10), 0, srv.stderr()[-3000:])
 
 
 if __name__ == "__main__":
