@@ -324,9 +324,9 @@ static const struct opt_def options[] = {
      .min = 0,
      .max = 1000000,
      .group = G_SECURITY,
-     .help = "Listing queries (list_rooms, online_users, room_members and their HTTP API) per "
-             "second per connection, and per address on the HTTP API; on even when "
-             "--rate-limit is 0. 0: unlimited."},
+     .help = "Listing tokens per second for each connection and each IP address (list_rooms, "
+             "online_users, room_members and their HTTP API; one token per started 100 ids "
+             "of the page); on even when --rate-limit is 0. 0: unlimited."},
     {.name = "query-burst",
      .kind = K_UINT,
      FIELD(query_burst),
@@ -334,7 +334,7 @@ static const struct opt_def options[] = {
      .min = 1,
      .max = 1000000,
      .group = G_SECURITY,
-     .help = "Listing queries allowed at once before --query-rate applies."},
+     .help = "Listing tokens that may be spent at once before --query-rate applies."},
     {.name = "stream",
      .kind = K_STRING,
      FIELD(streams),
