@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sys/resource.h>
@@ -18,6 +19,7 @@
 #include "auth/ratelimit.h"
 #include "auth/token.h"
 #include "base/log.h"
+#include "base/memtrim.h"
 #include "base/msg.h"
 #include "hub/hub.h"
 #include "services/stream.h"
@@ -67,7 +69,15 @@ struct wh_server {
     struct worker *workers;
     atomic_int running;
     atomic_int shutdown_requested;
+    struct memtrim trim; /* server_housekeeping's thread only */
 };
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static void on_accept(struct listener *l, int fd)
 {
@@ -460,6 +470,7 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
         return NULL;
     }
     atomic_store(&s->running, n);
+    memtrim_init(&s->trim, mono_ms(), 0, memtrim_rss());
     for (int i = 0; i < n; i++) {
         if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
             log_error("cannot start thread", "worker=%d", i);
@@ -476,6 +487,32 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
                  cfg->listen[i].host[0] ? cfg->listen[i].host : "0.0.0.0", s->ports[i], n,
                  s->tls ? "on" : "off");
     return s;
+}
+
+/* What the server holds, in the units memtrim compares: connections (HTTP and
+ * WebSocket) plus rooms. Both come and go with the memory behind them. */
+static uint64_t server_load(struct wh_server *s)
+{
+    uint64_t n = hub_room_count(s->hub);
+    for (int i = 0; i < s->n_workers; i++)
+        n += STAT_GET(&s->workers[i].stats, conns_open);
+    return n;
+}
+
+void server_housekeeping(struct wh_server *s)
+{
+    if (atomic_load(&s->shutdown_requested)) return;
+    uint64_t now = mono_ms();
+    if (now - s->trim.last_check_ms < MEMTRIM_CHECK_MS) return; /* before reading RSS */
+    uint64_t load = server_load(s), rss = memtrim_rss();
+    if (!memtrim_check(&s->trim, now, load, rss)) return;
+    uint64_t peak = s->trim.peak, us;
+    uint64_t after = memtrim_run(&us);
+    memtrim_done(&s->trim, load, after);
+    log_info("memory returned to the system",
+             "rss_kib=%llu rss_after_kib=%llu duration_us=%llu load=%llu peak_load=%llu",
+             (unsigned long long)(rss / 1024), (unsigned long long)(after / 1024),
+             (unsigned long long)us, (unsigned long long)load, (unsigned long long)peak);
 }
 
 void server_shutdown(struct wh_server *s)
