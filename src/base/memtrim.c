@@ -32,7 +32,11 @@ bool memtrim_check(struct memtrim *m, uint64_t now_ms, uint64_t load, uint64_t r
 {
     if (now_ms - m->last_check_ms < MEMTRIM_CHECK_MS) return false;
     m->last_check_ms = now_ms;
-    if (load > m->prev) m->quiet_since_ms = now_ms;
+    /* A move of more than a sixteenth of the peak from one check to the next (a load
+     * arriving, or a teardown under way: trimming now would miss what the next second
+     * frees) restarts the quiet period; the small ups and downs of churn do not. */
+    uint64_t step = load > m->prev ? load - m->prev : m->prev - load;
+    if (step > m->peak / 16) m->quiet_since_ms = now_ms;
     m->prev = load;
     if (load > m->peak) m->peak = load;
     if (now_ms - m->quiet_since_ms < MEMTRIM_QUIET_MS) return false;

@@ -13,8 +13,10 @@
  * with what the server holds (connections plus rooms) and the current RSS, and says
  * when to trim: the load has fallen to half its peak or less, by at least
  * MEMTRIM_MIN_DROP or with at least MEMTRIM_RSS_SLACK bytes of RSS above what the
- * last trim left, and it has not risen for MEMTRIM_QUIET_MS. After a trim the peak
- * starts again from the current load, so one fall gives one trim.
+ * last trim left, and for MEMTRIM_QUIET_MS it has not moved, up or down, by more
+ * than a sixteenth of the peak from one check to the next (the teardown is over).
+ * After a trim the peak starts again from the current load, so one fall gives one
+ * trim.
  *
  * Not thread-safe: one owner (the main thread, see app/server.c). */
 #ifndef WSHUB_BASE_MEMTRIM_H
@@ -31,7 +33,7 @@
 
 struct memtrim {
     uint64_t last_check_ms;
-    uint64_t quiet_since_ms; /* when the load last rose */
+    uint64_t quiet_since_ms; /* when the load last moved by more than peak/16 */
     uint64_t peak;           /* highest load since the last trim */
     uint64_t prev;           /* load at the last check */
     uint64_t rss_base;       /* RSS after the last trim (or at start) */
