@@ -65,6 +65,9 @@ struct wh_stats {
     uint64_t hub_latency_sum_us;
     uint64_t hub_dropped_nomem; /* posts to a shard lost for want of memory */
 
+    /* HTTP API */
+    uint64_t api_publish_refused[16]; /* POST /api/publish answered 400, by enum proto_err */
+
     /* TLS */
     uint64_t tls_handshakes;         /* handshakes completed */
     uint64_t tls_handshake_failures; /* handshakes failed (including timeouts) */

@@ -101,6 +101,15 @@ static void emit_errors(const struct row *r, const struct metrics_source *src,
     }
 }
 
+static void emit_api_refused(const struct row *r, const struct metrics_source *src,
+                             const struct metrics_visitor *v, void *ud)
+{
+    for (int e = 1; e < PE_COUNT; e++) {
+        struct metric_attr a = {r->d.attr_keys[0], proto_err_code((enum proto_err)e)};
+        point_value(r, v, ud, &a, 1, (int64_t)src->stats.api_publish_refused[e]);
+    }
+}
+
 static void emit_http_classes(const struct row *r, const struct metrics_source *src,
                               const struct metrics_visitor *v, void *ud)
 {
@@ -332,6 +341,9 @@ static const struct row rows[] = {
     {{"hub.errors", "wshub_hub_errors_total", "{message}",
       "Error messages sent to clients, by error code", C, true, {"code", NULL}},
      emit_errors, 0, NULL},
+    {{"api.publish.refused", "wshub_api_publish_refused_total", "{request}",
+      "POST /api/publish requests refused with 400, by error code", C, true, {"code", NULL}},
+     emit_api_refused, 0, NULL},
     {{"hub.rooms", "wshub_hub_rooms", "{room}",
       "Rooms with at least one member", G, false, {NULL}},
      emit_rooms, 0, NULL},
