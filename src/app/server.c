@@ -16,6 +16,7 @@
 #include "api/api.h"
 #include "app/echo.h"
 #include "app/routes.h"
+#include "auth/origin.h"
 #include "auth/ratelimit.h"
 #include "auth/token.h"
 #include "base/log.h"
@@ -292,6 +293,11 @@ static int split_origins(struct wh_server *s, const char *list)
         while (e > t && e[-1] == ' ')
             *--e = 0;
         if (*t) s->origins[k++] = t;
+    }
+    const char *bad, *why;
+    if (origin_list_check(s->origins, &bad, &why) < 0) {
+        fprintf(stderr, "wshub: --allowed-origins: \"%s\": %s\n", bad, why);
+        return -1;
     }
     return 0;
 }
