@@ -140,6 +140,21 @@ static void inbox_drain(struct shard *sh)
     }
 }
 
+void hub_shard_release_memory(struct shard *sh)
+{
+    struct inbox *ib = &sh->inbox;
+    free(ib->work); /* this thread's alone, between drains */
+    ib->work = NULL;
+    ib->work_cap = 0;
+    pthread_mutex_lock(&ib->mu);
+    if (ib->n == 0) {
+        free(ib->items);
+        ib->items = NULL;
+        ib->cap = 0;
+    }
+    pthread_mutex_unlock(&ib->mu);
+}
+
 static void inbox_wake_cb(struct loop *loop, struct io_watch *w, uint32_t events)
 {
     (void)loop;
