@@ -1,6 +1,7 @@
 /* Connection plumbing shared by every protocol. Reads go into the loop's shared
  * buffer; writes are corked: conn_send only queues and marks the connection, and the
- * end-of-turn task writes the whole queue with one writev. The fd is registered once
+ * end-of-turn task writes the whole queue with one write (small frames coalesced, see
+ * flush_plain). The fd is registered once
  * for IN|OUT|RDHUP in edge-triggered mode, so no epoll_ctl is needed when a socket
  * fills up or drains: CONN_WRITABLE tracks the edge instead.
  *
@@ -287,20 +288,67 @@ size_t conn_queue_take(struct conn *c, uint8_t *dst, size_t cap)
     return got;
 }
 
+/* Small frames are copied into one per-thread staging buffer and go out with the
+ * large ones in a single write: the kernel walks one iovec per run of small frames
+ * instead of one per frame (with 30 small frames queued, writev's per-iovec copy was
+ * the top kernel cost of fan-out). Frames of CONN_COALESCE_MIN bytes or more are
+ * handed over where they are, so a big frame shared by many recipients is not copied
+ * once more per recipient.
+ *
+ * Copying does not take a frame off the queue: the ring stays the record of what the
+ * kernel has not accepted, and only what write returns is popped (a frame written in
+ * part stays at the head with out_off). So a plain socket needs no per-connection
+ * stage for a blocked write, unlike TLS (SSL_write must be handed the same bytes
+ * again): the unsent rest is copied again on the next try, at most one staging
+ * buffer's worth per blocked write, and drop-oldest/discard only ever see frames the
+ * kernel has taken nothing of, or the partly written head, which they keep. */
+#define CONN_COALESCE_MIN 1024u
+#define CONN_STAGE_SIZE   (32u * 1024u)
+
+static _Thread_local uint8_t stage_buf[CONN_STAGE_SIZE];
+
+/* Builds the iovec for the oldest queued bytes; returns the count, *want the bytes. */
+static int gather(const struct conn *c, struct iovec *iov, size_t *want)
+{
+    int n = 0;
+    size_t used = 0, total = 0;
+    bool last_staged = false;
+    for (uint32_t i = 0; i < c->out_count; i++) {
+        struct wh_msg *m = ring_at(c, i);
+        size_t off = i == 0 ? c->out_off : 0;
+        uint8_t *p = m->data + off;
+        size_t len = m->len - off;
+        if (len < CONN_COALESCE_MIN) {
+            if (used + len > CONN_STAGE_SIZE) break;
+            if (!last_staged) {
+                if (n == CONN_IOV_MAX) break;
+                iov[n].iov_base = stage_buf + used;
+                iov[n++].iov_len = 0;
+                last_staged = true;
+            }
+            memcpy(stage_buf + used, p, len);
+            iov[n - 1].iov_len += len;
+            used += len;
+        } else {
+            if (n == CONN_IOV_MAX) break;
+            iov[n].iov_base = p;
+            iov[n++].iov_len = len;
+            last_staged = false;
+        }
+        total += len;
+    }
+    *want = total;
+    return n;
+}
+
 static void flush_plain(struct conn *c)
 {
     while (c->out_count && (c->flags & (CONN_WRITABLE | CONN_CLOSED)) == CONN_WRITABLE) {
         struct iovec iov[CONN_IOV_MAX];
-        uint32_t n = c->out_count < CONN_IOV_MAX ? c->out_count : CONN_IOV_MAX;
-        size_t want = 0;
-        for (uint32_t i = 0; i < n; i++) {
-            struct wh_msg *m = ring_at(c, i);
-            size_t off = i == 0 ? c->out_off : 0;
-            iov[i].iov_base = m->data + off;
-            iov[i].iov_len = m->len - off;
-            want += iov[i].iov_len;
-        }
-        ssize_t w = writev(c->w.fd, iov, (int)n);
+        size_t want;
+        int n = gather(c, iov, &want);
+        ssize_t w =
+            n == 1 ? write(c->w.fd, iov[0].iov_base, iov[0].iov_len) : writev(c->w.fd, iov, n);
         if (w < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN) {

@@ -1,5 +1,5 @@
 /* A TCP connection on one loop: reading into the loop's shared buffer, a queue of
- * outgoing messages held by reference, corked writes (one writev per connection per
+ * outgoing messages held by reference, corked writes (one write per connection per
  * loop turn), one timer, and a close that is safe to call from inside any callback.
  * Protocols (HTTP, WebSocket) sit on top through conn_ops and embed struct conn as
  * their first member; a connection changes protocol with conn_migrate.
