@@ -86,6 +86,7 @@ struct opts {
     long max_failures;
     double timeout;
     const char *ca_file; /* --ca, for wss:// */
+    const char *url_arg; /* --url as given */
 };
 
 extern struct opts O;

@@ -1,17 +1,194 @@
-/* wshub-bench options: one table (name, short name, value kind, field, range, which
- * modes take it, default, help) drives getopt_long, the range checks, the "does not
- * apply to this mode" check and the --help text, the way src/app/config.c does for
- * the server. */
+/* wshub-bench options: one table (long and short name, kind of value, field of struct
+ * opts, range, the modes that take it, default per mode, help) drives getopt_long,
+ * the range checks, the "does not apply to this mode" check and the --help text, the
+ * way src/app/config.c does for the server. An option whose default or meaning
+ * depends on the mode (--connections, --size, --rate, --binary) has one row per mode
+ * group; the rows of one name share its parsing. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
 #include "bench.h"
+
+enum kind { K_LONG, K_DOUBLE, K_FLAG, K_STR, K_HELP, K_VERSION };
+
+/* --help sections, in this order */
+enum section { S_COMMON, S_ECHO, S_DEFLATE, S_FANOUT, S_IDLE, S_CHURN, S_COUNT };
+
+static const char *const section_titles[S_COUNT] = {
+    "Common options", "echo options", "echo, fanout and idle option",
+    "fanout options", "idle options", "churn options"};
+
+struct bench_opt {
+    const char *name; /* long name, without "--" */
+    char short_name;  /* 0: none */
+    enum kind kind;
+    size_t offset;     /* of the field in struct opts */
+    double min, max;   /* K_LONG, K_DOUBLE */
+    const char *range; /* what the error message says is allowed */
+    unsigned modes;    /* F_* */
+    enum section section;
+    const char *def; /* default for these modes, parsed like user input; NULL: none */
+    const char *metavar;
+    const char *help;
+};
+
+#define OFF(m) offsetof(struct opts, m)
+#define LMAX   ((double)(LONG_MAX / 2))
+
+static const struct bench_opt opts[] = {
+    {"url", 0, K_STR, OFF(url_arg), 0, 0, NULL, F_ALL, S_COMMON, NULL, "URL",
+     "ws://HOST:PORT[/PATH][?QUERY] (required). Without a path: /echo (echo, idle, churn) or "
+     "/ws (fanout). Only this host is contacted."},
+    {"duration", 'd', K_DOUBLE, OFF(duration), 0.001, 86400, "seconds, over 0",
+     F_ECHO | F_FANOUT | F_CHURN, S_COMMON, "10", "S",
+     "measured window, seconds (default 10; not idle)"},
+    {"warmup", 'w', K_DOUBLE, OFF(warmup), 0, 3600, "seconds, 0 or more",
+     F_ECHO | F_FANOUT | F_CHURN, S_COMMON, "2", "S",
+     "warm-up before the window, seconds (default 2; not idle)"},
+    {"server-pid", 0, K_LONG, OFF(server_pid), 1, INT_MAX, NULL, F_ALL, S_COMMON, NULL, "PID",
+     "the server's process: its CPU time (utime+stime from /proc/PID/stat, all threads) over "
+     "the window and its VmRSS are reported"},
+    {"sources", 0, K_LONG, OFF(sources), 0, 250, "0..250", F_ALL, S_COMMON, "8", "K",
+     "bind client sockets to 127.0.0.2 .. 127.0.0.(1+K) when the server is on 127.x.x.x, so "
+     "that ports and 4-tuples do not run out (default 8; 0: let the kernel choose)"},
+    {"max-pending", 0, K_LONG, OFF(max_pending), 1, 100000, "1 or more", F_ALL, S_COMMON, "512",
+     "N",
+     "connects + handshakes in progress at once (default 512); churn: connections in progress "
+     "at once"},
+    {"max-failures", 0, K_LONG, OFF(max_failures), 0, LMAX, "0 or more", F_ALL, S_COMMON, "0", "N",
+     "connection failures tolerated before the run fails (default 0)"},
+    {"timeout", 0, K_DOUBLE, OFF(timeout), 0.1, 3600, "seconds", F_ALL, S_COMMON, "30", "S",
+     "limit for the connect phase, for settling, and for the fanout drain after the window "
+     "(default 30)"},
+    {"ca", 0, K_STR, OFF(ca_file), 0, 0, NULL, F_ALL, S_COMMON, NULL, "FILE",
+     "wss:// URLs: trust the CAs in this PEM file (default: the system's); the certificate "
+     "and host are always verified"},
+    {"json-only", 0, K_FLAG, OFF(json_only), 0, 0, NULL, F_ALL, S_COMMON, NULL, NULL,
+     "print only the JSON line (implies --quiet)"},
+    {"quiet", 'q', K_FLAG, OFF(quiet), 0, 0, NULL, F_ALL, S_COMMON, NULL, NULL,
+     "no progress messages on stderr"},
+    {"help", 'h', K_HELP, 0, 0, 0, NULL, F_ALL, S_COMMON, NULL, NULL, "this help"},
+    {"version", 'V', K_VERSION, 0, 0, 0, NULL, F_ALL, S_COMMON, NULL, NULL, "version"},
+
+    {"connections", 'c', K_LONG, OFF(connections), 1, 1000000, "1 or more", F_ECHO, S_ECHO, "100",
+     "N", "connections (default 100)"},
+    {"inflight", 'k', K_LONG, OFF(inflight), 1, 65536, "1..65536", F_ECHO, S_ECHO, "1", "K",
+     "messages in flight per connection (default 1)"},
+    {"size", 's', K_LONG, OFF(size), 0, MAX_SIZE, "0..1048576 bytes", F_ECHO, S_ECHO, "32", "B",
+     "payload bytes (default 32; text needs 16 or more: 16 hex digits of the send time, then "
+     "'x'; binary 8 or more)"},
+    {"binary", 0, K_FLAG, OFF(binary), 0, 0, NULL, F_ECHO, S_ECHO, NULL, NULL,
+     "binary messages (default text)"},
+
+    {"deflate", 0, K_FLAG, OFF(deflate), 0, 0, NULL, F_ECHO | F_FANOUT | F_IDLE, S_DEFLATE, NULL,
+     NULL,
+     "offer permessage-deflate (client_no_context_takeover) and inflate the server's "
+     "compressed messages (the server must answer server_no_context_takeover, as wshub always "
+     "does); what the bench sends stays uncompressed"},
+
+    {"subscribers", 0, K_LONG, OFF(subscribers), 1, 1000000, "1 or more", F_FANOUT, S_FANOUT,
+     "1000", "S", "subscriber connections (default 1000)"},
+    {"publishers", 0, K_LONG, OFF(publishers), 1, 10000, "1..10000", F_FANOUT, S_FANOUT, "1", "P",
+     "publisher connections (default 1)"},
+    {"rooms", 0, K_LONG, OFF(rooms), 1, 1000000, "1 or more", F_FANOUT, S_FANOUT, "1", "R",
+     "rooms, subscribers spread round-robin (default 1)"},
+    {"size", 's', K_LONG, OFF(size), 0, MAX_SIZE, "0..1048576 bytes", F_FANOUT, S_FANOUT, "64", "B",
+     "padding bytes per message (default 64)"},
+    {"rate", 0, K_DOUBLE, OFF(rate), 0, 1e8, "per second, 0 or more", F_FANOUT, S_FANOUT, "0", "M",
+     "messages per second from all publishers together; 0 = as fast as possible (default 0), "
+     "limited by --window and --max-lag"},
+    {"window", 0, K_LONG, OFF(window), 1, 1000000, "1 or more", F_FANOUT, S_FANOUT, "64", "W",
+     "rate 0: messages in flight per room, counted at the room's slowest subscriber (default "
+     "64; keep it under the server's per-connection queue, 256 in wshub and seed-go)"},
+    {"max-lag", 0, K_LONG, OFF(max_lag), 1, LMAX, "1 or more", F_FANOUT, S_FANOUT, "50000", "D",
+     "rate 0: deliveries outstanding over all subscribers (default 50000)"},
+
+    {"connections", 'c', K_LONG, OFF(connections), 1, 1000000, "1 or more", F_IDLE, S_IDLE, "1000",
+     "N", "connections (default 1000, at most 19000: the open-files limit is 20000)"},
+    {"hold", 0, K_DOUBLE, OFF(hold), 0, 86400, "seconds, 0 or more", F_IDLE, S_IDLE, "2", "S",
+     "seconds to hold them open before reading VmRSS (default 2)"},
+
+    {"rate", 0, K_DOUBLE, OFF(rate), 0, 1e8, "per second, 0 or more", F_CHURN, S_CHURN, "500", "C",
+     "connections opened per second (default 500)"},
+    {"size", 's', K_LONG, OFF(size), 0, MAX_SIZE, "0..1048576 bytes", F_CHURN, S_CHURN, "32", "B",
+     "message bytes (default 32)"},
+    {"binary", 0, K_FLAG, OFF(binary), 0, 0, NULL, F_CHURN, S_CHURN, NULL, NULL, "binary message"},
+};
+
+#define N_OPTS (sizeof opts / sizeof opts[0])
+
+static const char modes_text[] =
+    "Modes:\n"
+    "  echo    N connections to /echo, each keeping K messages in flight; every echo\n"
+    "          is timed and answered with the next message. Reports messages/s\n"
+    "          (echoes received per second in the measured window) and the round trip\n"
+    "          p50/p90/p99/p99.9 in microseconds.\n"
+    "  fanout  S subscribers (/ws?token=sub<i>) join rooms bench0..bench<R-1> (round-\n"
+    "          robin); P publishers (/ws?token=pub<j>, not members) send\n"
+    "          {\"type\":\"send_to_room\",\"payload\":{\"room_id\":\"bench<r>\",\"pub\":j,\n"
+    "          \"n\":seq,\"t\":send_ns,\"content\":\"wsb:j:seq:send_ns:xxxx...\"}} to every\n"
+    "          room in turn (the padding travels in content, the one payload member the\n"
+    "          reference peers relay). First the joins settle: probes go out until every\n"
+    "          subscriber has heard from every publisher. Subscribers find pub/n/t\n"
+    "          wherever they are in the received JSON (or in the content marker),\n"
+    "          and count deliveries, latency (now - t), and lost and duplicated\n"
+    "          deliveries per publisher and room (from n); other messages are ignored.\n"
+    "          Reports deliveries/s, published/s, latency percentiles, lost, duplicated.\n"
+    "  idle    N connections to /echo, handshake completed, then silent for --hold\n"
+    "          seconds. Reports the connect rate and, with --server-pid, the server's\n"
+    "          VmRSS growth per connection (use a freshly started server).\n"
+    "  churn   C new connections a second, each: connect, handshake, one message, its\n"
+    "          echo, close handshake, TCP close. Reports completed connections/s,\n"
+    "          failures, and the connect+echo+close latency percentiles.\n";
+
+static const char output_text[] =
+    "Output: a human summary on stdout, then one JSON line, always last (tail -1):\n"
+    "  {\"mode\", \"url\", \"params\":{...}, \"results\":{...}, \"server_cpu_s\",\n"
+    "   \"server_cpu_per_msg_us\" (echo, fanout: per delivery) or\n"
+    "   \"server_cpu_per_conn_us\" (idle: connect phase, churn), \"client_cpu_s\",\n"
+    "   \"client_cpu_pct\", \"server_rss_kib\", \"ok\", \"error\"}\n"
+    "  Latencies are in microseconds; server figures are null without --server-pid.\n"
+    "\n"
+    "Exit status: 0 success; 1 the run failed (connection failures over --max-failures,\n"
+    "lost connections, lost or duplicated deliveries, no traffic, a mode that could\n"
+    "not start, interrupted); 2 usage error.\n";
+
+#define HELP_COL   24
+#define HELP_WIDTH 82
+
+/* Writes text from column HELP_COL, wrapped at word boundaries before HELP_WIDTH. */
+static void help_wrapped(FILE *out, const char *text, int col)
+{
+    const char *p = text;
+    while (*p) {
+        if (col > HELP_COL) {
+            fputc('\n', out);
+            col = 0;
+        }
+        fprintf(out, "%*s", HELP_COL - col, "");
+        int room = HELP_WIDTH - HELP_COL;
+        int len = (int)strlen(p);
+        int cut = len;
+        if (len > room) {
+            cut = room;
+            while (cut > 0 && p[cut] != ' ')
+                cut--;
+            if (cut == 0) cut = room;
+        }
+        fprintf(out, "%.*s\n", cut, p);
+        p += cut;
+        while (*p == ' ')
+            p++;
+        col = 0;
+    }
+}
 
 static void usage(FILE *out)
 {
@@ -20,109 +197,25 @@ static void usage(FILE *out)
           "Load generator for wshub and the reference peers (seed-go, node-ws). One thread,\n"
           "edge-triggered epoll, pre-masked frames, batched writes. Run it on its own core\n"
           "(taskset -c 1 ...) and the server on another.\n"
-          "\n"
-          "Modes:\n"
-          "  echo    N connections to /echo, each keeping K messages in flight; every echo\n"
-          "          is timed and answered with the next message. Reports messages/s\n"
-          "          (echoes received per second in the measured window) and the round trip\n"
-          "          p50/p90/p99/p99.9 in microseconds.\n"
-          "  fanout  S subscribers (/ws?token=sub<i>) join rooms bench0..bench<R-1> (round-\n"
-          "          robin); P publishers (/ws?token=pub<j>, not members) send\n"
-          "          {\"type\":\"send_to_room\",\"payload\":{\"room_id\":\"bench<r>\",\"pub\":j,\n"
-          "          \"n\":seq,\"t\":send_ns,\"content\":\"wsb:j:seq:send_ns:xxxx...\"}} to every\n"
-          "          room in turn (the padding travels in content, the one payload member the\n"
-          "          reference peers relay). First the joins settle: probes go out until every\n"
-          "          subscriber has heard from every publisher. Subscribers find pub/n/t\n"
-          "          wherever they are in the received JSON (or in the content marker),\n"
-          "          and count deliveries, latency (now - t), and lost and duplicated\n"
-          "          deliveries per publisher and room (from n); other messages are ignored.\n"
-          "          Reports deliveries/s, published/s, latency percentiles, lost, duplicated.\n"
-          "  idle    N connections to /echo, handshake completed, then silent for --hold\n"
-          "          seconds. Reports the connect rate and, with --server-pid, the server's\n"
-          "          VmRSS growth per connection (use a freshly started server).\n"
-          "  churn   C new connections a second, each: connect, handshake, one message, its\n"
-          "          echo, close handshake, TCP close. Reports completed connections/s,\n"
-          "          failures, and the connect+echo+close latency percentiles.\n"
           "\n",
           out);
-    fputs("Common options:\n"
-          "  --url URL             ws://HOST:PORT[/PATH][?QUERY] (required). Without a path:\n"
-          "                        /echo (echo, idle, churn) or /ws (fanout). Only this host\n"
-          "                        is contacted.\n"
-          "  -d, --duration S      measured window, seconds (default 10; not idle)\n"
-          "  -w, --warmup S        warm-up before the window, seconds (default 2; not idle)\n"
-          "  --server-pid PID      the server's process: its CPU time (utime+stime from\n"
-          "                        /proc/PID/stat, all threads) over the window and its\n"
-          "                        VmRSS are reported\n"
-          "  --sources K           bind client sockets to 127.0.0.2 .. 127.0.0.(1+K) when the\n"
-          "                        server is on 127.x.x.x, so that ports and 4-tuples do not\n"
-          "                        run out (default 8; 0: let the kernel choose)\n"
-          "  --max-pending N       connects + handshakes in progress at once (default 512);\n"
-          "                        churn: connections in progress at once\n"
-          "  --max-failures N      connection failures tolerated before the run fails\n"
-          "                        (default 0)\n"
-          "  --timeout S           limit for the connect phase, for settling, and for the\n"
-          "                        fanout drain after the window (default 30)\n"
-          "  --ca FILE             wss:// URLs: trust the CAs in this PEM file (default: the\n"
-          "                        system's); the certificate and host are always verified\n"
-          "  --json-only           print only the JSON line (implies --quiet)\n"
-          "  -q, --quiet           no progress messages on stderr\n"
-          "  -h, --help            this help\n"
-          "  -V, --version         version\n"
-          "\n",
-          out);
-    fputs("echo options:\n"
-          "  -c, --connections N   connections (default 100)\n"
-          "  -k, --inflight K      messages in flight per connection (default 1)\n"
-          "  -s, --size B          payload bytes (default 32; text needs 16 or more: 16 hex\n"
-          "                        digits of the send time, then 'x'; binary 8 or more)\n"
-          "  --binary              binary messages (default text)\n"
-          "\n",
-          out);
-    fputs("echo, fanout and idle option:\n"
-          "  --deflate             offer permessage-deflate (client_no_context_takeover) and\n"
-          "                        inflate the server's compressed messages (the server must\n"
-          "                        answer server_no_context_takeover, as wshub always does);\n"
-          "                        what the bench sends stays uncompressed\n"
-          "\n",
-          out);
-    fputs("fanout options:\n"
-          "  --subscribers S       subscriber connections (default 1000)\n"
-          "  --publishers P        publisher connections (default 1)\n"
-          "  --rooms R             rooms, subscribers spread round-robin (default 1)\n"
-          "  -s, --size B          padding bytes per message (default 64)\n"
-          "  --rate M              messages per second from all publishers together;\n"
-          "                        0 = as fast as possible (default 0), limited by --window\n"
-          "                        and --max-lag\n"
-          "  --window W            rate 0: messages in flight per room, counted at the\n"
-          "                        room's slowest subscriber (default 64; keep it under the\n"
-          "                        server's per-connection queue, 256 in wshub and seed-go)\n"
-          "  --max-lag D           rate 0: deliveries outstanding over all subscribers\n"
-          "                        (default 50000)\n"
-          "\n",
-          out);
-    fputs("idle options:\n"
-          "  -c, --connections N   connections (default 1000, at most 19000: the open-files\n"
-          "                        limit is 20000)\n"
-          "  --hold S              seconds to hold them open before reading VmRSS (default 2)\n"
-          "\n"
-          "churn options:\n"
-          "  --rate C              connections opened per second (default 500)\n"
-          "  -s, --size B          message bytes (default 32)\n"
-          "  --binary              binary message\n"
-          "\n",
-          out);
-    fputs("Output: a human summary on stdout, then one JSON line, always last (tail -1):\n"
-          "  {\"mode\", \"url\", \"params\":{...}, \"results\":{...}, \"server_cpu_s\",\n"
-          "   \"server_cpu_per_msg_us\" (echo, fanout: per delivery) or\n"
-          "   \"server_cpu_per_conn_us\" (idle: connect phase, churn), \"client_cpu_s\",\n"
-          "   \"client_cpu_pct\", \"server_rss_kib\", \"ok\", \"error\"}\n"
-          "  Latencies are in microseconds; server figures are null without --server-pid.\n"
-          "\n"
-          "Exit status: 0 success; 1 the run failed (connection failures over --max-failures,\n"
-          "lost connections, lost or duplicated deliveries, no traffic, a mode that could\n"
-          "not start, interrupted); 2 usage error.\n",
-          out);
+    fputs(modes_text, out);
+    for (int s = 0; s < S_COUNT; s++) {
+        fprintf(out, "\n%s:\n", section_titles[s]);
+        for (size_t i = 0; i < N_OPTS; i++) {
+            const struct bench_opt *o = &opts[i];
+            if (o->section != (enum section)s) continue;
+            char head[64];
+            int n = o->short_name
+                        ? snprintf(head, sizeof head, "  -%c, --%s", o->short_name, o->name)
+                        : snprintf(head, sizeof head, "  --%s", o->name);
+            if (o->metavar) n += snprintf(head + n, sizeof head - (size_t)n, " %s", o->metavar);
+            fputs(head, out);
+            help_wrapped(out, o->help, n + 1 > HELP_COL ? n + 1 : n);
+        }
+    }
+    fputc('\n', out);
+    fputs(output_text, out);
 }
 
 BENCH_PRINTF(1, 2) static int usage_error(const char *fmt, ...)
@@ -136,68 +229,49 @@ BENCH_PRINTF(1, 2) static int usage_error(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-static bool parse_long(const char *s, long lo, long hi, long *out)
+/* Stores one value. false: out of range or not a number. */
+static bool opt_set(const struct bench_opt *o, const char *arg)
 {
+    char *field = (char *)&O + o->offset;
     char *end;
     errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
+    switch (o->kind) {
+    case K_LONG: {
+        long v = strtol(arg, &end, 10);
+        if (errno || end == arg || *end || (double)v < o->min || (double)v > o->max) return false;
+        memcpy(field, &v, sizeof v);
+        return true;
+    }
+    case K_DOUBLE: {
+        double v = strtod(arg, &end);
+        if (errno || end == arg || *end || !isfinite(v) || v < o->min || v > o->max) return false;
+        memcpy(field, &v, sizeof v);
+        return true;
+    }
+    case K_FLAG: {
+        bool v = true;
+        memcpy(field, &v, sizeof v);
+        return true;
+    }
+    case K_STR:
+        memcpy(field, &arg, sizeof arg);
+        return true;
+    default:
+        return true;
+    }
 }
 
-static bool parse_double(const char *s, double lo, double hi, double *out)
+/* The row of a name that applies to the mode, else the first row of that name. */
+static const struct bench_opt *opt_row(const char *name, enum mode m)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) return false;
-    *out = v;
-    return true;
+    const struct bench_opt *first = NULL;
+    for (size_t i = 0; i < N_OPTS; i++) {
+        if (strcmp(opts[i].name, name) != 0) continue;
+        if (opts[i].modes & (1u << m)) return &opts[i];
+        if (!first) first = &opts[i];
+    }
+    return first;
 }
-
-enum {
-    OPT_URL = 256,
-    OPT_BINARY,
-    OPT_SUBS,
-    OPT_PUBS,
-    OPT_ROOMS,
-    OPT_RATE,
-    OPT_WINDOW,
-    OPT_MAXLAG,
-    OPT_SOURCES,
-    OPT_HOLD,
-    OPT_PID,
-    OPT_JSON,
-    OPT_MAXPEND,
-    OPT_MAXFAIL,
-    OPT_DEFLATE,
-    OPT_TIMEOUT,
-    OPT_CA,
-};
-
-struct opt_rule {
-    int id;
-    const char *name;
-    unsigned modes;
-};
-
-static const struct opt_rule rules[] = {
-    {'c', "--connections", F_ECHO | F_IDLE},
-    {'k', "--inflight", F_ECHO},
-    {'s', "--size", F_ECHO | F_FANOUT | F_CHURN},
-    {OPT_BINARY, "--binary", F_ECHO | F_CHURN},
-    {'d', "--duration", F_ECHO | F_FANOUT | F_CHURN},
-    {'w', "--warmup", F_ECHO | F_FANOUT | F_CHURN},
-    {OPT_SUBS, "--subscribers", F_FANOUT},
-    {OPT_PUBS, "--publishers", F_FANOUT},
-    {OPT_ROOMS, "--rooms", F_FANOUT},
-    {OPT_RATE, "--rate", F_FANOUT | F_CHURN},
-    {OPT_WINDOW, "--window", F_FANOUT},
-    {OPT_MAXLAG, "--max-lag", F_FANOUT},
-    {OPT_HOLD, "--hold", F_IDLE},
-    {OPT_DEFLATE, "--deflate", F_ECHO | F_FANOUT | F_IDLE},
-};
 
 /* Adds the mode's default path when the URL names none. */
 static bool url_with_default_path(const char *in, const char *def, char *out, size_t cap)
@@ -227,171 +301,69 @@ int parse_args(int argc, char **argv)
     if (m < 0) return usage_error("unknown mode \"%s\" (echo, fanout, idle or churn)", argv[1]);
     O.mode = (enum mode)m;
 
-    /* defaults */
-    O.connections = O.mode == M_IDLE ? 1000 : 100;
-    O.inflight = 1;
-    O.size = O.mode == M_FANOUT ? 64 : 32;
-    O.duration = 10;
-    O.warmup = 2;
-    O.subscribers = 1000;
-    O.publishers = 1;
-    O.rooms = 1;
-    O.rate = O.mode == M_CHURN ? 500 : 0;
-    O.window = 64;
-    O.max_lag = 50000;
-    O.sources = 8;
-    O.hold = 2;
-    O.max_pending = 512;
-    O.max_failures = 0;
-    O.timeout = 30;
-    const char *url = NULL;
-    bool seen[OPT_TIMEOUT + 1] = {false};
+    /* Defaults from the rows of this mode; a name no row of this mode has keeps 0. */
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (opts[i].def && (opts[i].modes & (1u << O.mode))) opt_set(&opts[i], opts[i].def);
 
-    static const struct option longs[] = {
-        {"url", required_argument, NULL, OPT_URL},
-        {"connections", required_argument, NULL, 'c'},
-        {"inflight", required_argument, NULL, 'k'},
-        {"size", required_argument, NULL, 's'},
-        {"binary", no_argument, NULL, OPT_BINARY},
-        {"deflate", no_argument, NULL, OPT_DEFLATE},
-        {"duration", required_argument, NULL, 'd'},
-        {"warmup", required_argument, NULL, 'w'},
-        {"subscribers", required_argument, NULL, OPT_SUBS},
-        {"publishers", required_argument, NULL, OPT_PUBS},
-        {"rooms", required_argument, NULL, OPT_ROOMS},
-        {"rate", required_argument, NULL, OPT_RATE},
-        {"window", required_argument, NULL, OPT_WINDOW},
-        {"max-lag", required_argument, NULL, OPT_MAXLAG},
-        {"sources", required_argument, NULL, OPT_SOURCES},
-        {"hold", required_argument, NULL, OPT_HOLD},
-        {"server-pid", required_argument, NULL, OPT_PID},
-        {"json-only", no_argument, NULL, OPT_JSON},
-        {"quiet", no_argument, NULL, 'q'},
-        {"max-pending", required_argument, NULL, OPT_MAXPEND},
-        {"max-failures", required_argument, NULL, OPT_MAXFAIL},
-        {"timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"ca", required_argument, NULL, OPT_CA},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
-    };
+    /* getopt_long's tables, one entry per name (val: the index of its first row). */
+    static struct option longs[N_OPTS + 1];
+    char shorts[2 * N_OPTS + 2];
+    size_t nl = 0, ns = 0;
+    shorts[ns++] = ':';
+    for (size_t i = 0; i < N_OPTS; i++) {
+        bool dup = false;
+        for (size_t k = 0; k < nl; k++)
+            if (!strcmp(longs[k].name, opts[i].name)) dup = true;
+        if (dup) continue;
+        bool arg = opts[i].kind == K_LONG || opts[i].kind == K_DOUBLE || opts[i].kind == K_STR;
+        longs[nl++] = (struct option){opts[i].name, arg ? required_argument : no_argument, NULL,
+                                      256 + (int)i};
+        if (opts[i].short_name) {
+            shorts[ns++] = opts[i].short_name;
+            if (arg) shorts[ns++] = ':';
+        }
+    }
+    longs[nl] = (struct option){NULL, 0, NULL, 0};
+    shorts[ns] = '\0';
+
     optind = 2;
     int opt;
-    while ((opt = getopt_long(argc, argv, ":c:k:s:d:w:qhV", longs, NULL)) != -1) {
-        if (opt >= 0 && opt <= OPT_TIMEOUT) seen[opt] = true;
-        switch (opt) {
-        case OPT_URL:
-            url = optarg;
-            break;
-        case 'c':
-            if (!parse_long(optarg, 1, 1000000, &O.connections))
-                return usage_error("bad --connections \"%s\" (1 or more)", optarg);
-            break;
-        case 'k':
-            if (!parse_long(optarg, 1, 65536, &O.inflight))
-                return usage_error("bad --inflight \"%s\" (1..65536)", optarg);
-            break;
-        case 's':
-            if (!parse_long(optarg, 0, MAX_SIZE, &O.size))
-                return usage_error("bad --size \"%s\" (0..%d bytes)", optarg, MAX_SIZE);
-            break;
-        case OPT_BINARY:
-            O.binary = true;
-            break;
-        case OPT_DEFLATE:
-            O.deflate = true;
-            break;
-        case 'd':
-            if (!parse_double(optarg, 0.001, 86400, &O.duration))
-                return usage_error("bad --duration \"%s\" (seconds, over 0)", optarg);
-            break;
-        case 'w':
-            if (!parse_double(optarg, 0, 3600, &O.warmup))
-                return usage_error("bad --warmup \"%s\" (seconds, 0 or more)", optarg);
-            break;
-        case OPT_SUBS:
-            if (!parse_long(optarg, 1, 1000000, &O.subscribers))
-                return usage_error("bad --subscribers \"%s\" (1 or more)", optarg);
-            break;
-        case OPT_PUBS:
-            if (!parse_long(optarg, 1, 10000, &O.publishers))
-                return usage_error("bad --publishers \"%s\" (1..10000)", optarg);
-            break;
-        case OPT_ROOMS:
-            if (!parse_long(optarg, 1, 1000000, &O.rooms))
-                return usage_error("bad --rooms \"%s\" (1 or more)", optarg);
-            break;
-        case OPT_RATE:
-            if (!parse_double(optarg, 0, 1e8, &O.rate))
-                return usage_error("bad --rate \"%s\" (per second, 0 or more)", optarg);
-            break;
-        case OPT_WINDOW:
-            if (!parse_long(optarg, 1, 1000000, &O.window))
-                return usage_error("bad --window \"%s\" (1 or more)", optarg);
-            break;
-        case OPT_MAXLAG:
-            if (!parse_long(optarg, 1, LONG_MAX / 2, &O.max_lag))
-                return usage_error("bad --max-lag \"%s\" (1 or more)", optarg);
-            break;
-        case OPT_SOURCES:
-            if (!parse_long(optarg, 0, 250, &O.sources))
-                return usage_error("bad --sources \"%s\" (0..250)", optarg);
-            break;
-        case OPT_HOLD:
-            if (!parse_double(optarg, 0, 86400, &O.hold))
-                return usage_error("bad --hold \"%s\" (seconds, 0 or more)", optarg);
-            break;
-        case OPT_PID:
-            if (!parse_long(optarg, 1, INT_MAX, &O.server_pid))
-                return usage_error("bad --server-pid \"%s\"", optarg);
-            break;
-        case OPT_JSON:
-            O.json_only = true;
-            O.quiet = true;
-            break;
-        case 'q':
-            O.quiet = true;
-            break;
-        case OPT_MAXPEND:
-            if (!parse_long(optarg, 1, 100000, &O.max_pending))
-                return usage_error("bad --max-pending \"%s\" (1 or more)", optarg);
-            break;
-        case OPT_MAXFAIL:
-            if (!parse_long(optarg, 0, LONG_MAX / 2, &O.max_failures))
-                return usage_error("bad --max-failures \"%s\" (0 or more)", optarg);
-            break;
-        case OPT_TIMEOUT:
-            if (!parse_double(optarg, 0.1, 3600, &O.timeout))
-                return usage_error("bad --timeout \"%s\" (seconds)", optarg);
-            break;
-        case OPT_CA:
-            O.ca_file = optarg;
-            break;
-        case 'h':
+    while ((opt = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
+        const struct bench_opt *o = NULL;
+        if (opt >= 256)
+            o = &opts[opt - 256];
+        else if (opt != ':' && opt != '?')
+            for (size_t i = 0; i < N_OPTS && !o; i++)
+                if (opts[i].short_name == opt) o = &opts[i];
+        if (opt == ':') return usage_error("option %s needs a value", argv[optind - 1]);
+        if (!o) return usage_error("unknown option %s", argv[optind - 1]);
+        const struct bench_opt *row = opt_row(o->name, O.mode);
+        if (!(row->modes & (1u << O.mode)))
+            return usage_error("--%s does not apply to %s mode", row->name, mode_names[O.mode]);
+        if (row->kind == K_HELP) {
             usage(stdout);
             exit(EXIT_OK);
-        case 'V':
+        }
+        if (row->kind == K_VERSION) {
             printf(PROG " " WSHUB_VERSION "\n");
             exit(EXIT_OK);
-        case ':':
-            return usage_error("option %s needs a value", argv[optind - 1]);
-        default: {
-            const char *o = argv[optind - 1];
-            return usage_error("unknown option %s", o);
         }
+        if (!opt_set(row, optarg)) {
+            if (row->range)
+                return usage_error("bad --%s \"%s\" (%s)", row->name, optarg, row->range);
+            return usage_error("bad --%s \"%s\"", row->name, optarg);
         }
     }
     if (optind < argc) return usage_error("unexpected argument \"%s\"", argv[optind]);
-    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
-        if (seen[rules[i].id] && !(rules[i].modes & (1u << O.mode)))
-            return usage_error("%s does not apply to %s mode", rules[i].name, mode_names[O.mode]);
+    if (O.json_only) O.quiet = true;
 
-    if (!url) return usage_error("--url is required");
-    if (!url_with_default_path(url, O.mode == M_FANOUT ? "/ws" : "/echo", O.url, sizeof O.url))
+    if (!O.url_arg) return usage_error("--url is required");
+    if (!url_with_default_path(O.url_arg, O.mode == M_FANOUT ? "/ws" : "/echo", O.url,
+                               sizeof O.url))
         return usage_error("--url is too long");
     const char *why = NULL;
     if (wsc_url_parse(O.url, &g.url, &why) != 0)
-        return usage_error("bad --url \"%s\": %s", url, why ? why : "invalid");
+        return usage_error("bad --url \"%s\": %s", O.url_arg, why ? why : "invalid");
     if (O.ca_file && !g.url.tls) return usage_error("--ca applies to wss:// URLs only");
     if (g.url.tls) {
         char err[400];
