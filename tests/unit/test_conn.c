@@ -15,10 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "net/conn.h"
+#include "net/listener.h"
 
 struct tconn {
     struct conn c;
@@ -445,6 +449,45 @@ static void test_staged_partial_head_survives_drop(void **state)
     loop_destroy(loop);
 }
 
+static int accepted_fd = -1;
+
+static void on_accept_keep(struct listener *l, int fd)
+{
+    accepted_fd = fd;
+    loop_stop(l->loop);
+}
+
+/* TCP_NODELAY is set once on the listening socket; every accepted socket must carry
+ * it (Nagle would hold small frames back for the peer's delayed ACK). */
+static void test_accepted_sockets_have_nodelay(void **state)
+{
+    (void)state;
+    struct loop *loop = loop_create();
+    int lfd = listener_socket("127.0.0.1", 0, 0);
+    assert_true(lfd >= 0);
+    struct listener l;
+    memset(&l, 0, sizeof l);
+    assert_int_equal(listener_start(&l, loop, lfd, on_accept_keep, NULL), 0);
+    for (int i = 0; i < 3; i++) {
+        struct sockaddr_in sin = {.sin_family = AF_INET,
+                                  .sin_port = htons((uint16_t)listener_port(lfd))};
+        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int c = socket(AF_INET, SOCK_STREAM, 0);
+        assert_int_equal(connect(c, (struct sockaddr *)&sin, sizeof sin), 0);
+        accepted_fd = -1;
+        spin(loop, 1000);
+        assert_true(accepted_fd >= 0);
+        int v = 0;
+        socklen_t vl = sizeof v;
+        assert_int_equal(getsockopt(accepted_fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl), 0);
+        assert_int_equal(v, 1);
+        close(accepted_fd);
+        close(c);
+    }
+    listener_close(&l);
+    loop_destroy(loop);
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -465,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_drop_and_discard_keep_partial_head),
         cmocka_unit_test(test_coalesced_partial_writes),
         cmocka_unit_test(test_staged_partial_head_survives_drop),
+        cmocka_unit_test(test_accepted_sockets_have_nodelay),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }
