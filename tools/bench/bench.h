@@ -80,6 +80,7 @@ struct opts {
     long window, max_lag;
     long sources;
     double hold;
+    bool users;      /* idle: a distinct token (user) per connection */
     long server_pid; /* 0: none */
     bool json_only, quiet;
     long max_pending;

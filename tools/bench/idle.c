@@ -8,6 +8,14 @@
 
 #include "bench.h"
 
+/* --users: each connection its own user, ?token=user<i> (the user id under
+ * --auth none), as on a hub endpoint where every client is somebody else. */
+static const char *idle_token(const struct conn *c)
+{
+    (void)c;
+    return "user";
+}
+
 int run_idle(void)
 {
     g.n_conns = (size_t)O.connections;
@@ -22,7 +30,8 @@ int run_idle(void)
     cpu_mark(&a);
     progress("idle: opening %zu connections to %s (%ld in progress at most)", g.n_conns, O.url,
              O.max_pending);
-    bool ok = connect_all(0, g.n_conns, NULL, a.t + (int64_t)(O.timeout * 1e9));
+    bool ok =
+        connect_all(0, g.n_conns, O.users ? idle_token : NULL, a.t + (int64_t)(O.timeout * 1e9));
     cpu_mark(&b);
     double connect_s = (double)(b.t - a.t) / 1e9;
     double rate = connect_s > 0 ? (double)g.opened / connect_s : 0;
@@ -57,8 +66,9 @@ int run_idle(void)
         printf("  still open     %zu\n", still_open);
     }
     json_begin();
-    jcat(",\"params\":{\"connections\":%ld,\"sources\":%ld,\"hold_s\":%g,\"max_pending\":%ld}",
-         O.connections, O.sources, O.hold, O.max_pending);
+    jcat(",\"params\":{\"connections\":%ld,\"sources\":%ld,\"hold_s\":%g,\"max_pending\":%ld,"
+         "\"users\":%s}",
+         O.connections, O.sources, O.hold, O.max_pending, O.users ? "true" : "false");
     jcat(",\"results\":{\"opened\":%zu,\"still_open\":%zu,\"connect_s\":%.3f,"
          "\"connect_rate_per_s\":%.0f,\"connect_failures\":%llu,\"disconnects\":%llu,"
          "\"rss_before_kib\":",

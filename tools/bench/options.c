@@ -115,6 +115,10 @@ static const struct bench_opt opts[] = {
     {"hold", 0, K_DOUBLE, OFF(hold), 0, 86400, "seconds, 0 or more", F_IDLE, S_IDLE, "2", "S",
      "seconds to hold them open before reading VmRSS (default 2)"},
 
+    {"users", 0, K_FLAG, OFF(users), 0, 0, NULL, F_IDLE, S_IDLE, NULL, NULL,
+     "each connection its own user: ?token=user<i> is added to the URL (for a hub endpoint "
+     "such as /ws; the token is the user id under --auth none)"},
+
     {"rate", 0, K_DOUBLE, OFF(rate), 0, 1e8, "per second, 0 or more", F_CHURN, S_CHURN, "500", "C",
      "connections opened per second (default 500)"},
     {"size", 's', K_LONG, OFF(size), 0, MAX_SIZE, "0..1048576 bytes", F_CHURN, S_CHURN, "32", "B",
@@ -141,9 +145,11 @@ static const char modes_text[] =
     "          and count deliveries, latency (now - t), and lost and duplicated\n"
     "          deliveries per publisher and room (from n); other messages are ignored.\n"
     "          Reports deliveries/s, published/s, latency percentiles, lost, duplicated.\n"
-    "  idle    N connections to /echo, handshake completed, then silent for --hold\n"
-    "          seconds. Reports the connect rate and, with --server-pid, the server's\n"
-    "          VmRSS growth per connection (use a freshly started server).\n"
+    "  idle    N connections to /echo (or the --url path; with --users each is its\n"
+    "          own user), handshake completed, then silent for --hold seconds. Reports\n"
+    "          the connect rate and, with --server-pid, the server's VmRSS growth per\n"
+    "          connection (use a freshly started server) and its CPU per connection\n"
+    "          over the connect phase.\n"
     "  churn   C new connections a second, each: connect, handshake, one message, its\n"
     "          echo, close handshake, TCP close. Reports completed connections/s,\n"
     "          failures, and the connect+echo+close latency percentiles.\n";
