@@ -325,33 +325,48 @@ size_t conn_queue_take(struct conn *c, uint8_t *dst, size_t cap)
 
 static _Thread_local uint8_t stage_buf[CONN_STAGE_SIZE];
 
-/* Builds the iovec for the oldest queued bytes; returns the count, *want the bytes. */
+/* Builds the iovec for the oldest queued bytes; returns the count, *want the bytes.
+ * A run of small frames is copied into the staging buffer only once it has a second
+ * frame: a lone small frame (the common case at a low message rate) is written from
+ * where it is. */
 static int gather(const struct conn *c, struct iovec *iov, size_t *want)
 {
     int n = 0;
     size_t used = 0, total = 0;
-    bool last_staged = false;
+    bool in_run = false;     /* iov[n - 1] is a run of small frames */
+    bool run_copied = false; /* ... already in the staging buffer */
     for (uint32_t i = 0; i < c->out_count; i++) {
         struct wh_msg *m = ring_at(c, i);
         size_t off = i == 0 ? c->q->off : 0;
         uint8_t *p = m->data + off;
         size_t len = m->len - off;
         if (len < CONN_COALESCE_MIN) {
-            if (used + len > CONN_STAGE_SIZE) break;
-            if (!last_staged) {
+            if (!in_run) {
                 if (n == CONN_IOV_MAX) break;
-                iov[n].iov_base = stage_buf + used;
-                iov[n++].iov_len = 0;
-                last_staged = true;
+                iov[n].iov_base = p; /* alone so far: in place */
+                iov[n++].iov_len = len;
+                in_run = true;
+                run_copied = false;
+                total += len;
+                continue;
+            }
+            struct iovec *run = &iov[n - 1];
+            size_t need = len + (run_copied ? 0 : run->iov_len);
+            if (used + need > CONN_STAGE_SIZE) break;
+            if (!run_copied) {
+                memcpy(stage_buf + used, run->iov_base, run->iov_len);
+                run->iov_base = stage_buf + used;
+                used += run->iov_len;
+                run_copied = true;
             }
             memcpy(stage_buf + used, p, len);
-            iov[n - 1].iov_len += len;
+            run->iov_len += len;
             used += len;
         } else {
             if (n == CONN_IOV_MAX) break;
             iov[n].iov_base = p;
             iov[n++].iov_len = len;
-            last_staged = false;
+            in_run = false;
         }
         total += len;
     }
