@@ -65,15 +65,23 @@ struct ws_handler {
 
 enum ws_state { WS_OPEN = 0, WS_CLOSE_SENT = 1, WS_DONE = 2 };
 
-struct ws_conn {
-    struct conn c; /* first: conn callbacks hand back this pointer */
+/* The reader of a connection with a frame or message left unfinished by the last
+ * read, and when that message began. Allocated only then (see ws_on_data): between
+ * messages, which is where an idle connection always is, input is parsed by a
+ * per-thread reader, so a connection does not carry one. */
+struct ws_partial {
     struct ws_reader r;
+    uint64_t msg_start_ms; /* 0 unless message_timeout_ms is set */
+};
+
+struct ws_conn {
+    struct conn c;           /* first: conn callbacks hand back this pointer */
+    struct ws_partial *part; /* NULL between messages */
     const struct ws_handler *h;
     const struct ws_options *opt;
     void *ud;
     uint64_t last_rx_ms;
     uint64_t next_ping_ms;
-    uint64_t msg_start_ms; /* when the message in progress began; 0: none */
     uint16_t close_code;
     uint8_t state;
     uint8_t ping_paused;          /* reading paused by a ping flood; resumed on drain */
