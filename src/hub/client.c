@@ -49,16 +49,16 @@ void hub_client_trace(struct client *c, const struct trace_ctx *ctx)
 
 int hub_client_resume(struct client *c, uint64_t since, const char *epoch)
 {
-    if (!c->resume && !(c->resume = calloc(1, sizeof *c->resume))) return -1;
-    c->resume->since = since;
-    snprintf(c->resume->epoch, sizeof c->resume->epoch, "%s", epoch ? epoch : "");
+    if (!c->upos && !(c->upos = calloc(1, sizeof *c->upos))) return -1;
+    c->upos->since = since;
+    snprintf(c->upos->epoch, sizeof c->upos->epoch, "%s", epoch ? epoch : "");
     return 0;
 }
 
 static void client_free(struct client *c)
 {
-    hist_unref(c->ustream);
-    free(c->resume);
+    if (c->upos) hist_unref(c->upos->stream);
+    free(c->upos);
     if (c->has_id) auth_identity_free(&c->id);
     free(c->rooms);
     free(c);
@@ -358,32 +358,33 @@ static int do_query(struct client *c, struct envelope *env)
 static void open_session(struct client *c)
 {
     struct hub *h = c->sh->hub;
+    struct user_pos *up = c->upos;
     bool created = false;
     struct hist_stream *s = hist_get(h->hist, HIST_USER, c->user, true, &created);
-    struct resume_req *rq = c->resume;
-    c->resume = NULL;
     if (!s) {
-        free(rq);
+        free(up); /* no position: the connection works as one without ?since= */
+        c->upos = NULL;
         return;
     }
     if (created) registry_user_stream(h, c->user, s);
-    c->ustream = s;
+    up->stream = s;
     hist_lock(s);
     uint64_t top = hist_top(s);
-    c->user_live_from = top; /* what was in flight before now is not delivered twice */
+    up->live_from = top; /* what was in flight before now is not delivered twice */
     hist_unlock(s);
     bool ok = false;
-    if (rq->epoch[0]) {
+    uint64_t replayed = 0;
+    if (up->epoch[0]) {
         struct recover_trace rt;
-        recover_trace_begin(&rt, &c->tctx, "user", c->user, rq->since);
-        ok = begin_recovery(c, s, 1, rq->since, rq->epoch, &c->user_cursor, &c->user_live_from);
-        c->user_replaying = ok;
-        recover_trace_end(&rt, ok, ok && top > rq->since ? top - rq->since : 0);
+        recover_trace_begin(&rt, &c->tctx, "user", c->user, up->since);
+        ok = begin_recovery(c, s, 1, up->since, up->epoch, &up->cursor, &up->live_from);
+        up->replaying = ok;
+        replayed = ok && top > up->since ? top - up->since : 0;
+        recover_trace_end(&rt, ok, replayed);
     }
-    json_t *p = json_pack("{s:s, s:I, s:s, s:b, s:I}", "user_id", c->user, "seq", (json_int_t)top,
-                          "epoch", hist_epoch(s), "recovered", ok, "replayed",
-                          (json_int_t)(ok && top > rq->since ? top - rq->since : 0));
-    free(rq);
+    json_t *p =
+        json_pack("{s:s, s:I, s:s, s:b, s:I}", "user_id", c->user, "seq", (json_int_t)top, "epoch",
+                  hist_epoch(s), "recovered", ok, "replayed", (json_int_t)replayed);
     reply(c, "session", p, NULL);
     json_decref(p);
     if (ok) replay_pump(c);
@@ -397,7 +398,7 @@ static void on_open(struct ws_conn *ws)
     shard_user_link(c->sh, c);
     registry_user_add(c->sh->hub, c->user);
     c->opened_ms = loop_now(c->sh->loop);
-    if (c->resume) open_session(c);
+    if (c->upos) open_session(c);
     if (LOG_DEBUG >= log_min_level) {
         char tid[33];
         bool t = c->tctx.valid && (c->tctx.flags & TRACE_FLAG_SAMPLED);
