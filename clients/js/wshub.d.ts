@@ -137,7 +137,7 @@ export declare class WshubClient {
   on(type: string, fn: (payload: any, msg: ServerMessage) => void): () => void;
   off(type: string, fn: (...args: any[]) => void): void;
 
-  join(room: string, options?: { presence?: boolean }): Promise<ServerMessage>;
+  join(room: string, options?: { presence?: boolean; since?: { seq: number; epoch: string } }): Promise<ServerMessage>;
   leave(room: string): Promise<ServerMessage>;
   sendToRoom(room: string, payload?: Record<string, unknown>): Promise<ServerMessage>;
   sendToUser(user: string, payload?: Record<string, unknown>): Promise<ServerMessage>;

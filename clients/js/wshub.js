@@ -149,10 +149,16 @@ export class WshubClient {
 
   // ----------------------------------------------------------------- requests
 
-  join(room, { presence } = {}) {
+  // since {seq, epoch}: a position saved earlier (a page reload): the server replays
+  // what came after it, or answers recovered: false.
+  join(room, { presence, since } = {}) {
     let r = this.rooms.get(room);
     if (!r) {
       r = { seq: null, epoch: null, joined: false, presence, waiters: [] };
+      if (since && typeof since.seq === 'number' && since.epoch) {
+        r.seq = since.seq;
+        r.epoch = since.epoch;
+      }
       this.rooms.set(room, r);
     } else if (presence !== undefined) r.presence = presence;
     if (this._stopped) return Promise.reject(new WshubError('closed', 'the client is closed'));

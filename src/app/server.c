@@ -374,7 +374,8 @@ static int server_prepare(struct wh_server *s, int n_workers)
     s->api.api_key = cfg->api_key && *cfg->api_key ? cfg->api_key : NULL;
     s->api.gather = server_metrics_gather;
     s->api.gather_ud = s;
-    routes_init(&s->routes, cfg, &s->wsopt, s->hub, s->auth, s->origins, &s->api);
+    if (routes_init(&s->routes, cfg, &s->wsopt, s->hub, s->auth, s->origins, &s->api) < 0)
+        return -1;
     if (ac.mode == AUTH_NONE)
         log_warn("authentication is OFF (--auth none): the token is taken as the user id. "
                  "Development only: use --auth hs256 or rs256 in production",
