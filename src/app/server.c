@@ -368,6 +368,7 @@ static int server_prepare(struct wh_server *s, int n_workers)
     }
     if (split_origins(s, cfg->allowed_origins) < 0) return -1;
     if (prepare_tls(s) < 0) return -1;
+    hc.auth = s->auth; /* refresh tokens on open connections */
     s->hub = hub_create(&hc, n_workers);
     if (!s->hub) return -1;
     s->api.hub = s->hub;

@@ -57,8 +57,12 @@ struct wh_stats {
     uint64_t hub_slow_closes;    /* connections closed with 1013 */
     uint64_t hub_errors[16];     /* error messages sent, by enum proto_err */
     uint64_t hub_rate_limited;
-    uint64_t hub_strike_closes;                        /* closed 1008 after repeated bad messages */
-    uint64_t handshake_reason[HSR_COUNT];              /* each also counted in handshake_failures */
+    uint64_t hub_strike_closes;           /* closed 1008 after repeated bad messages */
+    uint64_t hub_token_expiring;          /* token_expiring warnings sent */
+    uint64_t hub_token_refreshes;         /* refresh accepted: the connection's token replaced */
+    uint64_t hub_token_refused;           /* refresh refused (bad token, another user) */
+    uint64_t hub_token_expired_closes;    /* closed 4001: the token expired, no refresh */
+    uint64_t handshake_reason[HSR_COUNT]; /* each also counted in handshake_failures */
     uint64_t hub_qdepth_buckets[STATS_QDEPTH_BUCKETS]; /* send-queue depth per delivery */
     uint64_t hub_qdepth_sum;
     uint64_t hub_latency_buckets[STATS_LATENCY_BUCKETS]; /* publish to queued, per recipient */

@@ -48,6 +48,7 @@ struct hub_config {
     uint32_t strikes_to_close;   /* consecutive bad messages before close 1008 */
     uint32_t max_conns;          /* /ws connections in total (0: unlimited) */
     uint32_t max_conns_per_ip;   /* from one address (0: unlimited) */
+    const struct auth *auth;     /* verifies `refresh` tokens; NULL: refresh refused */
 };
 
 struct hub;

@@ -97,7 +97,8 @@ struct client {
     bool has_id;
     struct rate_bucket rl;
     uint32_t strikes;
-    uint64_t dropped; /* messages lost to drop-oldest since the client was last told */
+    uint64_t dropped;  /* messages lost to drop-oldest since the client was last told */
+    bool token_warned; /* token_expiring sent for the current token (token.c) */
     char user[AUTH_MAX_USER + 1];
     char ip[46];
     char cid[17];          /* client id, hex */

@@ -112,11 +112,18 @@ static void schedule(struct ws_conn *ws)
         at = ws->c.blocked_since_ms + o->write_timeout_ms;
     if (o->message_timeout_ms && ws->msg_start_ms && ws->msg_start_ms + o->message_timeout_ms < at)
         at = ws->msg_start_ms + o->message_timeout_ms;
+    if (ws->app_deadline_ms && ws->app_deadline_ms < at) at = ws->app_deadline_ms;
     if (at == UINT64_MAX) {
         conn_timer_cancel(&ws->c);
         return;
     }
     conn_timer_arm(&ws->c, at > now ? at - now : 0);
+}
+
+void ws_set_deadline(struct ws_conn *ws, uint64_t at_ms)
+{
+    ws->app_deadline_ms = at_ms;
+    if (ws->state == WS_OPEN && !conn_closed(&ws->c)) schedule(ws);
 }
 
 void ws_close(struct ws_conn *ws, unsigned code, const char *reason)
@@ -321,6 +328,11 @@ static void ws_on_timer(struct conn *c)
                   (unsigned long long)(now - ws->last_rx_ms));
         ws_fail(ws, WS_CLOSE_GOING_AWAY, "read timeout");
         return;
+    }
+    if (ws->app_deadline_ms && now >= ws->app_deadline_ms) {
+        ws->app_deadline_ms = 0;
+        if (ws->h->on_deadline) ws->h->on_deadline(ws);
+        if (ws->state != WS_OPEN || conn_closed(c)) return; /* it closed: no more timers */
     }
     if (o->ping_interval_ms && now >= ws->next_ping_ms) {
         STAT_INC(ws_pings_sent);

@@ -61,6 +61,8 @@ struct ws_handler {
     /* Last call for this connection (optional). code: the close code received or
      * sent, or 1006 when the connection ended without a closing handshake. */
     void (*on_close)(struct ws_conn *ws, unsigned code);
+    /* The deadline set with ws_set_deadline has come (optional). It may close. */
+    void (*on_deadline)(struct ws_conn *ws);
 };
 
 enum ws_state { WS_OPEN = 0, WS_CLOSE_SENT = 1, WS_DONE = 2 };
@@ -73,7 +75,8 @@ struct ws_conn {
     void *ud;
     uint64_t last_rx_ms;
     uint64_t next_ping_ms;
-    uint64_t msg_start_ms; /* when the message in progress began; 0: none */
+    uint64_t msg_start_ms;    /* when the message in progress began; 0: none */
+    uint64_t app_deadline_ms; /* the handler's deadline (loop time); 0: none */
     uint16_t close_code;
     uint8_t state;
     uint8_t ping_paused;          /* reading paused by a ping flood; resumed on drain */
@@ -98,6 +101,10 @@ int ws_send(struct ws_conn *ws, enum ws_opcode op, const void *data, size_t len)
 
 /* Queues a frame built by ws_frame_new, taking one reference. */
 void ws_send_frame(struct ws_conn *ws, struct wh_msg *frame);
+
+/* Arms the handler's deadline at loop time at_ms (0 cancels): on_deadline is called
+ * then, by the connection's one liveness timer (no timer of its own). */
+void ws_set_deadline(struct ws_conn *ws, uint64_t at_ms);
 
 /* Starts the closing handshake (no-op unless open). */
 void ws_close(struct ws_conn *ws, unsigned code, const char *reason);
