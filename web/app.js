@@ -11,6 +11,13 @@ const STATS = 'stats';
 
 let client = null;
 let current = localStorage.getItem('wshub.room') || 'lobby';
+// Rooms this page is in (it stays in them all, like a chat app's sidebar).
+let joinedRooms = [];
+try {
+  joinedRooms = JSON.parse(localStorage.getItem('wshub.rooms')) || [];
+} catch {
+  joinedRooms = [];
+}
 let me = null;
 const logs = new Map(); // room -> {epoch, seq, msgs: [{from, content, ts, seq}]}
 
@@ -125,7 +132,7 @@ async function refreshLists() {
     ul.replaceChildren(...list.map((r) => {
       const li = document.createElement('li');
       li.dataset.room = r.room_id;
-      if (r.room_id === current) li.className = 'active';
+      li.className = (r.room_id === current ? 'active' : '') + (joinedRooms.includes(r.room_id) ? ' joined' : '');
       const name = document.createElement('span');
       name.textContent = `#${r.room_id}`;
       const n = document.createElement('span');
@@ -153,19 +160,25 @@ function joinOptions(room) {
   return l.epoch && typeof l.seq === 'number' ? { since: { seq: l.seq, epoch: l.epoch } } : {};
 }
 
+function joinRoom(room) {
+  if (!joinedRooms.includes(room)) {
+    joinedRooms.push(room);
+    localStorage.setItem('wshub.rooms', JSON.stringify(joinedRooms));
+  }
+  return client.join(room, joinOptions(room)).catch((e) => {
+    joinedRooms = joinedRooms.filter((r) => r !== room);
+    localStorage.setItem('wshub.rooms', JSON.stringify(joinedRooms));
+    if (room === current) notice(`could not join #${room}: ${e.code || e.message}`);
+  });
+}
+
 async function switchRoom(room) {
-  if (!room || room === current) return;
-  const prev = current;
+  if (!room || room === current || room === STATS) return;
   current = room;
   localStorage.setItem('wshub.room', room);
   notice('');
   renderMessages();
-  if (prev !== STATS) client.leave(prev).catch(() => {});
-  try {
-    await client.join(room, joinOptions(room));
-  } catch (e) {
-    notice(`could not join #${room}: ${e.code || e.message}`);
-  }
+  await joinRoom(room);
   refreshLists();
 }
 
@@ -247,7 +260,7 @@ function start(cred) {
   });
 
   renderMessages();
-  client.join(current, joinOptions(current)).catch((e) => notice(`could not join #${current}: ${e.code || e.message}`));
+  for (const room of new Set([current, ...joinedRooms])) joinRoom(room);
   client.join(STATS, { presence: false }).catch(() => {});
   setInterval(refreshLists, 5000);
 }
