@@ -386,3 +386,32 @@ test('after a server restart the room cannot be continued: recovery_failed, then
   await bob.request('chat_message', { room_id: 'news', content: 'after' });
   await live;
 });
+
+test('installed as a package in Node without a global WebSocket: falls back to ws', async () => {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const { execFile } = require('node:child_process');
+  const srv = await server();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wshub-client-pkg-'));
+  cleanups.push(async () => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.mkdirSync(path.join(dir, 'node_modules'));
+  fs.symlinkSync(path.join(__dirname, '..', '..', 'clients', 'js'), path.join(dir, 'node_modules', 'wshub-client'));
+  fs.symlinkSync(path.dirname(require.resolve('ws/package.json')), path.join(dir, 'node_modules', 'ws'));
+  fs.writeFileSync(path.join(dir, 'main.mjs'), `
+    import { connect } from 'wshub-client';
+    delete globalThis.WebSocket;
+    const c = connect(process.argv[2], { token: 'pkg-user' });
+    c.on('connect', async () => {
+      const r = await c.join('pkg-room');
+      console.log(JSON.stringify({ type: r.type, users: (await c.onlineUsers()).online_users }));
+      c.close();
+    });
+    c.on('error', (e) => console.error('client error:', e.message));
+    setTimeout(() => { console.error('state after 20 s:', c.state); process.exit(3); }, 20000).unref();
+  `);
+  const out = await new Promise((resolve, reject) => {
+    execFile(process.execPath, ['--preserve-symlinks', path.join(dir, 'main.mjs'), wsUrl(srv.port)], { cwd: dir, timeout: 30000 },
+      (err, stdout, stderr) => (err ? reject(new Error(`${err.message} (exit ${err.code}, signal ${err.signal})\n${stdout}\n${stderr}`)) : resolve(stdout)));
+  });
+  assert.deepEqual(JSON.parse(out), { type: 'room_joined', users: ['pkg-user'] });
+});
