@@ -413,16 +413,16 @@ export class WshubClient {
   // the offline queue in order, then the connection counts as open.
   async _rejoin() {
     const ws = this._ws;
+    const reconnect = this._connects > 0;
     const tried = new Set();
     // Rooms joined by the application during the pass are taken by the next round.
     for (;;) {
       const todo = [...this.rooms.entries()].filter(([room]) => !tried.has(room));
       if (!todo.length) break;
       for (const [room] of todo) tried.add(room);
-      await Promise.allSettled(todo.map(([room, r]) => this._joinRoom(room, r, true)));
+      await Promise.allSettled(todo.map(([room, r]) => this._joinRoom(room, r, reconnect)));
       if (this._ws !== ws || this._stopped) return;
     }
-    const reconnect = this._connects > 0;
     this._connects++;
     this._setState('open');
     const queued = this._queue.splice(0);

@@ -2,6 +2,7 @@
  * through the hub like a client's message, so a backend's chat, notification and
  * data messages reach members exactly as a client's would. */
 #include "api/api.h"
+#include "api/api_internal.h"
 
 #include <openssl/crypto.h>
 #include <stdbool.h>
@@ -76,17 +77,26 @@ static int path_decode(const char *s, size_t n, char *out, size_t cap)
     return (int)k;
 }
 
-/* /api/rooms/{id}/members, with {id} percent-decoded. */
+static bool ends_with(const struct http_request *req, size_t pl, const char *suffix)
+{
+    size_t sl = strlen(suffix);
+    return req->path_len > pl + sl && memcmp(req->path + req->path_len - sl, suffix, sl) == 0;
+}
+
+/* /api/rooms/{id}/members and /api/rooms/{id}/history, /api/users/{id}/history, with
+ * {id} percent-decoded. */
 static void room_members(struct http_ctx *ctx, void *ud)
 {
     struct api *a = ud;
     const struct http_request *req = ctx->req;
-    static const char prefix[] = "/api/rooms/", suffix[] = "/members";
-    size_t pl = sizeof prefix - 1, sl = sizeof suffix - 1;
-    if (req->path_len <= pl + sl || memcmp(req->path + req->path_len - sl, suffix, sl) != 0) {
+    bool user = req->path_len > 11 && memcmp(req->path, "/api/users/", 11) == 0;
+    size_t pl = 11; /* strlen("/api/rooms/") == strlen("/api/users/") */
+    bool history = ends_with(req, pl, "/history");
+    if (!history && (user || !ends_with(req, pl, "/members"))) {
         http_respond_error(ctx, 404, "not_found", "no such endpoint", NULL);
         return;
     }
+    size_t sl = 8; /* strlen("/history") == strlen("/members") */
     size_t seg_len = req->path_len - pl - sl;
     char room[PROTO_MAX_NAME + 1];
     if (memchr(req->path + pl, '/', seg_len)) {
@@ -96,6 +106,10 @@ static void room_members(struct http_ctx *ctx, void *ud)
     if (path_decode(req->path + pl, seg_len, room, sizeof room) <= 0) {
         http_respond_error(ctx, 400, "bad_field", "room id is empty, too long or badly encoded",
                            NULL);
+        return;
+    }
+    if (history) {
+        api_history(ctx, a, user, room);
         return;
     }
     json_t *m = hub_room_members(a->hub, room);
@@ -109,7 +123,7 @@ static void room_members(struct http_ctx *ctx, void *ud)
         json_pack("{s:s, s:o, s:I}", "room_id", room, "members", m, "count", (json_int_t)n));
 }
 
-static int key_ok(const struct api *a, const struct http_request *req)
+int api_key_ok(const struct api *a, const struct http_request *req)
 {
     const char *given = NULL;
     size_t glen = 0;
@@ -135,7 +149,7 @@ static void publish(struct http_ctx *ctx, void *ud)
                            "the publish API is disabled: start wshub with --api-key", NULL);
         return;
     }
-    if (!key_ok(a, ctx->req)) {
+    if (!api_key_ok(a, ctx->req)) {
         http_respond_error(ctx, 401, "unauthorized", "missing or wrong API key",
                            "WWW-Authenticate: Bearer\r\n");
         return;
@@ -216,8 +230,9 @@ static void publish(struct http_ctx *ctx, void *ud)
                    : json_pack("{s:s, s:s}", "status", "no_members", "room_id",
                                json_string_value(room));
     } else if (user) {
-        hub_publish_user(a->hub, json_string_value(user), t, &pp, NULL);
-        resp = json_pack("{s:s, s:s}", "status", "published", "user_id", json_string_value(user));
+        uint64_t seq = hub_publish_user(a->hub, json_string_value(user), t, &pp, NULL);
+        resp = json_pack("{s:s, s:s, s:I}", "status", "published", "user_id",
+                         json_string_value(user), "seq", (json_int_t)seq);
     } else {
         hub_publish_all(a->hub, t, &pp, NULL);
         resp = json_pack("{s:s, s:b}", "status", "published", "broadcast", 1);
@@ -254,11 +269,9 @@ static void metrics(struct http_ctx *ctx, void *ud)
 void api_add_routes(struct api *a, struct http_route *routes, size_t *n, size_t max)
 {
     const struct http_route mine[] = {
-        {"GET", "/api/online", online, a},
-        {"GET", "/api/rooms", rooms, a},
-        {"GET", "/api/rooms/*", room_members, a},
-        {"POST", "/api/publish", publish, a},
-        {"GET", "/readyz", readyz, a},
+        {"GET", "/api/online", online, a},        {"GET", "/api/rooms", rooms, a},
+        {"GET", "/api/rooms/*", room_members, a}, {"GET", "/api/users/*", room_members, a},
+        {"POST", "/api/publish", publish, a},     {"GET", "/readyz", readyz, a},
         {"GET", "/metrics", metrics, a},
     };
     for (size_t i = 0; i < sizeof mine / sizeof mine[0] && *n < max; i++)

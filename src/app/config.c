@@ -319,6 +319,40 @@ static const struct opt_def options[] = {
      .metavar = "ROOM:TIME,...",
      .help = "Push the host's live CPU, memory, load and network figures as data_update to "
              "ROOM every TIME, while the room has members. Empty: no stream."},
+    {.name = "history-size",
+     .kind = K_UINT,
+     FIELD(history_size),
+     .def = "100",
+     .max = 1000000,
+     .group = G_HUB,
+     .help = "Messages kept per room and per user for clients that reconnect (recovery with "
+             "join_room's since and ?since=). 0: none (positions are still kept)."},
+    {.name = "history-ttl",
+     .kind = K_DURATION,
+     FIELD(history_ttl_ms),
+     .def = "5m",
+     .max = DAY,
+     .group = G_HUB,
+     .help = "Oldest message kept in a history; also how long a room's or user's position "
+             "outlives its last member or connection. 0: no age limit."},
+    {.name = "history-memory",
+     .kind = K_SIZE,
+     FIELD(history_memory),
+     .def = "256MiB",
+     .min = MIB,
+     .max = 64 * GIB,
+     .group = G_HUB,
+     .help = "Memory for all history together; past it the history of the streams used least "
+             "recently is dropped first (clients then get recovered: false)."},
+    {.name = "history",
+     .kind = K_STRING,
+     FIELD(history_rules),
+     .def = "stats:0:0",
+     .group = G_HUB,
+     .metavar = "PATTERN:SIZE:TTL,...",
+     .help = "History limits for rooms whose id matches PATTERN ('*' matches any run of "
+             "characters); the first match wins, others get --history-size/--history-ttl. "
+             "The default keeps none for the live stats stream."},
 
     {.name = "auth",
      .kind = K_ENUM,

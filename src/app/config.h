@@ -76,6 +76,10 @@ struct wh_config {
     bool client_broadcast;       /* --client-broadcast */
     uint32_t max_rooms_per_conn; /* --max-rooms-per-connection */
     char *streams;               /* --stream ROOM:INTERVAL[,ROOM:INTERVAL...] */
+    uint32_t history_size;       /* --history-size: messages kept per room and user */
+    uint32_t history_ttl_ms;     /* --history-ttl */
+    uint64_t history_memory;     /* --history-memory: cap for all history */
+    char *history_rules;         /* --history PATTERN:SIZE:TTL[,...] */
     /* TLS */
     char *tls_cert; /* --tls-cert FILE (PEM chain); with tls_key, every listener is TLS */
     char *tls_key;  /* --tls-key FILE (PEM private key) */

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "app/echo.h"
+#include "history/history.h"
 #include "auth/origin.h"
 #include "base/log.h"
 #include "base/stats.h"
@@ -32,6 +33,21 @@ int routes_upgrade_check(struct http_ctx *ctx, struct ws_handshake *hs,
 }
 
 static const char *const ws_subprotocols[] = {"wshub", NULL};
+
+/* A position: 1-20 decimal digits fitting 64 bits. */
+static int parse_seq(const char *s, int len, uint64_t *out)
+{
+    if (len < 1 || len > 20) return -1;
+    uint64_t v = 0;
+    for (int i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        uint64_t d = (uint64_t)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
 
 /* GET /ws: the hub's endpoint. Order of checks: handshake and Origin (400/403/426),
  * connection limits (503/429), token (401); then the connection is upgraded. Returns
@@ -76,7 +92,29 @@ static bool ws_upgrade(struct http_ctx *ctx, struct routes_ctx *r, const char *i
         snprintf(proto, sizeof proto, "bearer.%.*s", (int)tok_len, tok);
         hs.subprotocol = proto;
     }
+    /* ?since=N[&epoch=E]: the client wants its user stream's position (and what it
+     * missed since N in epoch E); checked before anything is allocated for it. */
+    char since_s[24], epoch_s[HIST_EPOCH_LEN + 2];
+    int since_len =
+        http_query_param(ctx->req->query, ctx->req->query_len, "since", since_s, sizeof since_s);
+    int epoch_len =
+        http_query_param(ctx->req->query, ctx->req->query_len, "epoch", epoch_s, sizeof epoch_s);
+    uint64_t since = 0;
+    if (since_len != -1 && (parse_seq(since_s, since_len, &since) < 0 || epoch_len < -1)) {
+        hub_release(r->hub, ip);
+        auth_identity_free(&id);
+        STAT_HANDSHAKE_FAILED(HSR_BAD_REQUEST);
+        http_respond_error(ctx, 400, "bad_request",
+                           "since must be a whole number and epoch at most 16 characters", NULL);
+        return false;
+    }
     struct client *c = hub_client_new(hub_shard_current(), id.user, &id, ip);
+    if (c && since_len != -1 && hub_client_resume(c, since, epoch_len > 0 ? epoch_s : "") < 0) {
+        hub_client_abandon(c); /* releases the address and the identity it took */
+        STAT_HANDSHAKE_FAILED(HSR_INTERNAL);
+        http_respond_error(ctx, 500, "internal", "out of memory", NULL);
+        return false;
+    }
     if (!c) {
         hub_release(r->hub, ip);
         auth_identity_free(&id);

@@ -327,6 +327,9 @@ static int server_prepare(struct wh_server *s, int n_workers)
         .strikes_to_close = 10,
         .max_conns = cfg->max_connections,
         .max_conns_per_ip = cfg->max_connections_per_ip,
+        .hist = {.room = {cfg->history_size, cfg->history_ttl_ms},
+                 .user = {cfg->history_size, cfg->history_ttl_ms},
+                 .memory_cap = cfg->history_memory},
     };
     if (rate_limit_parse(cfg->rate_limit ? cfg->rate_limit : "0", &hc.conn_rate) != 0) {
         fprintf(stderr, "wshub: --rate-limit: \"%s\" is not RATE or RATE/BURST\n", cfg->rate_limit);
@@ -345,6 +348,11 @@ static int server_prepare(struct wh_server *s, int n_workers)
             hc.max_conns = (uint32_t)(rl.rlim_cur - 64 - 4 * (rlim_t)n_workers);
     }
     char err[256];
+    if (hist_rules_parse(cfg->history_rules ? cfg->history_rules : "", &hc.hist, err, sizeof err) <
+        0) {
+        fprintf(stderr, "wshub: --history: %s\n", err);
+        return -1;
+    }
     s->n_streams = stream_parse_list(cfg->streams ? cfg->streams : "", s->streams, STREAMS_MAX, err,
                                      sizeof err);
     if (s->n_streams < 0) {
@@ -511,6 +519,14 @@ void server_metrics_gather(void *ud, struct metrics_source *out)
     server_stats(s, &out->stats);
     out->rooms = (int64_t)hub_room_count(s->hub);
     out->online_users = (int64_t)hub_online_user_count(s->hub);
+    struct hist_totals ht;
+    hub_history_totals(s->hub, &ht);
+    out->hist_bytes = ht.bytes;
+    out->hist_streams = ht.streams;
+    out->hist_messages = ht.messages;
+    out->hist_evicted_messages = ht.evicted_messages;
+    out->hist_evicted_streams = ht.evicted_streams;
+    out->hist_expired_messages = ht.expired_messages;
     out->start_unix_nano = s->start_unix_nano;
     out->time_unix_nano = metrics_now_unix_nano();
     struct telemetry_counters tc;

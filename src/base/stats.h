@@ -68,6 +68,11 @@ struct wh_stats {
     uint64_t hub_latency_buckets[STATS_LATENCY_BUCKETS]; /* publish to queued, per recipient */
     uint64_t hub_latency_sum_us;
     uint64_t hub_dropped_nomem; /* posts to a shard lost for want of memory */
+    /* recovery (docs/protocol.md): [stream][result], stream 0 room 1 user, result 0
+     * recovered 1 not recovered */
+    uint64_t hub_recoveries[2][2];
+    uint64_t hub_replayed;      /* messages sent from the history to recovering clients */
+    uint64_t hub_replay_aborts; /* recoveries overtaken by the history: closed 1013 */
 
     /* TLS */
     uint64_t tls_handshakes;         /* handshakes completed */

@@ -47,8 +47,18 @@ void hub_client_trace(struct client *c, const struct trace_ctx *ctx)
     c->tctx = *ctx;
 }
 
+int hub_client_resume(struct client *c, uint64_t since, const char *epoch)
+{
+    if (!c->resume && !(c->resume = calloc(1, sizeof *c->resume))) return -1;
+    c->resume->since = since;
+    snprintf(c->resume->epoch, sizeof c->resume->epoch, "%s", epoch ? epoch : "");
+    return 0;
+}
+
 static void client_free(struct client *c)
 {
+    hist_unref(c->ustream);
+    free(c->resume);
     if (c->has_id) auth_identity_free(&c->id);
     free(c->rooms);
     free(c);
@@ -125,6 +135,34 @@ static bool may_join(struct client *c, const char *room)
     return !(c->has_id && c->id.has_rooms && !auth_room_match(c->id.join, c->id.n_join, room));
 }
 
+/* `since` in join_room: {"seq": N, "epoch": "E"}. */
+static bool parse_since(json_t *since, uint64_t *seq, const char **epoch)
+{
+    json_t *sq = json_object_get(since, "seq"), *ep = json_object_get(since, "epoch");
+    if (!json_is_object(since) || !json_is_integer(sq) || json_integer_value(sq) < 0 ||
+        !json_is_string(ep) || json_string_length(ep) > 64)
+        return false;
+    *seq = (uint64_t)json_integer_value(sq);
+    *epoch = json_string_value(ep);
+    return true;
+}
+
+/* Decides a recovery of the stream s from (epoch, since), counted: on success the
+ * caller's cursor and live_from are set for replay_pump. */
+static bool begin_recovery(struct client *c, struct hist_stream *s, int stream, uint64_t since,
+                           const char *epoch, uint64_t *cursor, uint64_t *live_from)
+{
+    hist_lock(s);
+    bool ok = hist_can_resume(s, epoch, since);
+    hist_unlock(s);
+    STAT_INC(hub_recoveries[stream][ok ? 0 : 1]);
+    if (!ok) return false;
+    *cursor = since;
+    *live_from = UINT64_MAX; /* the replay catches up from the history */
+    c->n_replaying++;
+    return true;
+}
+
 static int do_join(struct client *c, struct envelope *env)
 {
     const char *room;
@@ -136,18 +174,41 @@ static int do_join(struct client *c, struct envelope *env)
     if (pv && !json_is_boolean(pv))
         return reject(c, PE_BAD_FIELD, "presence must be true or false", env->id);
     bool presence = pv ? json_is_true(pv) : true;
+    json_t *sv = json_object_get(env->payload, "since");
+    uint64_t since = 0;
+    const char *epoch = NULL;
+    if (sv && !parse_since(sv, &since, &epoch))
+        return reject(c, PE_BAD_FIELD, "since must be {\"seq\": integer >= 0, \"epoch\": string}",
+                      env->id);
     struct membership *m = client_membership(c, room);
+    uint64_t snap;
+    bool already = m != NULL;
     if (m) {
+        /* Already a member: live already, nothing to recover. */
         m->presence = presence;
+        hist_lock(m->lr->room->stream);
+        snap = hist_top(m->lr->room->stream);
+        hist_unlock(m->lr->room->stream);
     } else {
         if (c->n_rooms >= c->sh->hub->cfg.max_rooms_per_conn)
             return reject(c, PE_TOO_LARGE, "too many rooms joined on this connection", env->id);
-        if (shard_join(c, room, presence) < 0)
+        if (shard_join(c, room, presence, &snap) < 0)
             return reject(c, PE_INTERNAL, "could not join", env->id);
+        m = c->rooms[c->n_rooms - 1];
     }
-    json_t *p = json_pack("{s:s}", "room_id", room);
+    struct hist_stream *s = m->lr->room->stream;
+    json_t *p = json_pack("{s:s, s:I, s:s}", "room_id", room, "seq", (json_int_t)snap, "epoch",
+                          hist_epoch(s));
+    if (sv && !already) {
+        m->replaying = begin_recovery(c, s, 0, since, epoch, &m->cursor, &m->live_from);
+        json_object_set_new(p, "recovered", json_boolean(m->replaying));
+        json_object_set_new(
+            p, "replayed",
+            json_integer(m->replaying && snap > since ? (json_int_t)(snap - since) : 0));
+    }
     reply(c, "room_joined", p, env->id);
     json_decref(p);
+    if (m->replaying) replay_pump(c);
     return 0;
 }
 
@@ -339,6 +400,39 @@ static int do_refresh(struct client *c, struct envelope *env)
     return 0;
 }
 
+/* A connection that asked for its user stream's position (?since=): `session` with
+ * the position, then what it missed when it can be recovered. */
+static void open_session(struct client *c)
+{
+    struct hub *h = c->sh->hub;
+    bool created = false;
+    struct hist_stream *s = hist_get(h->hist, HIST_USER, c->user, true, &created);
+    struct resume_req *rq = c->resume;
+    c->resume = NULL;
+    if (!s) {
+        free(rq);
+        return;
+    }
+    if (created) registry_user_stream(h, c->user, s);
+    c->ustream = s;
+    hist_lock(s);
+    uint64_t top = hist_top(s);
+    c->user_live_from = top; /* what was in flight before now is not delivered twice */
+    hist_unlock(s);
+    bool ok = false;
+    if (rq->epoch[0]) {
+        ok = begin_recovery(c, s, 1, rq->since, rq->epoch, &c->user_cursor, &c->user_live_from);
+        c->user_replaying = ok;
+    }
+    json_t *p = json_pack("{s:s, s:I, s:s, s:b, s:I}", "user_id", c->user, "seq", (json_int_t)top,
+                          "epoch", hist_epoch(s), "recovered", ok, "replayed",
+                          (json_int_t)(ok && top > rq->since ? top - rq->since : 0));
+    free(rq);
+    reply(c, "session", p, NULL);
+    json_decref(p);
+    if (ok) replay_pump(c);
+}
+
 static void on_open(struct ws_conn *ws)
 {
     struct client *c = ws->ud;
@@ -348,6 +442,7 @@ static void on_open(struct ws_conn *ws)
     registry_user_add(c->sh->hub, c->user);
     c->opened_ms = loop_now(c->sh->loop);
     token_arm(c);
+    if (c->resume) open_session(c);
     if (LOG_DEBUG >= log_min_level) {
         char tid[33];
         bool t = c->tctx.valid && (c->tctx.flags & TRACE_FLAG_SAMPLED);
@@ -420,6 +515,7 @@ static void on_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, siz
 static void on_drain(struct ws_conn *ws)
 {
     struct client *c = ws->ud;
+    if (c->n_replaying) replay_pump(c);
     if (!c->dropped) return;
     /* Tell a drop-oldest client what it lost, once its queue has room again. */
     json_t *p = json_pack("{s:I}", "count", (json_int_t)c->dropped);

@@ -27,6 +27,7 @@
 
 #include "auth/ratelimit.h"
 #include "auth/token.h"
+#include "history/history.h"
 #include "loop/loop.h"
 #include "proto/envelope.h"
 #include "telemetry/trace.h"
@@ -48,6 +49,7 @@ struct hub_config {
     uint32_t strikes_to_close;   /* consecutive bad messages before close 1008 */
     uint32_t max_conns;          /* /ws connections in total (0: unlimited) */
     uint32_t max_conns_per_ip;   /* from one address (0: unlimited) */
+    struct hist_config hist;     /* streams' history (history/history.h) */
     const struct auth *auth;     /* verifies `refresh` tokens; NULL: refresh refused */
 };
 
@@ -77,6 +79,10 @@ void hub_release(struct hub *h, const char *ip);
 struct client *hub_client_new(struct shard *sh, const char *user, struct auth_identity *id,
                               const char *peer_ip);
 void hub_client_abandon(struct client *c);
+/* The client asked, at the upgrade, for its user stream's position (?since=N, with
+ * ?epoch=E to recover from it): after the open it is sent `session` and, when the
+ * position can be continued, what it missed. -1 when out of memory. */
+int hub_client_resume(struct client *c, uint64_t since, const char *epoch);
 extern const struct ws_handler hub_ws_handler;
 
 /* The client's id (16 hex digits, random, for logs and spans) and user. */
@@ -90,8 +96,10 @@ void hub_client_trace(struct client *c, const struct trace_ctx *ctx);
  * has no members (nothing is delivered). */
 uint64_t hub_publish_room(struct hub *h, const char *room, const char *type,
                           const struct proto_payload *payload, const char *from);
-void hub_publish_user(struct hub *h, const char *user, const char *type,
-                      const struct proto_payload *payload, const char *from);
+/* Returns the message's position in the user's stream (0 when it could not be
+ * built). A user who is not connected gets it from the history on reconnect. */
+uint64_t hub_publish_user(struct hub *h, const char *user, const char *type,
+                          const struct proto_payload *payload, const char *from);
 void hub_publish_all(struct hub *h, const char *type, const struct proto_payload *payload,
                      const char *from);
 
@@ -104,6 +112,22 @@ size_t hub_online_user_count(struct hub *h);
 json_t *hub_rooms(struct hub *h);                          /* [{room_id, members}], sorted */
 json_t *hub_room_members(struct hub *h, const char *room); /* sorted ids, or NULL */
 size_t hub_room_member_count(struct hub *h, const char *room);
+
+/* A stream's kept history (GET /api/rooms/{id}/history, /api/users/{id}/history). */
+#define HUB_HISTORY_MAX 1000
+struct hub_history {
+    char epoch[HIST_EPOCH_LEN + 1];
+    uint64_t top;   /* the stream's position */
+    uint64_t first; /* the first position kept (top + 1 when none) */
+    uint64_t from;  /* the position of frames[0] */
+    int n;          /* in: most frames wanted (1..HUB_HISTORY_MAX); out: frames given */
+    struct wh_msg *frames[HUB_HISTORY_MAX]; /* ws text frames, a reference each */
+};
+/* Fills out with the frames after position `after` (from the first kept one when
+ * after is older). -1 when the stream does not exist (never used, or expired). */
+int hub_history(struct hub *h, bool user, const char *id, uint64_t after, struct hub_history *out);
+
+void hub_history_totals(struct hub *h, struct hist_totals *out);
 
 struct hub *hub_of(struct shard *sh);
 

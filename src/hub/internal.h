@@ -1,8 +1,9 @@
 /* Hub internals shared by registry.c, shard.c and client.c. Not for other modules.
  *
- * Locks and their order: registry.mu, then room->mu, then a shard's inbox mu. Never
+ * Locks and their order: registry.mu, then the history store's table, then a stream's
+ * mutex (room->stream: it orders a room's publishes), then a shard's inbox mu. Never
  * the other way round. room->users and the registry tables are under registry.mu;
- * room->seq is under room->mu; room->refs is atomic. */
+ * the room's position is its stream's (history/history.h); room->refs is atomic. */
 #ifndef WSHUB_HUB_INTERNAL_H
 #define WSHUB_HUB_INTERNAL_H
 
@@ -10,6 +11,7 @@
 #include <stdatomic.h>
 #include <uthash.h>
 
+#include "history/history.h"
 #include "hub/hub.h"
 #include "proto/envelope.h"
 
@@ -21,10 +23,9 @@ struct room_user {
 
 struct room {
     char *id;
-    atomic_uint refs;   /* registry (while listed), local rooms, posted items */
-    pthread_mutex_t mu; /* orders publishes: seq and posting happen under it */
-    uint64_t seq;
-    struct room_user *users; /* under registry.mu */
+    atomic_uint refs;           /* registry (while listed), local rooms, posted items */
+    struct hist_stream *stream; /* its position and history; outlives the room */
+    struct room_user *users;    /* under registry.mu */
     size_t n_users;
     UT_hash_handle hh;
 };
@@ -32,6 +33,7 @@ struct room {
 struct online_user {
     char *user;
     uint32_t conns;
+    struct hist_stream *stream; /* the user's stream while online, once it exists */
     UT_hash_handle hh;
 };
 
@@ -50,6 +52,7 @@ struct item {
     struct wh_msg *frame;
     struct room *room;     /* IT_ROOM */
     struct wh_msg *target; /* IT_USER: the user id, NUL-terminated, shared */
+    uint64_t seq;          /* position in the room's or user's stream (0: none) */
     uint64_t published_us; /* stats_now_us() at the publish: delivery latency */
 };
 
@@ -68,6 +71,11 @@ struct membership {
     struct local_room *lr;
     uint32_t index; /* in lr->m */
     bool presence;  /* wants presence events of this room */
+    bool replaying; /* a recovery is being sent from the history (replay.c) */
+    /* Deliveries with seq <= live_from are skipped: they were in flight to this
+     * shard when the member joined, or are being replayed (live_from = max). */
+    uint64_t live_from;
+    uint64_t cursor; /* while replaying: the last position sent */
 };
 
 struct local_room {
@@ -104,6 +112,19 @@ struct client {
     char cid[17];          /* client id, hex */
     uint64_t opened_ms;    /* loop time of the open, for the close line's duration */
     struct trace_ctx tctx; /* the upgrade's; invalid when tracing is off */
+    /* The user's stream (docs/protocol.md "Recovery"): only for a connection that
+     * asked for its position with ?since=. Like a membership's fields. */
+    struct hist_stream *ustream;
+    uint64_t user_live_from, user_cursor;
+    struct resume_req *resume; /* the ?since= request, until the open */
+    uint16_t n_replaying;      /* memberships (and the user stream) replaying */
+    bool user_replaying;
+};
+
+/* A client's request to resume its user stream, from the upgrade's query string. */
+struct resume_req {
+    uint64_t since;
+    char epoch[HIST_EPOCH_LEN + 1]; /* "" when the client has none yet */
 };
 
 struct shard {
@@ -130,6 +151,8 @@ struct hub {
     struct ip_count *ips;
     int n_shards;
     struct shard *shards;
+    struct hist_store *hist;
+    struct timer sweep; /* on shard 0's loop: history expiry, once a second */
 };
 
 /* registry.c */
@@ -139,9 +162,13 @@ struct room *room_ref(struct room *room);
 void room_unref(struct room *room);
 void registry_user_add(struct hub *h, const char *user);
 void registry_user_remove(struct hub *h, const char *user);
+/* Gives an online user without one a reference to its (new) stream. */
+void registry_user_stream(struct hub *h, const char *user, struct hist_stream *s);
 /* Joins user to room (creating it); returns the room with one reference for the
- * caller. Publishes the presence event when the user's first connection joins. */
-struct room *registry_join(struct hub *h, const char *room, const char *user);
+ * caller. Publishes the presence event when the user's first connection joins.
+ * *snap is the room's position before that event: what room_joined says and where
+ * live delivery to the new member starts. */
+struct room *registry_join(struct hub *h, const char *room, const char *user, uint64_t *snap);
 void registry_leave(struct hub *h, struct room *room, const char *user);
 /* Looks a room up; returns it with a reference, or NULL. */
 struct room *registry_find(struct hub *h, const char *room);
@@ -153,8 +180,14 @@ uint64_t room_publish(struct hub *h, struct room *room, const char *type,
 bool shard_deliver(struct client *c, struct wh_msg *frame);
 void shard_user_link(struct shard *sh, struct client *c);
 void shard_user_unlink(struct shard *sh, struct client *c);
-int shard_join(struct client *c, const char *room, bool presence);
+/* Joins; on success *snap is the room's position at the join (deliveries after it
+ * reach the member; see registry_join). */
+int shard_join(struct client *c, const char *room, bool presence, uint64_t *snap);
 int shard_leave(struct client *c, struct membership *m);
 struct membership *client_membership(const struct client *c, const char *room);
+
+/* replay.c: sends what recovering memberships (and the user stream) missed, as far as
+ * the client's send queue allows; called again when the queue drains. */
+void replay_pump(struct client *c);
 
 #endif

@@ -28,6 +28,7 @@ void registry_destroy(struct registry *r)
     HASH_ITER(hh, r->users, u, ut)
     {
         HASH_DEL(r->users, u);
+        hist_unref(u->stream);
         free(u->user);
         free(u);
     }
@@ -50,7 +51,7 @@ void room_unref(struct room *room)
         free(u->user);
         free(u);
     }
-    pthread_mutex_destroy(&room->mu);
+    hist_unref(room->stream);
     free(room->id);
     free(room);
 }
@@ -65,8 +66,11 @@ void registry_user_add(struct hub *h, const char *user)
         free(u);
         u = NULL;
     }
-    if (u) {
-        if (u->conns++ == 0) HASH_ADD_KEYPTR(hh, r->users, u->user, strlen(u->user), u);
+    if (u && u->conns++ == 0) {
+        HASH_ADD_KEYPTR(hh, r->users, u->user, strlen(u->user), u);
+        /* Keep the user's stream (if messages were ever sent to the user) while the
+         * user is online, so its position survives a quiet hour. */
+        u->stream = hist_get(h->hist, HIST_USER, user, false, NULL);
     }
     pthread_mutex_unlock(&r->mu);
 }
@@ -79,9 +83,20 @@ void registry_user_remove(struct hub *h, const char *user)
     HASH_FIND_STR(r->users, user, u);
     if (u && --u->conns == 0) {
         HASH_DEL(r->users, u);
+        hist_unref(u->stream); /* its time to live starts now */
         free(u->user);
         free(u);
     }
+    pthread_mutex_unlock(&r->mu);
+}
+
+void registry_user_stream(struct hub *h, const char *user, struct hist_stream *s)
+{
+    struct registry *r = &h->reg;
+    pthread_mutex_lock(&r->mu);
+    struct online_user *u;
+    HASH_FIND_STR(r->users, user, u);
+    if (u && !u->stream) u->stream = hist_ref(s);
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -90,7 +105,7 @@ static json_t *presence_payload(const char *room, const char *user, const char *
     return json_pack("{s:s, s:s, s:s}", "room_id", room, "user_id", user, "event", event);
 }
 
-struct room *registry_join(struct hub *h, const char *room_id, const char *user)
+struct room *registry_join(struct hub *h, const char *room_id, const char *user, uint64_t *snap)
 {
     struct registry *r = &h->reg;
     pthread_mutex_lock(&r->mu);
@@ -103,8 +118,16 @@ struct room *registry_join(struct hub *h, const char *room_id, const char *user)
             pthread_mutex_unlock(&r->mu);
             return NULL;
         }
+        /* The stream may already exist: the room emptied less than its time to live
+         * ago, and its position and history carry on. */
+        room->stream = hist_get(h->hist, HIST_ROOM, room_id, true, NULL);
+        if (!room->stream) {
+            free(room->id);
+            free(room);
+            pthread_mutex_unlock(&r->mu);
+            return NULL;
+        }
         atomic_init(&room->refs, 1); /* the registry's */
-        pthread_mutex_init(&room->mu, NULL);
         HASH_ADD_KEYPTR(hh, r->rooms, room->id, strlen(room->id), room);
     }
     struct room_user *u;
@@ -123,6 +146,9 @@ struct room *registry_join(struct hub *h, const char *room_id, const char *user)
     }
     u->conns++;
     room_ref(room);
+    hist_lock(room->stream);
+    *snap = hist_top(room->stream);
+    hist_unlock(room->stream);
     if (first && h->cfg.presence) {
         json_t *p = presence_payload(room_id, user, "join");
         {
@@ -155,7 +181,8 @@ void registry_leave(struct hub *h, struct room *room, const char *user)
             json_decref(p);
         }
         if (room->n_users == 0) {
-            /* Unlisted: a later join creates a fresh room (its seq starts again). */
+            /* Unlisted: a later join creates a new room, which takes up the stream
+             * (position, epoch, history) if it is still kept. */
             HASH_DEL(r->rooms, room);
             room_unref(room);
         }

@@ -81,7 +81,7 @@ static uint64_t deliver_item(struct shard *sh, struct item *it)
         if (!lr) break;
         for (uint32_t i = 0; i < lr->n; i++) {
             struct membership *m = lr->m[i];
-            if (it->presence && !m->presence) continue;
+            if (it->seq <= m->live_from || (it->presence && !m->presence)) continue;
             n += shard_deliver(m->c, it->frame);
         }
         break;
@@ -91,8 +91,10 @@ static uint64_t deliver_item(struct shard *sh, struct item *it)
         const char *user = (const char *)it->target->data;
         HASH_FIND_STR(sh->users, user, lu);
         if (!lu) break;
-        for (uint32_t i = 0; i < lu->n; i++)
-            n += shard_deliver(lu->clients[i], it->frame);
+        for (uint32_t i = 0; i < lu->n; i++) {
+            struct client *c = lu->clients[i];
+            if (it->seq > c->user_live_from) n += shard_deliver(c, it->frame);
+        }
         break;
     }
     case IT_ALL: {
@@ -217,6 +219,41 @@ static int64_t user_conns(struct hub *h, const char *user)
     return n;
 }
 
+/* Assigns the next position in s, builds the frame with it, keeps it in the history
+ * and posts it to every shard, all under the stream's lock: so the order of positions
+ * is the order of posting (every member sees one order), and a recovering member's
+ * "history up to top, then live after top" has no gap and no duplicate. Returns the
+ * position, 0 when the frame could not be built. */
+static uint64_t stream_publish(struct hub *h, struct hist_stream *s, enum item_kind kind,
+                               struct room *room, const char *room_id, struct wh_msg *target,
+                               const char *type, const struct proto_payload *payload,
+                               const char *from, bool presence, bool deliver)
+{
+    hist_lock(s);
+    uint64_t seq = hist_top(s) + 1;
+    struct wh_msg *frame = proto_frame(type, payload, from, room_id, seq, NULL);
+    uint64_t now = stats_now_us();
+    if (frame) {
+        hist_append(s, frame, presence); /* a failed build leaves no gap */
+        for (int i = 0; deliver && i < h->n_shards; i++) {
+            struct item it = {.kind = (uint8_t)kind,
+                              .presence = presence,
+                              .frame = msg_ref(frame),
+                              .room = room ? room_ref(room) : NULL,
+                              .target = target ? msg_ref(target) : NULL,
+                              .seq = seq,
+                              .published_us = now};
+            inbox_push(&h->shards[i], &it);
+        }
+    }
+    hist_unlock(s);
+    if (!frame) return 0;
+    hist_enforce_cap(h->hist);
+    STAT_INC(hub_published);
+    msg_unref(frame);
+    return seq;
+}
+
 uint64_t room_publish(struct hub *h, struct room *room, const char *type,
                       const struct proto_payload *payload, const char *from, bool presence)
 {
@@ -225,26 +262,9 @@ uint64_t room_publish(struct hub *h, struct room *room, const char *type,
     if (pub_trace_begin(&pt, type, "room", room->id))
         /* Presence events are published by the registry, which holds its lock. */
         recipients = presence ? (int64_t)room->n_users : room_members(h, room);
-    pthread_mutex_lock(&room->mu);
-    uint64_t seq = room->seq + 1;
-    struct wh_msg *frame = proto_frame(type, payload, from, room->id, seq, NULL);
-    uint64_t now = stats_now_us();
-    if (frame) {
-        room->seq = seq; /* a failed build leaves no gap */
-        for (int i = 0; i < h->n_shards; i++) {
-            struct item it = {.kind = IT_ROOM,
-                              .presence = presence,
-                              .frame = msg_ref(frame),
-                              .room = room_ref(room),
-                              .published_us = now};
-            inbox_push(&h->shards[i], &it);
-        }
-    }
-    pthread_mutex_unlock(&room->mu);
+    uint64_t seq = stream_publish(h, room->stream, IT_ROOM, room, room->id, NULL, type, payload,
+                                  from, presence, true);
     pub_trace_end(&pt, recipients);
-    if (!frame) return 0;
-    STAT_INC(hub_published);
-    msg_unref(frame);
     return seq;
 }
 
@@ -252,55 +272,59 @@ uint64_t hub_publish_room(struct hub *h, const char *room_id, const char *type,
                           const struct proto_payload *payload, const char *from)
 {
     struct room *room = registry_find(h, room_id);
-    if (!room) return 0;
-    uint64_t seq = room_publish(h, room, type, payload, from, false);
-    room_unref(room);
+    if (room) {
+        uint64_t seq = room_publish(h, room, type, payload, from, false);
+        room_unref(room);
+        return seq;
+    }
+    /* No member now, but the room's stream is still kept (it emptied less than its
+     * time to live ago): the message goes into its history for those coming back. */
+    struct hist_stream *s = hist_get(h->hist, HIST_ROOM, room_id, false, NULL);
+    if (!s) return 0;
+    uint64_t seq =
+        stream_publish(h, s, IT_ROOM, NULL, room_id, NULL, type, payload, from, false, false);
+    hist_unref(s);
     return seq;
 }
 
-static void publish_each(struct hub *h, enum item_kind kind, const char *user, const char *type,
-                         const struct proto_payload *payload, const char *from)
+uint64_t hub_publish_user(struct hub *h, const char *user, const char *type,
+                          const struct proto_payload *payload, const char *from)
 {
+    uint64_t seq = 0;
     struct pub_trace pt;
     int64_t recipients = 0;
-    if (pub_trace_begin(&pt, type, user ? "user" : "all", user))
-        recipients = user ? user_conns(h, user) : (int64_t)atomic_load(&h->conns);
-    struct wh_msg *frame = proto_frame(type, payload, from, NULL, 0, NULL);
-    pub_trace_end(&pt, recipients);
-    if (!frame) return;
-    struct wh_msg *target = NULL;
-    if (user) {
-        size_t n = strlen(user);
-        target = msg_new(n + 1);
-        if (!target) {
-            msg_unref(frame);
-            return;
-        }
+    if (pub_trace_begin(&pt, type, "user", user)) recipients = user_conns(h, user);
+    bool created = false;
+    struct hist_stream *s = hist_get(h->hist, HIST_USER, user, true, &created);
+    size_t n = strlen(user);
+    struct wh_msg *target = msg_new(n + 1);
+    if (s && target) {
         memcpy(target->data, user, n + 1);
+        if (created) registry_user_stream(h, user, s);
+        seq = stream_publish(h, s, IT_USER, NULL, NULL, target, type, payload, from, false, true);
     }
-    uint64_t now = stats_now_us();
-    for (int i = 0; i < h->n_shards; i++) {
-        struct item it = {.kind = (uint8_t)kind,
-                          .frame = msg_ref(frame),
-                          .target = target ? msg_ref(target) : NULL,
-                          .published_us = now};
-        inbox_push(&h->shards[i], &it);
-    }
-    STAT_INC(hub_published);
-    msg_unref(frame);
+    pub_trace_end(&pt, recipients);
     if (target) msg_unref(target);
-}
-
-void hub_publish_user(struct hub *h, const char *user, const char *type,
-                      const struct proto_payload *payload, const char *from)
-{
-    publish_each(h, IT_USER, user, type, payload, from);
+    if (s) hist_unref(s);
+    return seq;
 }
 
 void hub_publish_all(struct hub *h, const char *type, const struct proto_payload *payload,
                      const char *from)
 {
-    publish_each(h, IT_ALL, NULL, type, payload, from);
+    struct pub_trace pt;
+    int64_t recipients = 0;
+    if (pub_trace_begin(&pt, type, "all", NULL)) recipients = (int64_t)atomic_load(&h->conns);
+    struct wh_msg *frame = proto_frame(type, payload, from, NULL, 0, NULL);
+    pub_trace_end(&pt, recipients);
+    if (!frame) return;
+    uint64_t now = stats_now_us();
+    for (int i = 0; i < h->n_shards; i++) {
+        struct item it = {.kind = IT_ALL, .frame = msg_ref(frame), .published_us = now};
+        inbox_push(&h->shards[i], &it);
+    }
+    STAT_INC(hub_published);
+    msg_unref(frame);
 }
 
 /* ---- local users and rooms ---- */
@@ -371,7 +395,7 @@ static void local_room_drop_if_empty(struct shard *sh, struct local_room *lr)
     room_unref(room);
 }
 
-int shard_join(struct client *c, const char *room_id, bool presence)
+int shard_join(struct client *c, const char *room_id, bool presence, uint64_t *snap)
 {
     struct shard *sh = c->sh;
     if (c->n_rooms == c->cap_rooms && grow((void **)&c->rooms, &c->cap_rooms, sizeof *c->rooms))
@@ -383,7 +407,7 @@ int shard_join(struct client *c, const char *room_id, bool presence)
     m->presence = presence;
     /* Our own presence event is delivered from the inbox after we return, by which
      * time the local entry below exists: the joiner sees its own join. */
-    struct room *room = registry_join(sh->hub, room_id, c->user);
+    struct room *room = registry_join(sh->hub, room_id, c->user, snap);
     if (!room) {
         free(m);
         return -ENOMEM;
@@ -409,6 +433,7 @@ int shard_join(struct client *c, const char *room_id, bool presence)
         return -ENOMEM;
     }
     m->lr = lr;
+    m->live_from = *snap;
     m->index = lr->n;
     lr->m[lr->n++] = m;
     c->rooms[c->n_rooms++] = m;
@@ -429,6 +454,7 @@ int shard_leave(struct client *c, struct membership *m)
             break;
         }
     }
+    if (m->replaying) c->n_replaying--;
     free(m);
     registry_leave(sh->hub, room, c->user);
     local_room_drop_if_empty(sh, lr);
@@ -446,8 +472,10 @@ struct hub *hub_create(const struct hub_config *cfg, int n_shards)
     pthread_mutex_init(&h->ip_mu, NULL);
     h->n_shards = n_shards;
     h->shards = calloc((size_t)n_shards, sizeof *h->shards);
-    if (!h->shards) {
-        free(h);
+    h->hist = hist_store_new(&cfg->hist);
+    if (!h->shards || !h->hist) {
+        h->n_shards = 0; /* no inbox was set up */
+        hub_destroy(h);
         return NULL;
     }
     for (int i = 0; i < n_shards; i++) {
@@ -466,18 +494,34 @@ struct hub *hub_create(const struct hub_config *cfg, int n_shards)
     return h;
 }
 
+#define SWEEP_MS 1000
+
+static void sweep_cb(struct loop *loop, struct timer *t)
+{
+    struct hub *h = (struct hub *)((char *)t - offsetof(struct hub, sweep));
+    hist_sweep(h->hist);
+    loop_timer_arm(loop, t, SWEEP_MS);
+}
+
 struct shard *hub_shard_attach(struct hub *h, int idx, struct loop *loop)
 {
     struct shard *sh = &h->shards[idx];
     sh->loop = loop;
     shard_cur = sh;
     if (loop_watch_add(loop, &sh->inbox.w, EPOLLIN) < 0) return NULL;
+    if (idx == 0) {
+        /* History expiry is shard 0's chore: the store is shared, one sweeper is
+         * enough, and the sweep takes well under a millisecond per 10k streams. */
+        loop_timer_init(&h->sweep, sweep_cb);
+        loop_timer_arm(loop, &h->sweep, SWEEP_MS);
+    }
     return sh;
 }
 
 void hub_shard_detach(struct shard *sh)
 {
     if (!sh) return;
+    if (sh->idx == 0) loop_timer_cancel(sh->loop, &sh->hub->sweep);
     inbox_drain(sh); /* release what is still posted */
     loop_watch_del(sh->loop, &sh->inbox.w);
     shard_cur = NULL;
@@ -486,7 +530,7 @@ void hub_shard_detach(struct shard *sh)
 void hub_destroy(struct hub *h)
 {
     if (!h) return;
-    for (int i = 0; i < h->n_shards; i++) {
+    for (int i = 0; h->shards && i < h->n_shards; i++) {
         struct shard *sh = &h->shards[i];
         for (size_t k = 0; k < sh->inbox.n; k++)
             item_release(&sh->inbox.items[k]);
@@ -497,6 +541,7 @@ void hub_destroy(struct hub *h)
     }
     free(h->shards);
     registry_destroy(&h->reg);
+    hist_store_free(h->hist); /* after the rooms and users that hold streams */
     struct ip_count *e, *t;
     HASH_ITER(hh, h->ips, e, t)
     {

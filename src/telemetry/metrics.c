@@ -21,6 +21,7 @@ struct row {
 };
 
 #define FIELD(f) offsetof(struct metrics_source, stats.f)
+#define SRC(f)   offsetof(struct metrics_source, f)
 
 static uint64_t u64_at(const struct metrics_source *src, size_t off)
 {
@@ -121,6 +122,20 @@ static void emit_users(const struct row *r, const struct metrics_source *src,
                        const struct metrics_visitor *v, void *ud)
 {
     point_value(r, v, ud, NULL, 0, src->online_users);
+}
+
+/* hub_recoveries[stream][result] */
+static void emit_recoveries(const struct row *r, const struct metrics_source *src,
+                            const struct metrics_visitor *v, void *ud)
+{
+    static const char *const streams[] = {"room", "user"};
+    static const char *const results[] = {"recovered", "not_recovered"};
+    for (int s = 0; s < 2; s++)
+        for (int k = 0; k < 2; k++) {
+            struct metric_attr a[2] = {{r->d.attr_keys[0], streams[s]},
+                                       {r->d.attr_keys[1], results[k]}};
+            point_value(r, v, ud, a, 2, (int64_t)src->stats.hub_recoveries[s][k]);
+        }
 }
 
 static void histogram(const struct row *r, const struct metrics_visitor *v, void *ud,
@@ -345,6 +360,35 @@ static const struct row rows[] = {
     {{"hub.errors", "wshub_hub_errors_total", "{message}",
       "Error messages sent to clients, by error code", C, true, {"code", NULL}},
      emit_errors, 0, NULL},
+    {{"hub.recoveries", "wshub_hub_recoveries_total", "{request}",
+      "Recovery requests (join_room with since, ?since= with an epoch), by stream and result",
+      C, true, {"stream", "result", NULL}},
+     emit_recoveries, 0, NULL},
+    {{"hub.replayed", "wshub_hub_replayed_messages_total", "{message}",
+      "Messages sent from the history to recovering clients", C, true, {NULL}},
+     emit_field, FIELD(hub_replayed), NULL},
+    {{"hub.replay_aborts", "wshub_hub_replay_aborts_total", "{connection}",
+      "Recoveries overtaken by the history (the client read too slowly): closed 1013", C, true,
+      {NULL}},
+     emit_field, FIELD(hub_replay_aborts), NULL},
+    {{"history.bytes", "wshub_history_bytes", "By",
+      "Memory held by the history: kept frames, entries and streams", G, false, {NULL}},
+     emit_field, SRC(hist_bytes), NULL},
+    {{"history.streams", "wshub_history_streams", "{stream}",
+      "Room and user streams kept (position, epoch and history)", G, false, {NULL}},
+     emit_field, SRC(hist_streams), NULL},
+    {{"history.messages", "wshub_history_messages", "{message}",
+      "Messages kept in the history", G, false, {NULL}},
+     emit_field, SRC(hist_messages), NULL},
+    {{"history.evicted.messages", "wshub_history_evicted_messages_total", "{message}",
+      "Messages dropped from the history to stay under --history-memory", C, true, {NULL}},
+     emit_field, SRC(hist_evicted_messages), NULL},
+    {{"history.evicted.streams", "wshub_history_evicted_streams_total", "{stream}",
+      "Streams whose history was dropped to stay under --history-memory", C, true, {NULL}},
+     emit_field, SRC(hist_evicted_streams), NULL},
+    {{"history.expired", "wshub_history_expired_messages_total", "{message}",
+      "Messages dropped from the history for being older than their TTL", C, true, {NULL}},
+     emit_field, SRC(hist_expired_messages), NULL},
     {{"hub.rooms", "wshub_hub_rooms", "{room}",
       "Rooms with at least one member", G, false, {NULL}},
      emit_rooms, 0, NULL},

@@ -80,9 +80,12 @@ struct metric_point {
 /* Everything a collection reads, copied at one moment. Counters that live outside the
  * workers (an exporter's own, say) get a field here, filled by the gather function. */
 struct metrics_source {
-    struct wh_stats stats;    /* summed over workers */
-    int64_t rooms;            /* rooms with at least one member */
-    int64_t online_users;     /* distinct users connected */
+    struct wh_stats stats; /* summed over workers */
+    int64_t rooms;         /* rooms with at least one member */
+    int64_t online_users;  /* distinct users connected */
+    /* the history store (history/history.h: struct hist_totals) */
+    uint64_t hist_bytes, hist_streams, hist_messages, hist_evicted_messages, hist_evicted_streams,
+        hist_expired_messages;
     uint64_t start_unix_nano; /* the server's start: start of every cumulative series */
     uint64_t time_unix_nano;  /* when the source was gathered */
     /* The OTLP span exporter's own (telemetry/export.h; zero when it is off). */

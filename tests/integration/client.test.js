@@ -292,20 +292,9 @@ test('getToken is called again on every reconnect (an expired first token is ret
 
 // ------------------------------------------------------------------ recovery (history)
 
-// Does this server keep room history (issue 10)? Its room_joined then has an epoch.
-async function hasHistory(srv) {
-  const probe = await h.HubClient.open(srv, 'probe');
-  const r = await probe.join('probe-room');
-  await probe.close();
-  return typeof r.payload.epoch === 'string';
-}
 
-test('recovery: 0 lost, 0 duplicated across dropped connections while another client publishes', async (t) => {
+test('recovery: 0 lost, 0 duplicated across dropped connections while another client publishes', async () => {
   const srv = await server();
-  if (!(await hasHistory(srv))) {
-    t.skip('this server has no room history (issue 10): recovery cannot be tested');
-    return;
-  }
   const proxy = await proxyTo(srv.port);
   const c = client(wsUrl(proxy.port), { backoff: { initial: 10, max: 50 } });
   const got = [];
@@ -321,22 +310,30 @@ test('recovery: 0 lost, 0 duplicated across dropped connections while another cl
     if (i % 50 === 25) proxy.dropAll(); // alice's connection dies mid-stream
     if (i % 10 === 0) await h.delay(5);
   }
+  // And a gap that surely has messages in it: alice is away while bob sends 50.
+  await h.eventually(() => c.state === 'open', { what: 'alice back' });
+  proxy.target = null;
+  proxy.dropAll();
+  const M = 50;
+  for (let i = N; i < N + M; i++) bob.send('send_to_room', { room_id: 'feed', n: i });
   await bob.ping();
-  await h.eventually(() => got.length >= N, { timeout: 10000, what: `${N} messages (have ${got.length})` });
-  await h.delay(100);
-  assert.deepEqual(got, [...Array(N).keys()], 'every message once, in order');
+  const back = nextEvent(c, 'joined', (i) => i.rejoin, 10000);
+  proxy.target = srv.port;
+  const [last] = await back;
+  assert.equal(last.recovered, true);
+  assert.ok(last.replayed >= M, JSON.stringify(last));
+  await h.eventually(() => got.length >= N + M, { timeout: 10000, what: `${N + M} messages (have ${got.length})` });
+  await bob.ping();
+  await c.ping();
+  assert.deepEqual(got, [...Array(N + M).keys()], 'every message once, in order');
   assert.equal(failed.length, 0);
   const rejoins = joins.filter(([i]) => i.rejoin);
-  assert.ok(rejoins.length >= 1);
+  assert.ok(rejoins.length >= 2);
   assert.ok(rejoins.every(([i]) => i.recovered === true), JSON.stringify(rejoins));
 });
 
-test('recovery of the user stream (send_to_user) across a dropped connection', async (t) => {
+test('recovery of the user stream (send_to_user) across a dropped connection', async () => {
   const srv = await server();
-  if (!(await hasHistory(srv))) {
-    t.skip('this server has no history (issue 10): user-stream recovery cannot be tested');
-    return;
-  }
   const proxy = await proxyTo(srv.port);
   const c = client(wsUrl(proxy.port), { token: 'erin', backoff: { initial: 10, max: 50 } });
   const sessions = record(c, 'session');
@@ -351,20 +348,27 @@ test('recovery of the user stream (send_to_user) across a dropped connection', a
     if (i % 40 === 20) proxy.dropAll();
     if (i % 10 === 0) await h.delay(5);
   }
+  await h.eventually(() => c.state === 'open', { what: 'erin back' });
+  proxy.target = null;
+  proxy.dropAll();
+  const M = 30;
+  for (let i = N; i < N + M; i++) bob.send('send_to_user', { user_id: 'erin', n: i });
   await bob.ping();
-  await h.eventually(() => got.length >= N, { timeout: 10000, what: `${N} user messages (have ${got.length})` });
-  await h.delay(100);
-  assert.deepEqual(got, [...Array(N).keys()]);
-  assert.ok(sessions.length >= 2);
+  const back = nextEvent(c, 'session', () => true, 10000);
+  proxy.target = srv.port;
+  const [last] = await back;
+  assert.equal(last.recovered, true);
+  assert.ok(last.replayed >= M, JSON.stringify(last));
+  await h.eventually(() => got.length >= N + M, { timeout: 10000, what: `${N + M} user messages (have ${got.length})` });
+  await c.ping();
+  assert.deepEqual(got, [...Array(N + M).keys()]);
+  assert.ok(sessions.length >= 3);
+  assert.equal(sessions[0][0].recovered, false, 'a first connect (since=0, no epoch) learns the position');
   assert.ok(sessions.slice(1).every(([s]) => s.recovered === true), JSON.stringify(sessions));
 });
 
-test('after a server restart the room cannot be continued: recovery_failed, then live again', async (t) => {
+test('after a server restart the room cannot be continued: recovery_failed, then live again', async () => {
   const s1 = await server();
-  if (!(await hasHistory(s1))) {
-    t.skip('this server has no room history (issue 10): the epoch change cannot be tested');
-    return;
-  }
   const proxy = await proxyTo(s1.port);
   const c = client(wsUrl(proxy.port), { backoff: { initial: 20, max: 100 } });
   await c.join('news');
@@ -374,12 +378,13 @@ test('after a server restart the room cannot be continued: recovery_failed, then
   await s1.stop();
   const s2 = await server();
   const failed = nextEvent(c, 'recovery_failed', (i) => i.room_id === 'news', 10000);
+  const reconnected = nextEvent(c, 'connect', (i) => i.reconnect, 10000);
   proxy.target = s2.port;
   const [info] = await failed;
   assert.equal(info.stream, 'room');
   assert.equal(info.lastEpoch, epoch1);
   assert.notEqual(info.epoch, epoch1);
-  await nextEvent(c, 'connect', (i) => i.reconnect);
+  await reconnected;
   const bob = await h.HubClient.open(s2, 'bob');
   cleanups.push(() => bob.close());
   const live = nextEvent(c, 'chat_message', (p) => p.content === 'after');

@@ -118,14 +118,18 @@ for (const threads of [1, 4]) {
 
       const ack = await carol1.request('send_to_user', { user_id: bob, text: 'psst', user_from: 'mallory' });
       assert.equal(ack.type, 'ack', JSON.stringify(ack));
-      assert.equal(ack.payload.seq, undefined, 'no seq outside rooms');
+      assert.equal(ack.payload.seq, undefined, 'the ack names no position: the seq is the recipient\'s');
+      const seqs = new Set();
       for (const c of bobC) {
         const m = await c.takeType('send_to_user');
         assert.equal(m.from, carol);
         assert.deepEqual(m.payload, { user_id: bob, text: 'psst', user_from: 'mallory' });
-        assert.equal(m.seq, undefined);
+        // The position in bob's user stream: the same at each of his connections.
+        assert.equal(typeof m.seq, 'number');
+        seqs.add(m.seq);
         assert.equal(m.room_id, undefined);
       }
+      assert.equal(seqs.size, 1);
       // To oneself: every connection, the sending one included.
       aliceC[0].send('send_to_user', { user_id: alice, text: 'note to self' });
       for (const c of aliceC) assert.equal((await c.takeType('send_to_user')).payload.text, 'note to self');

@@ -169,11 +169,11 @@ describe('hub API (--api-key)', () => {
     const b1 = await open(b);
     const r = await publish(srv, { user_id: a, type: 'notification', payload: { title: 'You have mail', body: 'hi' } }, { key: KEY });
     assert.equal(r.status, 202, r.body);
-    assert.deepEqual(r.json, { status: 'published', user_id: a });
+    assert.deepEqual(r.json, { status: 'published', user_id: a, seq: 1 }, 'the first message of a\'s user stream');
     for (const c of aC) {
       const m = await c.takeType('notification');
       assert.deepEqual(m.payload, { title: 'You have mail', body: 'hi', priority: 'normal' }, 'priority defaults to normal');
-      assert.equal(m.seq, undefined);
+      assert.equal(m.seq, r.json.seq, 'its position in the user stream');
     }
     await b1.expectNone((m) => m.type === 'notification', 200);
 

@@ -138,18 +138,33 @@ test('the server restarts: both pages reconnect; a message sent while it was dow
   assert.deepEqual([...alice.errors, ...bob.errors], []);
 });
 
-test('a reload keeps the conversation and the sign-in', async () => {
+test('a reload keeps the conversation; what was said while the page was away is recovered', async () => {
   const srv = await server();
   const alice = await openPage(srv.port, 'alice');
+  const bob = await openPage(srv.port, 'bob');
   await say(alice, 'remember me');
-  await seesMessage(alice, 'remember me');
+  await seesMessage(bob, 'remember me');
   await alice.reload();
   await alice.waitForSelector('#state.open', { timeout: T });
   await seesMessage(alice, 'remember me');
-  const bob = await openPage(srv.port, 'bob');
   await say(bob, 'after your reload');
   await seesMessage(alice, 'after your reload');
-  assert.equal((await messages(alice)).filter((t) => t.includes('remember me')).length, 1, 'no duplicate');
+
+  // Away (the page closed), then back: the room is re-joined from the saved position.
+  const url = alice.url();
+  await alice.goto('about:blank');
+  await say(bob, 'while you were away');
+  await say(bob, 'and this too');
+  await seesMessage(bob, 'and this too');
+  await alice.goto(url);
+  await alice.waitForSelector('#state.open', { timeout: T });
+  await seesMessage(alice, 'and this too');
+  // replayed counts the room's presence events too (alice's own leave)
+  assert.match(await alice.textContent('#notice'), /^recovered \d+ messages? missed while away$/);
+  const texts = (await messages(alice)).map((t) => t.replace(/\d\d:\d\d:\d\d.*$/, ''));
+  assert.deepEqual(texts, ['aliceremember me', 'bobafter your reload', 'bobwhile you were away', 'boband this too'],
+    'each message once, in order');
+  await shot(alice, 'after_reload');
 });
 
 test('phone-sized screen: one column, nothing wider than the screen', async () => {
