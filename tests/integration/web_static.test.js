@@ -91,6 +91,9 @@ test('unknown paths 404, other methods 405 on a file, and the API still answers'
   const post = await h.request(srv, 'POST', '/', { body: '{}' });
   assert.equal(post.status, 405);
   assert.equal(post.headers.allow, 'GET, HEAD');
+  // The page's catch-all does not take a path another route has: still 405 there.
+  assert.equal((await h.request(srv, 'POST', '/healthz', { body: '{}' })).status, 405);
+  assert.equal((await h.request(srv, 'POST', '/ws', { body: '{}' })).status, 405);
   assert.equal((await h.request(srv, 'GET', '/healthz')).status, 200);
   assert.equal((await h.request(srv, 'GET', '/api/online')).status, 200);
   assert.equal((await h.request(srv, 'GET', '/api/nope')).status, 404);
