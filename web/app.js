@@ -122,12 +122,38 @@ function setState(s) {
   el.className = `state ${s}`;
 }
 
+// Listings have a rate budget on the server (--query-rate): at most one refresh a
+// second, whatever the number of presence events.
+let listTimer = null;
+let listAt = 0;
+function scheduleLists() {
+  if (listTimer) return;
+  listTimer = setTimeout(() => {
+    listTimer = null;
+    listAt = Date.now();
+    refreshLists();
+  }, Math.max(0, listAt + 1000 - Date.now()));
+}
+
+// All rooms, following next_cursor (a few pages at most: this is a sidebar).
+async function allRooms() {
+  const rooms = [];
+  let cursor = null;
+  for (let page = 0; page < 5; page++) {
+    const r = await client.listRooms(cursor ? { cursor } : {});
+    rooms.push(...r.rooms);
+    if (!r.next_cursor) break;
+    cursor = r.next_cursor;
+  }
+  return rooms;
+}
+
 async function refreshLists() {
   if (!client || client.state !== 'open') return;
   try {
-    const [rooms, online] = await Promise.all([client.listRooms(), client.onlineUsers()]);
+    const [rooms, online] = await Promise.all([allRooms(), client.onlineUsers()]);
     const ul = $('rooms');
-    const list = rooms.rooms.filter((r) => r.room_id !== STATS);
+    const list = rooms.filter((r) => r.room_id !== STATS);
     if (!list.some((r) => r.room_id === current)) list.unshift({ room_id: current, members: 0 });
     ul.replaceChildren(...list.map((r) => {
       const li = document.createElement('li');
@@ -179,7 +205,7 @@ async function switchRoom(room) {
   notice('');
   renderMessages();
   await joinRoom(room);
-  refreshLists();
+  scheduleLists();
 }
 
 // ------------------------------------------------------------------ connection
@@ -195,9 +221,7 @@ function start(cred) {
   window.wshub = { client, chart }; // for the browser tests and the curious
 
   client.on('state', setState);
-  client.on('connect', () => {
-    refreshLists();
-  });
+  client.on('connect', scheduleLists);
   client.on('session', (s) => {
     me = s.user_id;
     $('me').textContent = `signed in as ${me}`;
@@ -219,7 +243,7 @@ function start(cred) {
   client.on('chat_message', (p, m) => {
     addMessage(m.room_id || p.room_id, { from: p.user_id || m.from, content: p.content, ts: m.timestamp, seq: m.seq });
   });
-  client.on('presence', () => refreshLists());
+  client.on('presence', scheduleLists);
   client.on('notification', (p) => {
     const li = document.createElement('li');
     li.className = `note ${p.priority || 'normal'}`;
@@ -262,7 +286,7 @@ function start(cred) {
   renderMessages();
   for (const room of new Set([current, ...joinedRooms])) joinRoom(room);
   client.join(STATS, { presence: false }).catch(() => {});
-  setInterval(refreshLists, 5000);
+  setInterval(scheduleLists, 5000);
 }
 
 function rate(v) {

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/stats.h"
+#include "net/conn.h"
 #include "proto/envelope.h"
 #include "services/messages.h"
 #include "telemetry/prometheus.h"
@@ -29,22 +31,99 @@ static void respond_json(struct http_ctx *ctx, int status, json_t *body)
     json_decref(body);
 }
 
+/* The per-address listing budget (hub_query_take): false (and 429 answered) when it
+ * is used up. */
+static bool query_allowed(struct api *a, struct http_ctx *ctx, size_t limit)
+{
+    char ip[64];
+    conn_peer(ctx->conn, ip, sizeof ip);
+    if (hub_query_take(a->hub, ip, hub_query_cost(limit), ctx->start_ms)) return true;
+    STAT_INC(hub_query_limited);
+    http_respond_error(ctx, 429, "rate_limited", "too many listing queries: slow down",
+                       "Retry-After: 1\r\n");
+    return false;
+}
+
+/* Decodes a query value (%XX, '+' is a space) into out. Returns its length, or -1
+ * when malformed, holding a control character, or too long for out. */
+static int query_decode(const char *s, size_t n, char *out, size_t cap);
+
+/* ?limit=&cursor= of a listing; other parameters are ignored. Answers 400 and returns
+ * false when one is malformed or repeated. */
+static bool page_query(struct http_ctx *ctx, char *cursor, size_t cap, const char **after,
+                       size_t *limit)
+{
+    const struct http_request *req = ctx->req;
+    *after = NULL;
+    *limit = HUB_PAGE_DEFAULT;
+    bool seen_limit = false, seen_cursor = false;
+    const char *p = req->query, *end = req->query ? req->query + req->query_len : NULL;
+    while (p && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *e = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(e - p));
+        size_t klen = (size_t)((eq ? eq : e) - p);
+        const char *v = eq ? eq + 1 : e;
+        size_t vlen = (size_t)(e - v);
+        if (klen == 5 && memcmp(p, "limit", 5) == 0) {
+            char num[8];
+            int n = query_decode(v, vlen, num, sizeof num);
+            unsigned long lim = 0;
+            bool ok = !seen_limit && n > 0 && n <= 4;
+            for (int i = 0; ok && i < n; i++) {
+                ok = num[i] >= '0' && num[i] <= '9';
+                lim = lim * 10 + (unsigned long)(num[i] - '0');
+            }
+            if (!ok || lim < 1 || lim > HUB_PAGE_MAX) {
+                http_respond_error(ctx, 400, "bad_field",
+                                   "limit must be a whole number from 1 to 1000, given once", NULL);
+                return false;
+            }
+            seen_limit = true;
+            *limit = lim;
+        } else if (klen == 6 && memcmp(p, "cursor", 6) == 0) {
+            if (seen_cursor || query_decode(v, vlen, cursor, cap) <= 0) {
+                http_respond_error(ctx, 400, "bad_field",
+                                   "cursor must be a next_cursor value (1-128 bytes), given once",
+                                   NULL);
+                return false;
+            }
+            seen_cursor = true;
+            *after = cursor;
+        }
+        p = amp ? amp + 1 : end;
+    }
+    return true;
+}
+
 static void online(struct http_ctx *ctx, void *ud)
 {
     struct api *a = ud;
-    json_t *users = hub_online_users(a->hub);
-    size_t n = json_array_size(users);
-    respond_json(ctx, 200,
-                 json_pack("{s:o, s:I, s:I}", "online_users", users, "count", (json_int_t)n,
-                           "connections", (json_int_t)hub_connection_count(a->hub)));
+    char cursor[PROTO_MAX_NAME + 1];
+    const char *after;
+    size_t limit;
+    if (!page_query(ctx, cursor, sizeof cursor, &after, &limit) || !query_allowed(a, ctx, limit))
+        return;
+    struct hub_page pg;
+    hub_online_users(a->hub, after, limit, &pg);
+    json_t *body = hub_page_json(&pg, "online_users");
+    if (body)
+        json_object_set_new(body, "connections",
+                            json_integer((json_int_t)hub_connection_count(a->hub)));
+    respond_json(ctx, 200, body);
 }
 
 static void rooms(struct http_ctx *ctx, void *ud)
 {
     struct api *a = ud;
-    json_t *r = hub_rooms(a->hub);
-    size_t n = json_array_size(r);
-    respond_json(ctx, 200, json_pack("{s:o, s:I}", "rooms", r, "count", (json_int_t)n));
+    char cursor[PROTO_MAX_NAME + 1];
+    const char *after;
+    size_t limit;
+    if (!page_query(ctx, cursor, sizeof cursor, &after, &limit) || !query_allowed(a, ctx, limit))
+        return;
+    struct hub_page pg;
+    hub_rooms(a->hub, after, limit, &pg);
+    respond_json(ctx, 200, hub_page_json(&pg, "rooms"));
 }
 
 static int hexval(char c)
@@ -70,6 +149,28 @@ static int path_decode(const char *s, size_t n, char *out, size_t cap)
             i += 2;
         }
         if ((unsigned char)c < 0x20 || c == 0x7f) return -1; /* as room ids on /ws */
+        if (k + 1 >= cap) return -1;
+        out[k++] = c;
+    }
+    out[k] = 0;
+    return (int)k;
+}
+
+static int query_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%') {
+            if (i + 2 >= n) return -1;
+            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0) return -1;
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        }
+        if ((unsigned char)c < 0x20 || c == 0x7f) return -1; /* as ids on /ws */
         if (k + 1 >= cap) return -1;
         out[k++] = c;
     }
@@ -112,15 +213,19 @@ static void room_members(struct http_ctx *ctx, void *ud)
         api_history(ctx, a, user, room);
         return;
     }
-    json_t *m = hub_room_members(a->hub, room);
-    if (!m) {
+    char cursor[PROTO_MAX_NAME + 1];
+    const char *after;
+    size_t limit;
+    if (!page_query(ctx, cursor, sizeof cursor, &after, &limit) || !query_allowed(a, ctx, limit))
+        return;
+    struct hub_page pg;
+    if (hub_room_members(a->hub, room, after, limit, &pg) < 0) {
         http_respond_error(ctx, 404, "not_found", "no such room (no members)", NULL);
         return;
     }
-    size_t n = json_array_size(m);
-    respond_json(
-        ctx, 200,
-        json_pack("{s:s, s:o, s:I}", "room_id", room, "members", m, "count", (json_int_t)n));
+    json_t *body = hub_page_json(&pg, "members");
+    if (body) json_object_set_new(body, "room_id", json_string(room));
+    respond_json(ctx, 200, body);
 }
 
 int api_key_ok(const struct api *a, const struct http_request *req)
@@ -144,6 +249,13 @@ int api_key_ok(const struct api *a, const struct http_request *req)
 static void publish(struct http_ctx *ctx, void *ud)
 {
     struct api *a = ud;
+    if (hub_closing(a->hub)) {
+        /* As on /ws: nothing is taken once shutdown began, so no 202 goes unkept. */
+        STAT_INC(hub_shutdown_refused);
+        http_respond_error(ctx, 503, "shutting_down", "the server is shutting down",
+                           "Retry-After: 1\r\n");
+        return;
+    }
     if (!a->api_key) {
         http_respond_error(ctx, 403, "forbidden",
                            "the publish API is disabled: start wshub with --api-key", NULL);

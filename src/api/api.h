@@ -1,7 +1,9 @@
 /* The HTTP API (docs/protocol.md, "HTTP API"):
- *   GET  /api/online              {"online_users":[...],"count":N}
- *   GET  /api/rooms               {"rooms":[{"room_id":..,"members":N}],"count":N}
- *   GET  /api/rooms/{id}/members  {"room_id":..,"members":[...],"count":N}; 404 if none
+ *   GET  /api/online              {"online_users":[...],"count":N,"total":N,"next_cursor":..}
+ *   GET  /api/rooms               {"rooms":[{"room_id":..,"members":N}],"count":N,...}
+ *   GET  /api/rooms/{id}/members  {"room_id":..,"members":[...],"count":N,...}; 404 if none
+ *        (the listings are paginated, ?limit=1..1000 (100)&cursor=<next_cursor>, and
+ *        share the per-address listing budget of /ws: 429 rate_limited)
  *   POST /api/publish             to a room, a user or everyone; needs the API key
  *   GET  /readyz                  200 while serving, 503 once shutting down
  *   GET  /metrics                 Prometheus text format

@@ -75,6 +75,10 @@ struct wh_config {
     bool presence;               /* --presence */
     bool client_broadcast;       /* --client-broadcast */
     uint32_t max_rooms_per_conn; /* --max-rooms-per-connection */
+    uint32_t max_rooms;          /* --max-rooms on this node, 0 = unlimited */
+    uint32_t max_rooms_per_ip;   /* --max-rooms-per-ip (memberships), 0 = unlimited */
+    uint32_t query_rate;         /* --query-rate listings per second per client, 0 = off */
+    uint32_t query_burst;        /* --query-burst */
     char *streams;               /* --stream ROOM:INTERVAL[,ROOM:INTERVAL...] */
     uint32_t history_size;       /* --history-size: messages kept per room and user */
     uint32_t history_ttl_ms;     /* --history-ttl */

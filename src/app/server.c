@@ -67,6 +67,7 @@ struct wh_server {
     struct worker *workers;
     atomic_int running;
     atomic_int shutdown_requested;
+    atomic_int shutdown_acks; /* workers past the shutdown's first step */
 };
 
 static void on_accept(struct listener *l, int fd)
@@ -106,7 +107,32 @@ static void shutdown_poll_cb(struct loop *loop, struct timer *t)
     loop_timer_arm(loop, t, 10);
 }
 
-/* Runs on the worker's own thread (posted). */
+/* Graceful shutdown, in two steps so that every acked message is delivered before
+ * the close frames (docs/design.md, "Shutdown").
+ *
+ * Step 1 (worker_shutdown, posted to every worker after hub_begin_shutdown): stop
+ * accepting connections, and acknowledge. A posted task runs between loop turns and a
+ * publish never spans turns, so once a worker has acknowledged, every message it
+ * acked is in the shard inboxes, and every later one is refused (shutting_down).
+ *
+ * Step 2 (worker_close, posted to every worker by the last to acknowledge): deliver
+ * what the shard's inbox holds (nothing acked can arrive after this), then send close
+ * 1001 to each client: the close frame is queued behind those deliveries, so it goes
+ * out after them. The loop stops when the last connection is gone, or at
+ * --shutdown-timeout (counted from step 1), whichever comes first. */
+static void worker_close(struct loop *loop, void *arg)
+{
+    struct worker *w = arg;
+    hub_shard_drain(w->shard);
+    struct conn *c = w->conns.head;
+    while (c) {
+        struct conn *next = c->list_next; /* closing unlinks c */
+        if (ws_conn_is(c)) ws_conn_shutdown(c);
+        c = next;
+    }
+    loop_timer_arm(loop, &w->shutdown_poll, 0);
+}
+
 static void worker_shutdown(struct loop *loop, void *arg)
 {
     struct worker *w = arg;
@@ -121,16 +147,19 @@ static void worker_shutdown(struct loop *loop, void *arg)
     struct conn *c = w->conns.head;
     while (c) {
         struct conn *next = c->list_next; /* closing unlinks c */
-        if (http_conn_is(c))
-            http_conn_shutdown(c);
-        else if (ws_conn_is(c))
-            ws_conn_shutdown(c);
+        if (http_conn_is(c)) http_conn_shutdown(c);
         c = next;
     }
     loop_timer_init(&w->shutdown_deadline, shutdown_deadline_cb);
     loop_timer_init(&w->shutdown_poll, shutdown_poll_cb);
     loop_timer_arm(loop, &w->shutdown_deadline, w->srv->cfg->shutdown_timeout_ms);
-    loop_timer_arm(loop, &w->shutdown_poll, 0);
+    struct wh_server *s = w->srv;
+    if (atomic_fetch_add(&s->shutdown_acks, 1) + 1 == s->n_workers) {
+        for (int i = 0; i < s->n_workers; i++)
+            if (loop_post(s->workers[i].loop, worker_close, &s->workers[i]) < 0)
+                log_error("shutdown: cannot post the close step; the deadline will close",
+                          "worker=%d", i);
+    }
 }
 
 static void *worker_main(void *arg)
@@ -324,6 +353,9 @@ static int server_prepare(struct wh_server *s, int n_workers)
         .presence = cfg->presence,
         .client_broadcast = cfg->client_broadcast,
         .max_rooms_per_conn = cfg->max_rooms_per_conn,
+        .max_rooms = cfg->max_rooms,
+        .max_rooms_per_ip = cfg->max_rooms_per_ip,
+        .query_rate = {.rate = cfg->query_rate, .burst = cfg->query_rate ? cfg->query_burst : 0},
         .strikes_to_close = 10,
         .max_conns = cfg->max_connections,
         .max_conns_per_ip = cfg->max_connections_per_ip,
@@ -491,6 +523,7 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
 void server_shutdown(struct wh_server *s)
 {
     if (atomic_exchange(&s->shutdown_requested, 1)) return;
+    hub_begin_shutdown(s->hub); /* before the posts: a worker that runs one sees it */
     for (int i = 0; i < s->n_workers; i++)
         loop_post(s->workers[i].loop, worker_shutdown, &s->workers[i]);
 }

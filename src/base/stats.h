@@ -57,6 +57,8 @@ struct wh_stats {
     uint64_t hub_slow_closes;    /* connections closed with 1013 */
     uint64_t hub_errors[16];     /* error messages sent, by enum proto_err */
     uint64_t hub_rate_limited;
+    uint64_t hub_query_limited;           /* listings refused by the query rate (/ws and HTTP) */
+    uint64_t hub_shutdown_refused;        /* messages refused once shutdown began (/ws and HTTP) */
     uint64_t hub_strike_closes;           /* closed 1008 after repeated bad messages */
     uint64_t hub_token_expiring;          /* token_expiring warnings sent */
     uint64_t hub_token_refreshes;         /* refresh accepted: the connection's token replaced */

@@ -3,6 +3,7 @@
  * and carries it out. Every refused message is answered with an `error` carrying a
  * machine-readable code and the client's id, and counted; a client that keeps
  * sending bad or excess messages (strikes_to_close in a row) is closed with 1008. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ struct client *hub_client_new(struct shard *sh, const char *user, struct auth_id
         memset(id, 0, sizeof *id);
     }
     rate_bucket_init(&c->rl, &sh->hub->cfg.conn_rate, loop_now(sh->loop));
+    rate_bucket_init(&c->qrl, &sh->hub->cfg.query_rate, loop_now(sh->loop));
     uint64_t r = trace_random64();
     trace_hex((const uint8_t *)&r, sizeof r, c->cid);
     return c;
@@ -89,7 +91,9 @@ static int reject(struct client *c, enum proto_err e, const char *msg, json_t *i
     send_trace_begin(&st, "error");
     send_frame(c, proto_error_frame(e, msg, id));
     send_trace_end(&st);
-    if (++c->strikes >= c->sh->hub->cfg.strikes_to_close) {
+    /* Refusals during shutdown are no fault of the client's (no strike: a 1008 must not
+     * overtake the deliveries that shutdown still owes it). */
+    if (e != PE_SHUTTING_DOWN && ++c->strikes >= c->sh->hub->cfg.strikes_to_close) {
         STAT_INC(hub_strike_closes);
         char tid[33];
         const char *t = trace_log_id(tid);
@@ -192,19 +196,28 @@ static int do_join(struct client *c, struct envelope *env)
     } else {
         if (c->n_rooms >= c->sh->hub->cfg.max_rooms_per_conn)
             return reject(c, PE_TOO_LARGE, "too many rooms joined on this connection", env->id);
-        if (shard_join(c, room, presence, &snap) < 0)
-            return reject(c, PE_INTERNAL, "could not join", env->id);
+        if (!hub_ip_room_take(c->sh->hub, c->ip))
+            return reject(c, PE_LIMIT_REACHED, "too many rooms joined from this address", env->id);
+        int rc = shard_join(c, room, presence, &snap);
+        if (rc < 0) {
+            hub_ip_room_give(c->sh->hub, c->ip, 1);
+            return rc == -ENOSPC
+                       ? reject(c, PE_LIMIT_REACHED, "the server has its most rooms", env->id)
+                       : reject(c, PE_INTERNAL, "could not join", env->id);
+        }
         m = c->rooms[c->n_rooms - 1];
     }
     struct hist_stream *s = m->lr->room->stream;
     json_t *p = json_pack("{s:s, s:I, s:s}", "room_id", room, "seq", (json_int_t)snap, "epoch",
                           hist_epoch(s));
     if (sv && !already) {
+        struct recover_trace rt;
+        recover_trace_begin(&rt, NULL, "room", room, since);
         m->replaying = begin_recovery(c, s, 0, since, epoch, &m->cursor, &m->live_from);
+        uint64_t replayed = m->replaying && snap > since ? snap - since : 0;
+        recover_trace_end(&rt, m->replaying, replayed);
         json_object_set_new(p, "recovered", json_boolean(m->replaying));
-        json_object_set_new(
-            p, "replayed",
-            json_integer(m->replaying && snap > since ? (json_int_t)(snap - since) : 0));
+        json_object_set_new(p, "replayed", json_integer((json_int_t)replayed));
     }
     reply(c, "room_joined", p, env->id);
     json_decref(p);
@@ -221,6 +234,7 @@ static int do_leave(struct client *c, struct envelope *env)
     if (!m) return reject(c, PE_NOT_MEMBER, "not a member of this room", env->id);
     json_t *p = json_pack("{s:s}", "room_id", room); /* room points into env: copy first */
     shard_leave(c, m);
+    hub_ip_room_give(c->sh->hub, c->ip, 1);
     reply(c, "room_left", p, env->id);
     json_decref(p);
     return 0;
@@ -279,30 +293,57 @@ static int do_broadcast(struct client *c, struct envelope *env)
     return 0;
 }
 
+/* Paging arguments of a listing: payload limit (1..HUB_PAGE_MAX, default
+ * HUB_PAGE_DEFAULT) and cursor (an id: the last one of the previous page; absent or
+ * null for the first page). */
+static const char *page_args(struct envelope *env, const char **after, size_t *limit)
+{
+    *after = NULL;
+    *limit = HUB_PAGE_DEFAULT;
+    json_t *l = json_object_get(env->payload, "limit");
+    if (l && !json_is_null(l)) {
+        if (!json_is_integer(l) || json_integer_value(l) < 1 ||
+            json_integer_value(l) > HUB_PAGE_MAX)
+            return "limit must be an integer from 1 to 1000";
+        *limit = (size_t)json_integer_value(l);
+    }
+    enum proto_err e = envelope_name(env, "cursor", after);
+    if (e == PE_BAD_FIELD) return "cursor must be null or a next_cursor string (1-128 bytes)";
+    return NULL;
+}
+
 static int do_query(struct client *c, struct envelope *env)
 {
     struct hub *h = c->sh->hub;
     json_t *p = NULL;
+    const char *after = NULL, *why = NULL;
+    size_t limit = 0;
+    struct hub_page pg = {0};
+    if (env->type == MT_ONLINE_USERS || env->type == MT_LIST_ROOMS ||
+        env->type == MT_ROOM_MEMBERS) {
+        if ((why = page_args(env, &after, &limit))) return reject(c, PE_BAD_FIELD, why, env->id);
+        /* Listings have their own budget, on even when message rates are unlimited. */
+        if (!hub_client_query_take(c, hub_query_cost(limit))) {
+            STAT_INC(hub_query_limited);
+            return reject(c, PE_RATE_LIMITED, "too many listing queries: slow down", env->id);
+        }
+    }
     switch (env->type) {
-    case MT_ONLINE_USERS: {
-        json_t *users = hub_online_users(h);
-        p = json_pack("{s:o, s:I}", "online_users", users, "count",
-                      (json_int_t)json_array_size(users));
+    case MT_ONLINE_USERS:
+        hub_online_users(h, after, limit, &pg);
+        p = hub_page_json(&pg, "online_users");
         break;
-    }
-    case MT_LIST_ROOMS: {
-        json_t *rooms = hub_rooms(h);
-        p = json_pack("{s:o, s:I}", "rooms", rooms, "count", (json_int_t)json_array_size(rooms));
+    case MT_LIST_ROOMS:
+        hub_rooms(h, after, limit, &pg);
+        p = hub_page_json(&pg, "rooms");
         break;
-    }
     case MT_ROOM_MEMBERS: {
         const char *room;
         enum proto_err e = envelope_name(env, "room_id", &room);
         if (e) return reject(c, e, "room_members needs a room_id string", env->id);
-        json_t *m = hub_room_members(h, room);
-        if (!m) m = json_array();
-        p = json_pack("{s:s, s:o, s:I}", "room_id", room, "members", m, "count",
-                      (json_int_t)json_array_size(m));
+        if (hub_room_members(h, room, after, limit, &pg) < 0) pg.items = json_array();
+        p = hub_page_json(&pg, "members");
+        if (p) json_object_set_new(p, "room_id", json_string(room));
         break;
     }
     default:
@@ -421,8 +462,11 @@ static void open_session(struct client *c)
     hist_unlock(s);
     bool ok = false;
     if (rq->epoch[0]) {
+        struct recover_trace rt;
+        recover_trace_begin(&rt, &c->tctx, "user", c->user, rq->since);
         ok = begin_recovery(c, s, 1, rq->since, rq->epoch, &c->user_cursor, &c->user_live_from);
         c->user_replaying = ok;
+        recover_trace_end(&rt, ok, ok && top > rq->since ? top - rq->since : 0);
     }
     json_t *p = json_pack("{s:s, s:I, s:s, s:b, s:I}", "user_id", c->user, "seq", (json_int_t)top,
                           "epoch", hist_epoch(s), "recovered", ok, "replayed",
@@ -481,6 +525,17 @@ static void on_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, siz
         return;
     }
     int rc;
+    bool publishes = env.type == MT_SEND_TO_ROOM || env.type == MT_CHAT_MESSAGE ||
+                     env.type == MT_SEND_TO_USER || env.type == MT_BROADCAST;
+    if (publishes && hub_closing(c->sh->hub)) {
+        /* Shutdown has begun: nothing new is taken, so nothing is acked that the
+         * shutdown's drain would not deliver (server.c). */
+        STAT_INC(hub_shutdown_refused);
+        reject(c, PE_SHUTTING_DOWN, "the server is shutting down: send it elsewhere", env.id);
+        msg_trace_end(&mt);
+        envelope_free(&env);
+        return;
+    }
     switch (env.type) {
     case MT_JOIN_ROOM:
         rc = do_join(c, &env);
@@ -529,6 +584,7 @@ static void on_close(struct ws_conn *ws, unsigned code)
     struct client *c = ws->ud;
     log_debug("client disconnected", "client=%s user=%s remote=%s duration_ms=%llu code=%u", c->cid,
               c->user, c->ip, (unsigned long long)(loop_now(c->sh->loop) - c->opened_ms), code);
+    hub_ip_room_give(c->sh->hub, c->ip, c->n_rooms);
     while (c->n_rooms)
         shard_leave(c, c->rooms[c->n_rooms - 1]);
     shard_user_unlink(c->sh, c);

@@ -44,13 +44,16 @@ struct hub_config {
     bool presence;                    /* publish presence events on join/leave */
     bool client_broadcast;            /* clients may broadcast without a token claim */
     uint32_t max_rooms_per_conn;
-    struct rate_limit conn_rate; /* messages per connection */
-    struct rate_limit user_rate; /* messages per user (per worker) */
-    uint32_t strikes_to_close;   /* consecutive bad messages before close 1008 */
-    uint32_t max_conns;          /* /ws connections in total (0: unlimited) */
-    uint32_t max_conns_per_ip;   /* from one address (0: unlimited) */
-    struct hist_config hist;     /* streams' history (history/history.h) */
-    const struct auth *auth;     /* verifies `refresh` tokens; NULL: refresh refused */
+    uint32_t max_rooms;           /* rooms on this node (0: unlimited) */
+    uint32_t max_rooms_per_ip;    /* memberships from one address (0: unlimited) */
+    struct rate_limit query_rate; /* listing queries per connection (and per address on HTTP) */
+    struct rate_limit conn_rate;  /* messages per connection */
+    struct rate_limit user_rate;  /* messages per user (per worker) */
+    uint32_t strikes_to_close;    /* consecutive bad messages before close 1008 */
+    uint32_t max_conns;           /* /ws connections in total (0: unlimited) */
+    uint32_t max_conns_per_ip;    /* from one address (0: unlimited) */
+    struct hist_config hist;      /* streams' history (history/history.h) */
+    const struct auth *auth;      /* verifies `refresh` tokens; NULL: refresh refused */
 };
 
 struct hub;
@@ -103,14 +106,38 @@ uint64_t hub_publish_user(struct hub *h, const char *user, const char *type,
 void hub_publish_all(struct hub *h, const char *type, const struct proto_payload *payload,
                      const char *from);
 
-/* Queries (any thread): new JSON values owned by the caller. */
-json_t *hub_online_users(struct hub *h); /* array of user ids, sorted */
+/* Listing queries (any thread) are paginated: ids in byte (strcmp) order, from the
+ * first id after `after` (NULL: from the start), at most `limit` of them. The work
+ * under the registry lock is one O(log n) seek and a walk of the page, whatever the
+ * total. The page's ids continue from where the previous page ended even when
+ * entries came or went in between (the cursor is an id, not an offset). */
+#define HUB_PAGE_DEFAULT 100
+#define HUB_PAGE_MAX     1000
+struct hub_page {
+    json_t *items; /* array; owned by the caller */
+    json_t *next;  /* string: `after` for the next page; NULL on the last page; owned */
+    size_t total;  /* entries in the whole listing */
+};
+void hub_page_free(struct hub_page *p);
+/* The page as a reply object: {<key>: items, count, total, next_cursor}, items and
+ * next taken over. */
+json_t *hub_page_json(struct hub_page *p, const char *key);
+void hub_online_users(struct hub *h, const char *after, size_t limit, struct hub_page *out);
+/* Listing budget: a listing of `limit` ids costs hub_query_cost(limit) tokens (one per
+ * started HUB_PAGE_DEFAULT ids: the work is proportional to the page). The client
+ * address's bucket (query_rate, shared by /ws and the HTTP API) pays them; false
+ * when it cannot (a refused listing may use up what was left). Any thread. */
+uint32_t hub_query_cost(size_t limit);
+bool hub_query_take(struct hub *h, const char *ip, uint32_t cost, uint64_t now_ms);
 size_t hub_connection_count(struct hub *h);
 /* Counts for metrics (any thread): one lock, no allocation. */
 size_t hub_room_count(struct hub *h);
 size_t hub_online_user_count(struct hub *h);
-json_t *hub_rooms(struct hub *h);                          /* [{room_id, members}], sorted */
-json_t *hub_room_members(struct hub *h, const char *room); /* sorted ids, or NULL */
+/* items: [{room_id, members}] */
+void hub_rooms(struct hub *h, const char *after, size_t limit, struct hub_page *out);
+/* items: user ids; returns -1 (and nothing to free) when the room has no members. */
+int hub_room_members(struct hub *h, const char *room, const char *after, size_t limit,
+                     struct hub_page *out);
 size_t hub_room_member_count(struct hub *h, const char *room);
 
 /* A stream's kept history (GET /api/rooms/{id}/history, /api/users/{id}/history). */
@@ -130,5 +157,12 @@ int hub_history(struct hub *h, bool user, const char *id, uint64_t after, struct
 void hub_history_totals(struct hub *h, struct hist_totals *out);
 
 struct hub *hub_of(struct shard *sh);
+
+/* Graceful shutdown, first step (any thread): from now on hub_closing is true and
+ * the entry points refuse new messages (error shutting_down / HTTP 503). */
+void hub_begin_shutdown(struct hub *h);
+bool hub_closing(const struct hub *h);
+/* Delivers what is posted to the calling worker's shard now (the shutdown's drain). */
+void hub_shard_drain(struct shard *sh);
 
 #endif

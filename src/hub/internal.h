@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <uthash.h>
 
+#include "base/skiplist.h"
 #include "history/history.h"
 #include "hub/hub.h"
 #include "proto/envelope.h"
@@ -26,6 +27,7 @@ struct room {
     atomic_uint refs;           /* registry (while listed), local rooms, posted items */
     struct hist_stream *stream; /* its position and history; outlives the room */
     struct room_user *users;    /* under registry.mu */
+    struct skiplist by_user;    /* the same users in id order, for paginated listing */
     size_t n_users;
     UT_hash_handle hh;
 };
@@ -41,6 +43,8 @@ struct registry {
     pthread_mutex_t mu;
     struct room *rooms;
     struct online_user *users;
+    struct skiplist room_order, user_order; /* the same entries in id order */
+    uint64_t seed;                          /* of the rooms' member lists */
 };
 
 enum item_kind { IT_ROOM = 0, IT_USER = 1, IT_ALL = 2 };
@@ -104,6 +108,7 @@ struct client {
     struct auth_identity id;
     bool has_id;
     struct rate_bucket rl;
+    struct rate_bucket qrl; /* listing queries */
     uint32_t strikes;
     uint64_t dropped;  /* messages lost to drop-oldest since the client was last told */
     bool token_warned; /* token_expiring sent for the current token (token.c) */
@@ -140,8 +145,11 @@ struct shard {
 struct ip_count {
     char ip[46];
     uint32_t n;
+    uint32_t rooms; /* memberships of this address's connections */
     UT_hash_handle hh;
 };
+
+#define HUB_QUERY_SLOTS 4096
 
 struct hub {
     struct hub_config cfg;
@@ -152,7 +160,14 @@ struct hub {
     int n_shards;
     struct shard *shards;
     struct hist_store *hist;
-    struct timer sweep; /* on shard 0's loop: history expiry, once a second */
+    struct timer sweep;  /* on shard 0's loop: history expiry, once a second */
+    atomic_bool closing; /* hub_begin_shutdown */
+    /* Per-address listing buckets: a fixed table indexed by a keyed hash of the
+     * address (bounded memory however many addresses; addresses that share a slot
+     * share its bucket). Under q_mu. */
+    pthread_mutex_t q_mu;
+    uint64_t q_seed;
+    struct rate_bucket *q_slots; /* [HUB_QUERY_SLOTS] */
 };
 
 /* registry.c */
@@ -169,9 +184,21 @@ void registry_user_stream(struct hub *h, const char *user, struct hist_stream *s
  * *snap is the room's position before that event: what room_joined says and where
  * live delivery to the new member starts. */
 struct room *registry_join(struct hub *h, const char *room, const char *user, uint64_t *snap);
+/* (It fails with NULL and errno ENOSPC when the node has --max-rooms rooms and room
+ * is a new one; ENOMEM otherwise.) */
 void registry_leave(struct hub *h, struct room *room, const char *user);
 /* Looks a room up; returns it with a reference, or NULL. */
 struct room *registry_find(struct hub *h, const char *room);
+
+/* limits.c: the per-address membership budget (max_rooms_per_ip). take returns
+ * false when the address has used it up. */
+bool hub_ip_room_take(struct hub *h, const char *ip);
+void hub_ip_room_give(struct hub *h, const char *ip, uint32_t n);
+/* A listing of `cost` tokens from this client: its connection's bucket, then its
+ * address's (hub_query_take). */
+bool hub_client_query_take(struct client *c, uint32_t cost);
+int hub_limits_init(struct hub *h);
+void hub_limits_destroy(struct hub *h);
 
 /* shard.c */
 void inbox_push(struct shard *to, const struct item *it);

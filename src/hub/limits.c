@@ -1,11 +1,14 @@
 /* Connection admission: a total and a per-address count of /ws connections, checked
  * before the upgrade so that a refused client gets an HTTP status (503 / 429) rather
  * than a socket that closes. The total is one atomic; the per-address table takes a
- * mutex, once per upgrade and once per close, never per message. */
+ * mutex, once per upgrade and once per close, never per message. The same table
+ * counts each address's room memberships (max_rooms_per_ip: one address cannot fill
+ * the node's room limit from many connections); taken once per join and leave. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "hub/internal.h"
+#include "telemetry/trace.h"
 
 int hub_admit(struct hub *h, const char *ip)
 {
@@ -14,12 +17,12 @@ int hub_admit(struct hub *h, const char *ip)
         atomic_fetch_sub(&h->conns, 1);
         return 503;
     }
-    if (!h->cfg.max_conns_per_ip) return 0;
+    if (!h->cfg.max_conns_per_ip && !h->cfg.max_rooms_per_ip) return 0;
     pthread_mutex_lock(&h->ip_mu);
     struct ip_count *e;
     HASH_FIND_STR(h->ips, ip, e);
     int rc = 0;
-    if (e && e->n >= h->cfg.max_conns_per_ip) {
+    if (e && h->cfg.max_conns_per_ip && e->n >= h->cfg.max_conns_per_ip) {
         rc = 429;
     } else if (e) {
         e->n++;
@@ -38,7 +41,7 @@ int hub_admit(struct hub *h, const char *ip)
 void hub_release(struct hub *h, const char *ip)
 {
     atomic_fetch_sub(&h->conns, 1);
-    if (!h->cfg.max_conns_per_ip) return;
+    if (!h->cfg.max_conns_per_ip && !h->cfg.max_rooms_per_ip) return;
     pthread_mutex_lock(&h->ip_mu);
     struct ip_count *e;
     HASH_FIND_STR(h->ips, ip, e);
@@ -49,7 +52,96 @@ void hub_release(struct hub *h, const char *ip)
     pthread_mutex_unlock(&h->ip_mu);
 }
 
+bool hub_ip_room_take(struct hub *h, const char *ip)
+{
+    if (!h->cfg.max_rooms_per_ip) return true;
+    pthread_mutex_lock(&h->ip_mu);
+    struct ip_count *e;
+    HASH_FIND_STR(h->ips, ip, e);
+    /* No entry: the connection was admitted before an out-of-memory; let it be. */
+    bool ok = !e || e->rooms < h->cfg.max_rooms_per_ip;
+    if (e && ok) e->rooms++;
+    pthread_mutex_unlock(&h->ip_mu);
+    return ok;
+}
+
+void hub_ip_room_give(struct hub *h, const char *ip, uint32_t n)
+{
+    if (!h->cfg.max_rooms_per_ip || !n) return;
+    pthread_mutex_lock(&h->ip_mu);
+    struct ip_count *e;
+    HASH_FIND_STR(h->ips, ip, e);
+    if (e) e->rooms = e->rooms > n ? e->rooms - n : 0;
+    pthread_mutex_unlock(&h->ip_mu);
+}
+
 size_t hub_connection_count(struct hub *h)
 {
     return atomic_load(&h->conns);
+}
+
+/* Read by every entry point that would ack a message; written once. Sequentially
+ * consistent: a worker that has seen the shutdown order (a task posted after the
+ * store) refuses every message it parses after it (server.c relies on that). */
+void hub_begin_shutdown(struct hub *h)
+{
+    atomic_store(&h->closing, true);
+}
+
+bool hub_closing(const struct hub *h)
+{
+    return atomic_load(&h->closing);
+}
+
+uint32_t hub_query_cost(size_t limit)
+{
+    return (uint32_t)((limit + HUB_PAGE_DEFAULT - 1) / HUB_PAGE_DEFAULT);
+}
+
+static bool bucket_take_n(struct rate_bucket *b, const struct rate_limit *l, uint32_t n,
+                          uint64_t now_ms)
+{
+    uint32_t size = l->burst ? l->burst : l->rate;
+    if (n > size) n = size; /* a page the bucket can never hold costs a full bucket */
+    for (uint32_t i = 0; i < n; i++)
+        if (!rate_bucket_take(b, l, now_ms)) return false;
+    return true;
+}
+
+bool hub_client_query_take(struct client *c, uint32_t cost)
+{
+    struct hub *h = c->sh->hub;
+    uint64_t now = loop_now(c->sh->loop);
+    return bucket_take_n(&c->qrl, &h->cfg.query_rate, cost, now) &&
+           hub_query_take(h, c->ip, cost, now);
+}
+
+bool hub_query_take(struct hub *h, const char *ip, uint32_t cost, uint64_t now_ms)
+{
+    if (!h->cfg.query_rate.rate || !h->q_slots) return true;
+    uint64_t x = h->q_seed ^ UINT64_C(0xcbf29ce484222325); /* FNV-1a, keyed */
+    for (const char *p = ip; *p; p++)
+        x = (x ^ (unsigned char)*p) * UINT64_C(0x100000001b3);
+    x ^= x >> 29;
+    pthread_mutex_lock(&h->q_mu);
+    bool ok = bucket_take_n(&h->q_slots[x % HUB_QUERY_SLOTS], &h->cfg.query_rate, cost, now_ms);
+    pthread_mutex_unlock(&h->q_mu);
+    return ok;
+}
+
+int hub_limits_init(struct hub *h)
+{
+    pthread_mutex_init(&h->q_mu, NULL);
+    h->q_seed = trace_random64();
+    h->q_slots = calloc(HUB_QUERY_SLOTS, sizeof *h->q_slots);
+    if (!h->q_slots) return -1;
+    for (size_t i = 0; i < HUB_QUERY_SLOTS; i++)
+        rate_bucket_init(&h->q_slots[i], &h->cfg.query_rate, 0);
+    return 0;
+}
+
+void hub_limits_destroy(struct hub *h)
+{
+    free(h->q_slots);
+    pthread_mutex_destroy(&h->q_mu);
 }

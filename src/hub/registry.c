@@ -3,17 +3,22 @@
  * disconnect, join, leave and queries, never per delivered message. Presence events
  * are published while it is held, so that a user's join and leave events reach the
  * room in the order they happened. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/stats.h"
 #include "hub/internal.h"
+#include "telemetry/trace.h"
 
 void registry_init(struct registry *r)
 {
     pthread_mutex_init(&r->mu, NULL);
     r->rooms = NULL;
     r->users = NULL;
+    r->seed = trace_random64();
+    skl_init(&r->room_order, trace_random64());
+    skl_init(&r->user_order, trace_random64());
 }
 
 void registry_destroy(struct registry *r)
@@ -32,6 +37,8 @@ void registry_destroy(struct registry *r)
         free(u->user);
         free(u);
     }
+    skl_clear(&r->room_order);
+    skl_clear(&r->user_order);
     pthread_mutex_destroy(&r->mu);
 }
 
@@ -52,6 +59,7 @@ void room_unref(struct room *room)
         free(u);
     }
     hist_unref(room->stream);
+    skl_clear(&room->by_user);
     free(room->id);
     free(room);
 }
@@ -63,6 +71,11 @@ void registry_user_add(struct hub *h, const char *user)
     struct online_user *u;
     HASH_FIND_STR(r->users, user, u);
     if (!u && (u = calloc(1, sizeof *u)) && !(u->user = strdup(user))) {
+        free(u);
+        u = NULL;
+    }
+    if (u && u->conns == 0 && skl_insert(&r->user_order, u->user, u) < 0) {
+        free(u->user); /* not listed anywhere: as if the allocation had failed */
         free(u);
         u = NULL;
     }
@@ -83,6 +96,7 @@ void registry_user_remove(struct hub *h, const char *user)
     HASH_FIND_STR(r->users, user, u);
     if (u && --u->conns == 0) {
         HASH_DEL(r->users, u);
+        skl_remove(&r->user_order, u->user);
         hist_unref(u->stream); /* its time to live starts now */
         free(u->user);
         free(u);
@@ -112,22 +126,28 @@ struct room *registry_join(struct hub *h, const char *room_id, const char *user,
     struct room *room;
     HASH_FIND_STR(r->rooms, room_id, room);
     if (!room) {
-        room = calloc(1, sizeof *room);
-        if (!room || !(room->id = strdup(room_id))) {
-            free(room);
+        if (h->cfg.max_rooms && HASH_COUNT(r->rooms) >= h->cfg.max_rooms) {
             pthread_mutex_unlock(&r->mu);
+            errno = ENOSPC;
             return NULL;
         }
+        room = calloc(1, sizeof *room);
         /* The stream may already exist: the room emptied less than its time to live
          * ago, and its position and history carry on. */
-        room->stream = hist_get(h->hist, HIST_ROOM, room_id, true, NULL);
-        if (!room->stream) {
-            free(room->id);
+        if (!room || !(room->id = strdup(room_id)) ||
+            !(room->stream = hist_get(h->hist, HIST_ROOM, room_id, true, NULL)) ||
+            skl_insert(&r->room_order, room->id, room) < 0) {
+            if (room) {
+                if (room->stream) hist_unref(room->stream);
+                free(room->id);
+            }
             free(room);
             pthread_mutex_unlock(&r->mu);
+            errno = ENOMEM;
             return NULL;
         }
         atomic_init(&room->refs, 1); /* the registry's */
+        skl_init(&room->by_user, r->seed ^ (uint64_t)(uintptr_t)room);
         HASH_ADD_KEYPTR(hh, r->rooms, room->id, strlen(room->id), room);
     }
     struct room_user *u;
@@ -135,9 +155,11 @@ struct room *registry_join(struct hub *h, const char *room_id, const char *user,
     bool first = false;
     if (!u) {
         u = calloc(1, sizeof *u);
-        if (!u || !(u->user = strdup(user))) {
+        if (!u || !(u->user = strdup(user)) || skl_insert(&room->by_user, u->user, u) < 0) {
+            if (u) free(u->user);
             free(u);
             pthread_mutex_unlock(&r->mu);
+            errno = ENOMEM;
             return NULL;
         }
         HASH_ADD_KEYPTR(hh, room->users, u->user, strlen(u->user), u);
@@ -169,6 +191,7 @@ void registry_leave(struct hub *h, struct room *room, const char *user)
     HASH_FIND_STR(room->users, user, u);
     if (u && --u->conns == 0) {
         HASH_DEL(room->users, u);
+        skl_remove(&room->by_user, u->user);
         free(u->user);
         free(u);
         room->n_users--;
@@ -184,6 +207,7 @@ void registry_leave(struct hub *h, struct room *room, const char *user)
             /* Unlisted: a later join creates a new room, which takes up the stream
              * (position, epoch, history) if it is still kept. */
             HASH_DEL(r->rooms, room);
+            skl_remove(&r->room_order, room->id);
             room_unref(room);
         }
     }
@@ -199,28 +223,6 @@ struct room *registry_find(struct hub *h, const char *room_id)
     if (room) room_ref(room);
     pthread_mutex_unlock(&r->mu);
     return room;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-json_t *hub_online_users(struct hub *h)
-{
-    struct registry *r = &h->reg;
-    pthread_mutex_lock(&r->mu);
-    size_t n = HASH_COUNT(r->users), i = 0;
-    const char **v = malloc((n ? n : 1) * sizeof *v);
-    struct online_user *u, *t;
-    if (v) HASH_ITER(hh, r->users, u, t) v[i++] = u->user;
-    if (v) qsort(v, n, sizeof *v, cmp_str);
-    json_t *arr = json_array();
-    for (size_t k = 0; v && k < n; k++)
-        json_array_append_new(arr, json_string(v[k]));
-    pthread_mutex_unlock(&r->mu);
-    free(v);
-    return arr;
 }
 
 size_t hub_online_user_count(struct hub *h)
@@ -239,49 +241,76 @@ size_t hub_room_count(struct hub *h)
     return n;
 }
 
-static int cmp_room(const void *a, const void *b)
+/* ---- paginated listing ---- */
+
+void hub_page_free(struct hub_page *p)
 {
-    return strcmp((*(struct room *const *)a)->id, (*(struct room *const *)b)->id);
+    json_decref(p->items);
+    json_decref(p->next);
+    p->items = p->next = NULL;
 }
 
-json_t *hub_rooms(struct hub *h)
+json_t *hub_page_json(struct hub_page *p, const char *key)
 {
-    struct registry *r = &h->reg;
-    pthread_mutex_lock(&r->mu);
-    size_t n = HASH_COUNT(r->rooms), i = 0;
-    struct room **v = malloc((n ? n : 1) * sizeof *v);
-    struct room *room, *t;
-    if (v) HASH_ITER(hh, r->rooms, room, t) v[i++] = room;
-    if (v) qsort(v, n, sizeof *v, cmp_room);
-    json_t *arr = json_array();
-    for (size_t k = 0; v && k < n; k++)
-        json_array_append_new(arr, json_pack("{s:s, s:I}", "room_id", v[k]->id, "members",
-                                             (json_int_t)v[k]->n_users));
-    pthread_mutex_unlock(&r->mu);
-    free(v);
-    return arr;
+    size_t n = json_array_size(p->items);
+    json_t *o = json_pack("{s:o, s:I, s:I, s:o}", key, p->items, "count", (json_int_t)n, "total",
+                          (json_int_t)p->total, "next_cursor", p->next ? p->next : json_null());
+    p->items = p->next = NULL;
+    return o;
 }
 
-json_t *hub_room_members(struct hub *h, const char *room_id)
+/* One seek and at most `limit` steps: O(log n + limit) under the caller's lock. Each
+ * entry is turned into an item by `item` while it is still alive. */
+static void page_walk(const struct skiplist *s, const char *after, size_t limit,
+                      json_t *(*item)(const struct skl_node *), struct hub_page *out)
+{
+    out->items = json_array();
+    out->next = NULL;
+    out->total = skl_count(s);
+    struct skl_node *x = skl_after(s, after);
+    const char *last = NULL;
+    for (size_t k = 0; x && k < limit; k++, x = skl_next(x)) {
+        json_array_append_new(out->items, item(x));
+        last = x->key;
+    }
+    if (x && last) out->next = json_string(last);
+}
+
+static json_t *id_item(const struct skl_node *x)
+{
+    return json_string(x->key);
+}
+
+static json_t *room_item(const struct skl_node *x)
+{
+    const struct room *room = x->val;
+    return json_pack("{s:s, s:I}", "room_id", room->id, "members", (json_int_t)room->n_users);
+}
+
+void hub_online_users(struct hub *h, const char *after, size_t limit, struct hub_page *out)
+{
+    pthread_mutex_lock(&h->reg.mu);
+    page_walk(&h->reg.user_order, after, limit, id_item, out);
+    pthread_mutex_unlock(&h->reg.mu);
+}
+
+void hub_rooms(struct hub *h, const char *after, size_t limit, struct hub_page *out)
+{
+    pthread_mutex_lock(&h->reg.mu);
+    page_walk(&h->reg.room_order, after, limit, room_item, out);
+    pthread_mutex_unlock(&h->reg.mu);
+}
+
+int hub_room_members(struct hub *h, const char *room_id, const char *after, size_t limit,
+                     struct hub_page *out)
 {
     struct registry *r = &h->reg;
     pthread_mutex_lock(&r->mu);
     struct room *room;
     HASH_FIND_STR(r->rooms, room_id, room);
-    json_t *arr = NULL;
-    if (room) {
-        size_t n = room->n_users, i = 0;
-        const char **v = malloc((n ? n : 1) * sizeof *v);
-        struct room_user *u, *t;
-        if (v) HASH_ITER(hh, room->users, u, t) v[i++] = u->user;
-        if (v) qsort(v, n, sizeof *v, cmp_str);
-        arr = json_array();
-        for (size_t k = 0; v && k < n; k++)
-            json_array_append_new(arr, json_string(v[k]));
-        free(v);
-    }
+    if (room) page_walk(&room->by_user, after, limit, id_item, out);
     pthread_mutex_unlock(&r->mu);
-    return arr;
+    return room ? 0 : -1;
 }
 
 size_t hub_room_member_count(struct hub *h, const char *room_id)

@@ -409,8 +409,9 @@ int shard_join(struct client *c, const char *room_id, bool presence, uint64_t *s
      * time the local entry below exists: the joiner sees its own join. */
     struct room *room = registry_join(sh->hub, room_id, c->user, snap);
     if (!room) {
+        int err = errno; /* before free() */
         free(m);
-        return -ENOMEM;
+        return err == ENOSPC ? -ENOSPC : -ENOMEM;
     }
     HASH_FIND_PTR(sh->rooms, &room, lr);
     if (lr) {
@@ -470,6 +471,7 @@ struct hub *hub_create(const struct hub_config *cfg, int n_shards)
     h->cfg = *cfg;
     registry_init(&h->reg);
     pthread_mutex_init(&h->ip_mu, NULL);
+    hub_limits_init(h); /* without its table, listings are not limited per address */
     h->n_shards = n_shards;
     h->shards = calloc((size_t)n_shards, sizeof *h->shards);
     h->hist = hist_store_new(&cfg->hist);
@@ -518,6 +520,11 @@ struct shard *hub_shard_attach(struct hub *h, int idx, struct loop *loop)
     return sh;
 }
 
+void hub_shard_drain(struct shard *sh)
+{
+    if (sh) inbox_drain(sh);
+}
+
 void hub_shard_detach(struct shard *sh)
 {
     if (!sh) return;
@@ -549,5 +556,6 @@ void hub_destroy(struct hub *h)
         free(e);
     }
     pthread_mutex_destroy(&h->ip_mu);
+    hub_limits_destroy(h);
     free(h);
 }

@@ -25,6 +25,8 @@ static const char *const err_codes[PE_COUNT] = {
     [PE_TOO_LARGE] = "too_large",
     [PE_BINARY] = "binary_not_supported",
     [PE_INTERNAL] = "internal",
+    [PE_SHUTTING_DOWN] = "shutting_down",
+    [PE_LIMIT_REACHED] = "limit_reached",
 };
 
 const char *proto_err_code(enum proto_err e)

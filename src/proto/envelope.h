@@ -42,6 +42,8 @@ enum proto_err {
     PE_TOO_LARGE, /* too many rooms joined, or similar size limits */
     PE_BINARY,    /* binary frames carry no envelope on /ws */
     PE_INTERNAL,
+    PE_SHUTTING_DOWN, /* the server is shutting down: the message was not taken */
+    PE_LIMIT_REACHED, /* a node-wide or per-address limit (rooms) is used up */
     PE_COUNT
 };
 

@@ -188,6 +188,25 @@ void send_trace_end_slow(struct send_trace *t)
     span_end(&t->send);
 }
 
+bool recover_trace_begin_slow(struct recover_trace *t, const struct trace_ctx *parent,
+                              const char *dest_kind, const char *dest, uint64_t since)
+{
+    const struct trace_ctx *p = parent ? parent : trace_active;
+    if (!p || !p->valid || !(p->flags & TRACE_FLAG_SAMPLED)) return false;
+    if (!span_start(&t->span, "hub.recover", SPAN_INTERNAL, p)) return false;
+    span_attr_cstr(&t->span, "messaging.destination.kind", dest_kind);
+    span_attr_cstr(&t->span, "messaging.destination.name", dest);
+    span_attr_int(&t->span, "recovery.since", (int64_t)since);
+    return true;
+}
+
+void recover_trace_end_slow(struct recover_trace *t, bool recovered, uint64_t replayed)
+{
+    span_attr_bool(&t->span, "recovery.recovered", recovered);
+    span_attr_int(&t->span, "recovery.replayed", (int64_t)replayed);
+    span_end(&t->span);
+}
+
 const char *trace_log_id(char *buf33)
 {
     if (!trace_on() || !trace_active || !(trace_active->flags & TRACE_FLAG_SAMPLED)) return NULL;

@@ -12,6 +12,10 @@
  *         websocket.send   PRODUCER  the one frame built for it; its ids are
  *                                    written into the frame (trace_out)
  *       websocket.send     PRODUCER  a reply to the sender (ack, error, answer)
+ *       hub.recover        INTERNAL  a recovery (join_room with since): position
+ *                                    asked, recovered or not, messages to replay
+ *   hub.recover          INTERNAL  the same for the user stream at the open (?since=),
+ *                                  under the connection's upgrade
  *
  * Ownership: the structs live on the caller's stack between begin and end. */
 #ifndef WSHUB_TELEMETRY_SPANS_H
@@ -109,6 +113,26 @@ static inline void send_trace_begin(struct send_trace *t, const char *type)
 static inline void send_trace_end(struct send_trace *t)
 {
     if (t->on) send_trace_end_slow(t);
+}
+
+/* ---- a recovery (hub.recover) ---- */
+struct recover_trace {
+    struct span span;
+    bool on;
+};
+bool recover_trace_begin_slow(struct recover_trace *t, const struct trace_ctx *parent,
+                              const char *dest_kind, const char *dest, uint64_t since);
+void recover_trace_end_slow(struct recover_trace *t, bool recovered, uint64_t replayed);
+/* parent: the connection's upgrade context for the user stream, NULL for a join (the
+ * message being processed). */
+static inline void recover_trace_begin(struct recover_trace *t, const struct trace_ctx *parent,
+                                       const char *dest_kind, const char *dest, uint64_t since)
+{
+    t->on = trace_on() && recover_trace_begin_slow(t, parent, dest_kind, dest, since);
+}
+static inline void recover_trace_end(struct recover_trace *t, bool recovered, uint64_t replayed)
+{
+    if (t->on) recover_trace_end_slow(t, recovered, replayed);
 }
 
 /* The sampled trace id active on this thread as hex (for log lines), or NULL. */

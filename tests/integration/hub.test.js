@@ -290,13 +290,13 @@ for (const threads of [1, 4]) {
       assert.equal(apiRooms.json.count, apiRooms.json.rooms.length);
 
       const wsm = await b1.request('room_members', { room_id: r1 });
-      assert.deepEqual(wsm.payload, { room_id: r1, members: [alice, bob].sort(), count: 2 });
+      assert.deepEqual(wsm.payload, { room_id: r1, members: [alice, bob].sort(), count: 2, total: 2, next_cursor: null });
       const apim = await getJson(srv, `/api/rooms/${encodeURIComponent(r1)}/members`);
       assert.equal(apim.status, 200);
-      assert.deepEqual(apim.json, { room_id: r1, members: [alice, bob].sort(), count: 2 });
+      assert.deepEqual(apim.json, { room_id: r1, members: [alice, bob].sort(), count: 2, total: 2, next_cursor: null });
 
       const wsu = await b1.request('room_members', { room_id: unknown });
-      assert.deepEqual(wsu.payload, { room_id: unknown, members: [], count: 0 });
+      assert.deepEqual(wsu.payload, { room_id: unknown, members: [], count: 0, total: 0, next_cursor: null });
       const apiu = await getJson(srv, `/api/rooms/${encodeURIComponent(unknown)}/members`);
       assert.equal(apiu.status, 404);
 

@@ -91,7 +91,7 @@ describe('hub API (--api-key)', () => {
 
     let m = await getJson(srv, '/api/rooms/a%20b/members');
     assert.equal(m.status, 200, m.body);
-    assert.deepEqual(m.json, { room_id: 'a b', members: [a, b].sort(), count: 2 });
+    assert.deepEqual(m.json, { room_id: 'a b', members: [a, b].sort(), count: 2, total: 2, next_cursor: null });
     m = await getJson(srv, '/api/rooms/x%2Fy/members');
     assert.equal(m.status, 200, m.body);
     assert.deepEqual(m.json.members, [a]);

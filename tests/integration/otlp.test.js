@@ -221,6 +221,38 @@ describe('OTLP traces', () => {
     }
   });
 
+  it('a recovery is a hub.recover span under the join\'s hub.process_message, with the position, result and count', async () => {
+    const a = await HubClient.open(srv, 'rec-a');
+    const b = await HubClient.open(srv, 'rec-b');
+    let a2;
+    try {
+      a.send('join_room', { room_id: 'otlp-rec' }, { id: 'j' });
+      const j = await a.takeType('room_joined');
+      b.send('join_room', { room_id: 'otlp-rec' }, { id: 'j' });
+      await b.takeType('room_joined');
+      for (let i = 0; i < 3; i++) {
+        b.send('send_to_room', { room_id: 'otlp-rec', i }, { id: `m${i}` });
+        await b.takeType('ack');
+      }
+      const since = j.payload.seq + 1; // after a's own presence event
+      a2 = await HubClient.open(srv, 'rec-a');
+      a2.send('join_room', { room_id: 'otlp-rec', since: { seq: since, epoch: j.payload.epoch } }, { id: 'r' });
+      const r = await a2.takeType('room_joined');
+      assert.equal(r.payload.recovered, true);
+      const rec = await eventually(() => rx.spans.find((s) => s.name === 'hub.recover' && s.traceId === r.trace_id));
+      assert.equal(rec.kind, SpanKind.SPAN_KIND_INTERNAL);
+      assert.equal(rec.attributes['messaging.destination.name'], 'otlp-rec');
+      assert.equal(rec.attributes['messaging.destination.kind'], 'room');
+      assert.equal(rec.attributes['recovery.since'], since);
+      assert.equal(rec.attributes['recovery.recovered'], true);
+      assert.equal(rec.attributes['recovery.replayed'], r.payload.replayed);
+      const proc = await eventually(() => rx.spans.find((s) => s.spanId === rec.parentSpanId));
+      assert.equal(proc.name, 'hub.process_message');
+    } finally {
+      await closeAll([a, b, ...(a2 ? [a2] : [])]);
+    }
+  });
+
   it('exports the guide metrics with the values of a known workload (cumulative)', async () => {
     // A baseline once earlier tests' traffic has been exported: two exports in a row agree.
     const val = (m, name) => (m[name] ? m[name].points[0].value : 0);
