@@ -291,18 +291,24 @@ export class WshubClient {
     if (u.protocol === 'http:') u.protocol = 'ws:';
     else if (u.protocol === 'https:') u.protocol = 'wss:';
     const protocols = ['wshub'];
+    // Percent-encoded by hand: URLSearchParams writes a space as '+', which the server
+    // (like most) reads as a literal '+' in a token.
+    const params = [];
     if (token !== undefined && token !== null) {
       if (this.options.tokenIn === 'protocol') protocols.push(`bearer.${token}`);
-      else u.searchParams.set('token', token);
+      else params.push(`token=${encodeURIComponent(token)}`);
     }
     if (this.options.recoverUser) {
-      u.searchParams.set('since', String(this.user.seq ?? 0));
-      if (this.user.epoch) u.searchParams.set('epoch', this.user.epoch);
-      else u.searchParams.delete('epoch');
+      params.push(`since=${this.user.seq ?? 0}`);
+      if (this.user.epoch) params.push(`epoch=${encodeURIComponent(this.user.epoch)}`);
     }
+    const kept = u.search.slice(1).split('&').filter((kv) => kv && !/^(token|since|epoch)=/.test(kv));
+    u.search = '';
+    u.hash = '';
+    const query = [...kept, ...params].join('&');
     let ws;
     try {
-      ws = new Impl(u.toString(), protocols);
+      ws = new Impl(u.toString() + (query ? `?${query}` : ''), protocols);
     } catch (e) {
       this._emit('error', e);
       this._scheduleReconnect({ code: 0, reason: String(e && e.message) });
@@ -557,9 +563,11 @@ export class WshubClient {
         this.user.seq = m.seq;
       }
     }
-    if (type === 'error' && rid === undefined) this._emit('error', new WshubError(m.payload.code, m.payload.message, m));
     this._emit('message', m);
-    if (type) this._emit(type, m.payload, m);
+    // An unsolicited `error` is the client's 'error' event (a WshubError, .reply the
+    // message), not emitted a second time under its type.
+    if (type === 'error') this._emit('error', new WshubError(m.payload.code, m.payload.message, m));
+    else if (type) this._emit(type, m.payload, m);
     const guide = GUIDE_HANDLERS[type];
     if (guide) {
       try {

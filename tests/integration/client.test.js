@@ -96,9 +96,30 @@ test('requests are settled by their replies: room_joined, ack, queries, error co
   const errors = record(c, 'error');
   await c.ping();
   assert.equal(errors.length, 0);
+  // An error that answers no request is the 'error' event, once, as a WshubError.
+  c.send('frobnicate', {});
+  await c.ping();
+  assert.equal(errors.length, 1);
+  assert.ok(errors[0][0] instanceof lib.WshubError && errors[0][0].code === 'unknown_type', String(errors[0][0]));
   const left = await c.leave('lobby');
   assert.equal(left.type, 'room_left');
   assert.equal(c.rooms.has('lobby'), false);
+});
+
+test('a user id with spaces and symbols (dev mode) arrives intact; the url keeps its own parameters', async () => {
+  const srv = await server();
+  const name = 'John Doe+1 & co/=%?'; // printable ASCII: the dev-mode rule
+  const c = client(`${wsUrl(srv.port)}?app=demo&token=ignored`, { token: name });
+  await nextEvent(c, 'connect');
+  assert.deepEqual((await c.onlineUsers()).online_users, [name]);
+  const s = await h.HubClient.open(srv, 'probe');
+  cleanups.push(() => s.close());
+  await c.join('r');
+  await s.join('r');
+  const got = nextEvent(c, 'chat_message');
+  await s.request('chat_message', { room_id: 'r', content: 'hi' });
+  await got;
+  assert.deepEqual((await c.roomMembers('r')).members.sort(), [name, 'probe'].sort());
 });
 
 test("the guide's handler names and on(type) receive chat, notifications and data updates", async () => {
