@@ -147,7 +147,7 @@ export declare class WshubClient {
   onlineUsers(): Promise<{ online_users: string[]; count: number }>;
   roomMembers(room: string): Promise<{ room_id: string; members: string[]; count: number }>;
   ping(timeout?: number): Promise<ServerMessage>;
-  /** The guide's send: no id, no reply. Returns whether it went out now (else queued). */
+  /** The guide's send: no id, no reply. true: sent or queued; false: refused (queue full, closed), also an 'error' event. */
   send(type: string, payload?: unknown): boolean;
 
   onConnect(info: { reconnect: boolean }): void;

@@ -217,10 +217,22 @@ export class WshubClient {
 
   // Sends a message without an id (fire and forget, no promise), like the guide's
   // client: {type, payload, timestamp}. Queued while offline like the others.
+  // Returns true when it was sent or queued; false when it was refused (queue full,
+  // client closed), which is also reported as an 'error' event.
   send(type, payload = {}) {
     const frame = JSON.stringify({ type, payload, timestamp: new Date().toISOString() });
-    if (this.state === 'open') return this._write(frame);
-    this._enqueue({ frame, id: null, type }).catch(() => {});
+    let err = null;
+    if (this._stopped) err = new WshubError('closed', 'the client is closed');
+    else if (this.state === 'open') {
+      if (this._write(frame)) return true;
+      err = new WshubError('disconnected', 'the connection is not open');
+    } else if (this._queue.length >= this.options.queueLimit) {
+      err = new WshubError('queue_full', `offline queue full (${this.options.queueLimit} messages)`);
+    } else {
+      this._enqueue({ frame, id: null, type }).catch(() => {}); // a later close() rejects it
+      return true;
+    }
+    this._emit('error', err);
     return false;
   }
 

@@ -189,6 +189,10 @@ test('offline queue: flushed in order after the rejoin; overflow rejected with q
   const joined = c.join('q');
   const sends = [0, 1, 2].map((i) => c.chat('q', `m${i}`));
   await assert.rejects(c.chat('q', 'm3'), (e) => e.code === 'queue_full');
+  const errors = record(c, 'error');
+  assert.equal(c.send('chat_message', { room_id: 'q', content: 'no room' }), false, 'the guide-style send is refused too');
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0][0].code, 'queue_full');
   await assert.rejects(c.listRooms(), (e) => e.code === 'disconnected'); // queries are not queued
   assert.equal(c.state === 'connecting' || c.state === 'reconnecting', true);
 
