@@ -246,6 +246,36 @@ int api_key_ok(const struct api *a, const struct http_request *req)
     return given && glen == klen && CRYPTO_memcmp(given, a->api_key, klen) == 0;
 }
 
+/* 400 with the error code a /ws client would get for the same fault, counted by code
+ * (wshub_api_publish_refused_total). why is a constant string: no escaping needed. */
+static void refuse(struct http_ctx *ctx, enum proto_err e, const char *why)
+{
+    STAT_INC(api_publish_refused[e]);
+    http_respond_error(ctx, 400, proto_err_code(e), why, NULL);
+}
+
+/* The body's envelope: type, payload, one target. Types and ids follow the rules of
+ * /ws (proto/envelope.h), with its error codes. */
+static enum proto_err envelope_check(json_t *type, json_t *payload, json_t *room, json_t *user,
+                                     int targets, const char **why)
+{
+    if (proto_type_check(type, why) != PE_NONE) return PE_BAD_ENVELOPE;
+    if (payload && !json_is_object(payload)) {
+        *why = "payload must be an object";
+        return PE_BAD_ENVELOPE;
+    }
+    if (targets != 1) {
+        *why = "give exactly one target: room_id, user_id, or broadcast: true";
+        return PE_BAD_ENVELOPE;
+    }
+    if ((room && proto_name_check(room) != PE_NONE) ||
+        (user && proto_name_check(user) != PE_NONE)) {
+        *why = "room_id and user_id must be strings of 1-128 bytes without control characters";
+        return PE_BAD_FIELD;
+    }
+    return PE_NONE;
+}
+
 static void publish(struct http_ctx *ctx, void *ud)
 {
     struct api *a = ud;
@@ -272,8 +302,7 @@ static void publish(struct http_ctx *ctx, void *ud)
     if (!json_is_object(body)) {
         /* As on /ws: bad_json for text that is not JSON, bad_envelope for JSON that is
          * not an object. */
-        http_respond_error(ctx, 400, body ? "bad_envelope" : "bad_json",
-                           "the body must be a JSON object", NULL);
+        refuse(ctx, body ? PE_BAD_ENVELOPE : PE_BAD_JSON, "the body must be a JSON object");
         json_decref(body);
         return;
     }
@@ -284,20 +313,10 @@ static void publish(struct http_ctx *ctx, void *ud)
     json_t *all = json_object_get(body, "broadcast");
     int targets = (room != NULL) + (user != NULL) + (all != NULL && json_is_true(all));
     const char *why = NULL;
-    if (!json_is_string(type) || json_string_length(type) == 0 || json_string_length(type) > 64)
-        why = "type must be a string of 1-64 bytes";
-    else if (payload && !json_is_object(payload))
-        why = "payload must be an object";
-    else if (targets != 1)
-        why = "give exactly one target: room_id, user_id, or broadcast: true";
-    else if ((room && (!json_is_string(room) || json_string_length(room) == 0 ||
-                       json_string_length(room) > PROTO_MAX_NAME)) ||
-             (user && (!json_is_string(user) || json_string_length(user) == 0 ||
-                       json_string_length(user) > PROTO_MAX_NAME)))
-        why = "room_id and user_id must be strings of 1-128 bytes";
-    if (why) {
+    enum proto_err e = envelope_check(type, payload, room, user, targets, &why);
+    if (e != PE_NONE) {
         json_decref(body);
-        http_respond_error(ctx, 400, "bad_envelope", why, NULL);
+        refuse(ctx, e, why);
         return;
     }
     if (!payload) {
@@ -310,8 +329,7 @@ static void publish(struct http_ctx *ctx, void *ud)
     for (const char *const *r = reserved; *r; r++) {
         if (strcmp(t, *r) == 0) {
             json_decref(body);
-            http_respond_error(ctx, 400, "bad_field",
-                               "that type is reserved for the server's own messages", NULL);
+            refuse(ctx, PE_BAD_FIELD, "that type is reserved for the server's own messages");
             return;
         }
     }
@@ -319,7 +337,7 @@ static void publish(struct http_ctx *ctx, void *ud)
         json_object_set(payload, "room_id", room);
     if (service_check(t, payload, &why) != 0) {
         json_decref(body);
-        http_respond_error(ctx, 400, "bad_field", why, NULL);
+        refuse(ctx, PE_BAD_FIELD, why);
         return;
     }
     /* Relay the backend's payload text as written, unless the checks above may have

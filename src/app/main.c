@@ -46,6 +46,7 @@ int main(int argc, char **argv)
     while (!server_done(srv)) {
         siginfo_t si;
         int sig = sigtimedwait(&set, &si, &tick);
+        server_housekeeping(srv);
         if (sig == SIGHUP) {
             server_reload_tls(srv);
             continue;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sys/resource.h>
@@ -15,9 +16,11 @@
 #include "api/api.h"
 #include "app/echo.h"
 #include "app/routes.h"
+#include "auth/origin.h"
 #include "auth/ratelimit.h"
 #include "auth/token.h"
 #include "base/log.h"
+#include "base/memtrim.h"
 #include "base/msg.h"
 #include "hub/hub.h"
 #include "services/stream.h"
@@ -68,7 +71,18 @@ struct wh_server {
     atomic_int running;
     atomic_int shutdown_requested;
     atomic_int shutdown_acks; /* workers past the shutdown's first step */
+    struct memtrim trim; /* server_housekeeping's thread only, as are the next three */
+    bool trim_pending;   /* waiting for the workers to drop their caches */
+    uint64_t trim_asked_ms, trim_rss, trim_load, trim_peak;
+    atomic_int trim_acks; /* workers that have dropped them */
 };
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static void on_accept(struct listener *l, int fd)
 {
@@ -312,6 +326,11 @@ static int split_origins(struct wh_server *s, const char *list)
             *--e = 0;
         if (*t) s->origins[k++] = t;
     }
+    const char *bad, *why;
+    if (origin_list_check(s->origins, &bad, &why) < 0) {
+        fprintf(stderr, "wshub: --allowed-origins: \"%s\": %s\n", bad, why);
+        return -1;
+    }
     return 0;
 }
 
@@ -502,6 +521,7 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
         return NULL;
     }
     atomic_store(&s->running, n);
+    memtrim_init(&s->trim, mono_ms(), 0, memtrim_rss());
     for (int i = 0; i < n; i++) {
         if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
             log_error("cannot start thread", "worker=%d", i);
@@ -518,6 +538,63 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
                  cfg->listen[i].host[0] ? cfg->listen[i].host : "0.0.0.0", s->ports[i], n,
                  s->tls ? "on" : "off");
     return s;
+}
+
+/* What the server holds, in the units memtrim compares: connections (HTTP and
+ * WebSocket) plus rooms. Both come and go with the memory behind them. */
+static uint64_t server_load(struct wh_server *s)
+{
+    uint64_t n = hub_room_count(s->hub);
+    for (int i = 0; i < s->n_workers; i++)
+        n += STAT_GET(&s->workers[i].stats, conns_open);
+    return n;
+}
+
+/* Runs on each worker (posted): its caches of freed blocks are scattered over the
+ * pages the peak left, and each cached block keeps a whole page resident, so they go
+ * first (measured: 14.7 MiB after a trim with them, 11.1 without; 10.3 at start). */
+static void worker_release_caches(struct loop *loop, void *arg)
+{
+    (void)loop;
+    struct worker *w = arg;
+    msg_thread_cleanup();
+    proto_thread_cleanup();
+    hub_shard_release_memory(w->shard);
+    atomic_fetch_add(&w->srv->trim_acks, 1);
+}
+
+#define TRIM_ACK_WAIT_MS 2000 /* a worker busy longer than this is not waited for */
+
+void server_housekeeping(struct wh_server *s)
+{
+    if (atomic_load(&s->shutdown_requested)) return;
+    uint64_t now = mono_ms();
+    if (s->trim_pending) {
+        if (atomic_load(&s->trim_acks) < s->n_workers && now - s->trim_asked_ms < TRIM_ACK_WAIT_MS)
+            return;
+        s->trim_pending = false;
+        uint64_t us, after = memtrim_run(&us);
+        memtrim_done(&s->trim, s->trim_load, after);
+        log_info("memory returned to the system",
+                 "rss_kib=%llu rss_after_kib=%llu duration_us=%llu load=%llu peak_load=%llu",
+                 (unsigned long long)(s->trim_rss / 1024), (unsigned long long)(after / 1024),
+                 (unsigned long long)us, (unsigned long long)s->trim_load,
+                 (unsigned long long)s->trim_peak);
+        return;
+    }
+    if (now - s->trim.last_check_ms < MEMTRIM_CHECK_MS) return; /* before reading RSS */
+    uint64_t load = server_load(s), rss = memtrim_rss();
+    if (!memtrim_check(&s->trim, now, load, rss)) return;
+    /* Due: the workers drop their caches first, the trim follows on a later call. */
+    s->trim_pending = true;
+    s->trim_asked_ms = now;
+    s->trim_rss = rss;
+    s->trim_load = load;
+    s->trim_peak = s->trim.peak;
+    atomic_store(&s->trim_acks, 0);
+    for (int i = 0; i < s->n_workers; i++)
+        if (loop_post(s->workers[i].loop, worker_release_caches, &s->workers[i]) < 0)
+            atomic_fetch_add(&s->trim_acks, 1); /* nothing to wait for */
 }
 
 void server_shutdown(struct wh_server *s)

@@ -36,6 +36,12 @@ void server_wait(struct wh_server *s);
  * Call from one thread at a time (main's signal loop). */
 int server_reload_tls(struct wh_server *s);
 
+/* Background chores of the thread that drives the server (main()'s signal loop), off
+ * every worker's loop: returns freed memory to the system once a load has gone away
+ * (base/memtrim.h). Call every few tens of milliseconds; it rate-limits itself. Not
+ * thread-safe: one caller. */
+void server_housekeeping(struct wh_server *s);
+
 /* Sums every worker's counters into out. */
 void server_stats(struct wh_server *s, struct wh_stats *out);
 

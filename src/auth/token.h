@@ -114,8 +114,9 @@ struct auth_identity {
     char **publish;
     size_t n_publish;
     bool can_broadcast; /* claim "broadcast": true (set by auth_verify, read by the hub) */
-    int64_t exp;        /* the JWT's exp, Unix seconds (clamped to 1..INT64_MAX/2); 0 with
-                         * --auth none: such an identity never expires */
+    uint32_t exp;       /* the JWT's exp, Unix seconds, clamped to 1..UINT32_MAX (2106: as
+                         * good as never); 0 with --auth none: never expires. 32 bits fit
+                         * the struct's padding */
 };
 
 /* Builds the verifier (reads the key file for RS256). Returns NULL and writes a

@@ -76,6 +76,9 @@ struct wh_stats {
     uint64_t hub_replayed;      /* messages sent from the history to recovering clients */
     uint64_t hub_replay_aborts; /* recoveries overtaken by the history: closed 1013 */
 
+    /* HTTP API */
+    uint64_t api_publish_refused[16]; /* POST /api/publish answered 400, by enum proto_err */
+
     /* TLS */
     uint64_t tls_handshakes;         /* handshakes completed */
     uint64_t tls_handshake_failures; /* handshakes failed (including timeouts) */

@@ -176,9 +176,11 @@ static int parse_request_line(const char **pp, const char *end, struct http_requ
     if (*eol != '\r' && *eol != '\n') return HTTP_PARSE_BAD;
     if ((size_t)(eol - start) > max_line) return HTTP_PARSE_URI_TOO_LONG;
     if ((rc = eat_eol(&eol, end)) != 0) return rc;
-    if (v[5] != '1') return HTTP_PARSE_BAD_VERSION;
-    /* A later 1.x is read as 1.1, the highest we implement (RFC 9110 section 2.5). */
-    req->minor_version = v[7] == '0' ? 0 : 1;
+    /* Only the two versions we implement. RFC 9110 section 2.5 would let a server read
+     * a later HTTP/1.x as 1.1, but no HTTP/1.2 exists, and answering one as if it were
+     * 1.1 is exactly the looseness a smuggling probe looks for: 505, as documented. */
+    if (v[5] != '1' || (v[7] != '0' && v[7] != '1')) return HTTP_PARSE_BAD_VERSION;
+    req->minor_version = v[7] - '0';
 
     const char *q = memchr(t, '?', req->target_len);
     req->path = t;
@@ -300,6 +302,43 @@ size_t http_header_count(const struct http_request *req, const char *name)
     for (size_t i = 0; i < req->num_headers; i++)
         n += (size_t)name_is(&req->headers[i], name, len);
     return n;
+}
+
+/* RFC 3986 reg-name bytes (unreserved, sub-delims, '%' of pct-encoded) and the
+ * bytes of an IP-literal between its brackets; but not ',', which the grammar allows
+ * and no host name holds: "a,b" is what two Host lines look like once an intermediary
+ * has joined them. */
+static int host_byte(char c, int in_brackets)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
+    if (strchr("-._~!$&'()*+;=%", c) != NULL && c != '\0') return 1;
+    return in_brackets && c == ':';
+}
+
+int http_host_check(const struct http_request *req)
+{
+    const struct http_header *h = NULL;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        if (!name_is(&req->headers[i], "host", 4)) continue;
+        if (h) return -1; /* a second Host field line */
+        h = &req->headers[i];
+    }
+    if (!h) return req->minor_version >= 1 ? -1 : 0;
+    const char *p = h->value, *end = h->value + h->value_len;
+    if (p < end && *p == '[') {
+        for (p++; p < end && *p != ']'; p++)
+            if (!host_byte(*p, 1)) return -1;
+        if (p == end) return -1;
+        p++;
+    } else {
+        while (p < end && host_byte(*p, 0))
+            p++;
+    }
+    if (p == end) return 0;
+    if (*p++ != ':') return -1;
+    while (p < end && *p >= '0' && *p <= '9')
+        p++;
+    return p == end ? 0 : -1;
 }
 
 int http_token_list_has(const char *value, size_t len, const char *token)

@@ -9,12 +9,11 @@
  * Strictness (RFC 9112): the method is a token; the request-target is origin-form
  * ("/...") or "*" or absolute-form, made of visible ASCII other than '#' (raw bytes >=
  * 0x80 must be percent-encoded); exactly one SP separates the three parts of the request
- * line; the version is HTTP/1.0 or HTTP/1.1 (a later HTTP/1.d is read as 1.1 per RFC
- * 9110 section 2.5, any other HTTP/d.d is HTTP_PARSE_BAD_VERSION, anything else is
- * HTTP_PARSE_BAD); header names are tokens with no whitespace before the colon; values
- * have optional whitespace trimmed at both ends; obsolete line folding is malformed;
- * bare LF line endings are accepted (as most servers do) but bare CR is malformed;
- * control bytes other than HTAB in values are malformed. */
+ * line; the version is HTTP/1.0 or HTTP/1.1 (any other HTTP/d.d, HTTP/1.2 and
+ * HTTP/0.9 included, is HTTP_PARSE_BAD_VERSION, anything else is HTTP_PARSE_BAD); header names are
+ * tokens with no whitespace before the colon; values have optional whitespace trimmed at both ends;
+ * obsolete line folding is malformed; bare LF line endings are accepted (as most servers do) but
+ * bare CR is malformed; control bytes other than HTAB in values are malformed. */
 #ifndef WSHUB_HTTP_PARSER_H
 #define WSHUB_HTTP_PARSER_H
 
@@ -23,11 +22,11 @@
 #define HTTP_MAX_HEADERS 64 /* hard upper bound on http_limits.max_headers */
 
 enum http_parse_result {
-    HTTP_PARSE_INCOMPLETE = -1,       /* need more bytes; call again with the longer buffer */
-    HTTP_PARSE_BAD = -2,              /* malformed: answer 400 */
-    HTTP_PARSE_URI_TOO_LONG = -3,     /* request line over max_request_line: answer 414 */
-    HTTP_PARSE_HEADERS_TOO_LARGE = -4,/* head over max_head_bytes or too many fields: 431 */
-    HTTP_PARSE_BAD_VERSION = -5,      /* well-formed but not HTTP/1.x: answer 505 */
+    HTTP_PARSE_INCOMPLETE = -1,        /* need more bytes; call again with the longer buffer */
+    HTTP_PARSE_BAD = -2,               /* malformed: answer 400 */
+    HTTP_PARSE_URI_TOO_LONG = -3,      /* request line over max_request_line: answer 414 */
+    HTTP_PARSE_HEADERS_TOO_LARGE = -4, /* head over max_head_bytes or too many fields: 431 */
+    HTTP_PARSE_BAD_VERSION = -5,       /* well-formed but not HTTP/1.x: answer 505 */
 };
 
 struct http_limits {
@@ -76,6 +75,12 @@ const struct http_header *http_header_find(const struct http_request *req, const
 
 /* Number of header fields named `name` (case-insensitive). */
 size_t http_header_count(const struct http_request *req, const char *name);
+
+/* The Host rule of RFC 9112 section 3.2: 0 when the request has exactly one Host field
+ * whose value is a well-formed uri-host [":" port] (an empty value is allowed, as the
+ * RFC allows it; a ',' is not, see parser.c), or, for HTTP/1.0 only, none; -1 otherwise (answer
+ * 400). Kept out of http_parse_request so that the parser stays a pure syntax check. */
+int http_host_check(const struct http_request *req);
 
 /* 1 when the comma-separated list value[0..len) holds `token` (case-insensitive,
  * whitespace around elements ignored, empty elements skipped), else 0. */

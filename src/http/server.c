@@ -326,6 +326,12 @@ static size_t process(struct http_conn *hc, uint8_t *p, size_t n)
             fail(hc, st, code, msg);
             return n;
         }
+        /* RFC 9112 section 3.2, on every endpoint: a 1.1 request names its host once.
+         * Two Host lines could be read differently by a proxy in front and by us. */
+        if (http_host_check(&req) != 0) {
+            fail(hc, 400, "bad_host", "HTTP/1.1 requests need exactly one valid Host header");
+            return n;
+        }
         /* Bodies are taken with Content-Length only. Any Transfer-Encoding is refused
          * before routing: serving such a request as bodiless would leave its body to
          * be read as the next request (request smuggling). */

@@ -66,6 +66,10 @@ void hub_destroy(struct hub *h);
 struct shard *hub_shard_attach(struct hub *h, int idx, struct loop *loop);
 void hub_shard_detach(struct shard *sh);
 
+/* On the shard's own thread, when the server is quiet: gives back the shard's inbox
+ * arrays if they are empty (a burst leaves them at its size). */
+void hub_shard_release_memory(struct shard *sh);
+
 /* The calling worker's shard (NULL on other threads). */
 struct shard *hub_shard_current(void);
 

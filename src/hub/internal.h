@@ -110,8 +110,7 @@ struct client {
     struct rate_bucket rl;
     struct rate_bucket qrl; /* listing queries */
     uint32_t strikes;
-    uint64_t dropped;  /* messages lost to drop-oldest since the client was last told */
-    bool token_warned; /* token_expiring sent for the current token (token.c) */
+    uint64_t dropped; /* messages lost to drop-oldest since the client was last told */
     char user[AUTH_MAX_USER + 1];
     char ip[46];
     char cid[17];          /* client id, hex */
@@ -124,6 +123,7 @@ struct client {
     struct resume_req *resume; /* the ?since= request, until the open */
     uint16_t n_replaying;      /* memberships (and the user stream) replaying */
     bool user_replaying;
+    bool token_warned; /* token_expiring sent for the current token (in padding) */
 };
 
 /* A client's request to resume its user stream, from the upgrade's query string. */

@@ -132,6 +132,29 @@ static void inbox_drain(struct shard *sh)
         }
         item_release(&work[i]);
     }
+    /* A burst leaves both arrays at its size: give back one that this drain used less
+     * than a quarter of (the other follows on a later drain), down to the first
+     * allocation. ib->work is this thread's alone. */
+    if (ib->work_cap > 4096 && n < ib->work_cap / 4) {
+        free(ib->work);
+        ib->work = NULL;
+        ib->work_cap = 0;
+    }
+}
+
+void hub_shard_release_memory(struct shard *sh)
+{
+    struct inbox *ib = &sh->inbox;
+    free(ib->work); /* this thread's alone, between drains */
+    ib->work = NULL;
+    ib->work_cap = 0;
+    pthread_mutex_lock(&ib->mu);
+    if (ib->n == 0) {
+        free(ib->items);
+        ib->items = NULL;
+        ib->cap = 0;
+    }
+    pthread_mutex_unlock(&ib->mu);
 }
 
 static void inbox_wake_cb(struct loop *loop, struct io_watch *w, uint32_t events)

@@ -1,6 +1,7 @@
 /* Connection plumbing shared by every protocol. Reads go into the loop's shared
  * buffer; writes are corked: conn_send only queues and marks the connection, and the
- * end-of-turn task writes the whole queue with one writev. The fd is registered once
+ * end-of-turn task writes the whole queue with one write (small frames coalesced, see
+ * flush_plain). The fd is registered once
  * for IN|OUT|RDHUP in edge-triggered mode, so no epoll_ctl is needed when a socket
  * fills up or drains: CONN_WRITABLE tracks the edge instead.
  *
@@ -35,40 +36,57 @@
  * that drains it. */
 #define RING_MIN 8u
 
+/* The ring and the state that only matters while something is queued live in one
+ * allocation, so an idle connection carries one pointer for all of it. */
+struct conn_queue {
+    uint32_t cap, head;     /* cap: a power of two; the oldest message at slot[head] */
+    uint32_t off;           /* bytes of the oldest message already written */
+    uint32_t kernel_unsent; /* SIOCOUTQ when blocked_since_ms was last set */
+    struct wh_msg *slot[];
+};
+
 static inline struct wh_msg *ring_at(const struct conn *c, uint32_t i)
 {
-    return c->ring[(c->ring_head + i) & (c->ring_cap - 1)];
+    return c->q->slot[(c->q->head + i) & (c->q->cap - 1)];
 }
 
 static int ring_grow(struct conn *c)
 {
-    uint32_t cap = c->ring_cap ? c->ring_cap * 2 : RING_MIN;
-    struct wh_msg **r = malloc((size_t)cap * sizeof *r);
-    if (!r) return -1;
+    struct conn_queue *old = c->q;
+    uint32_t cap = old ? old->cap * 2 : RING_MIN;
+    struct conn_queue *q = malloc(sizeof *q + (size_t)cap * sizeof q->slot[0]);
+    if (!q) return -1;
+    q->cap = cap;
+    q->head = 0;
+    q->off = old ? old->off : 0;
+    q->kernel_unsent = old ? old->kernel_unsent : 0;
     for (uint32_t i = 0; i < c->out_count; i++)
-        r[i] = ring_at(c, i);
-    free(c->ring);
-    c->ring = r;
-    c->ring_cap = cap;
-    c->ring_head = 0;
+        q->slot[i] = ring_at(c, i);
+    free(old);
+    c->q = q;
     return 0;
 }
 
 static void ring_pop(struct conn *c)
 {
-    struct wh_msg *m = c->ring[c->ring_head];
-    c->ring_head = (c->ring_head + 1) & (c->ring_cap - 1);
+    struct conn_queue *q = c->q;
+    struct wh_msg *m = q->slot[q->head];
+    q->head = (q->head + 1) & (q->cap - 1);
     c->out_count--;
-    c->out_bytes -= m->len - c->out_off;
-    c->out_off = 0;
+    c->out_bytes -= m->len - q->off;
+    q->off = 0;
     msg_unref(m);
 }
 
 static void ring_release(struct conn *c)
 {
-    free(c->ring);
-    c->ring = NULL;
-    c->ring_cap = c->ring_head = 0;
+    free(c->q);
+    c->q = NULL;
+}
+
+uint32_t conn_head_written(const struct conn *c)
+{
+    return c->q ? c->q->off : 0;
 }
 
 /* Output not yet handed to the kernel: queued, or staged by TLS for a retry. */
@@ -153,7 +171,7 @@ int conn_migrate(struct conn *from, struct conn *to, const struct conn_ops *ops)
     int rc = loop_watch_mod(to->loop, &to->w, CONN_EVENTS);
     /* `from` may still be on the task list: let that entry free it. */
     from->flags = CONN_CLOSED;
-    from->ring = NULL;
+    from->q = NULL;
     from->out_count = 0;
     from->list = NULL;
     from->tls = NULL; /* carried over to `to` */
@@ -170,7 +188,6 @@ static void queue_clear(struct conn *c)
         msg_unref(ring_at(c, i));
     c->out_count = 0;
     c->out_bytes = 0;
-    c->out_off = 0;
     ring_release(c);
 }
 
@@ -195,12 +212,12 @@ void conn_send(struct conn *c, struct wh_msg *m)
         msg_unref(m);
         return;
     }
-    if (c->out_count == c->ring_cap && ring_grow(c) < 0) {
+    if ((!c->q || c->out_count == c->q->cap) && ring_grow(c) < 0) {
         msg_unref(m);
         conn_close(c); /* cannot keep the stream consistent without this message */
         return;
     }
-    c->ring[(c->ring_head + c->out_count) & (c->ring_cap - 1)] = m;
+    c->q->slot[(c->q->head + c->out_count) & (c->q->cap - 1)] = m;
     c->out_count++;
     c->out_bytes += m->len;
     loop_defer(c->loop, &c->task);
@@ -218,12 +235,13 @@ int conn_send_copy(struct conn *c, const void *data, size_t len)
 int conn_drop_oldest(struct conn *c)
 {
     /* The oldest message is kept when it is partly written. */
-    uint32_t k = c->out_off ? 1 : 0;
+    uint32_t k = conn_head_written(c) ? 1 : 0;
     if (c->out_count <= k) return 0;
-    uint32_t mask = c->ring_cap - 1;
-    struct wh_msg *victim = c->ring[(c->ring_head + k) & mask];
-    if (k) c->ring[(c->ring_head + 1) & mask] = c->ring[c->ring_head];
-    c->ring_head = (c->ring_head + 1) & mask;
+    struct conn_queue *q = c->q;
+    uint32_t mask = q->cap - 1;
+    struct wh_msg *victim = q->slot[(q->head + k) & mask];
+    if (k) q->slot[(q->head + 1) & mask] = q->slot[q->head];
+    q->head = (q->head + 1) & mask;
     c->out_count--;
     c->out_bytes -= victim->len;
     msg_unref(victim);
@@ -232,7 +250,7 @@ int conn_drop_oldest(struct conn *c)
 
 size_t conn_discard_queued(struct conn *c)
 {
-    uint32_t keep = c->out_off ? 1 : 0;
+    uint32_t keep = conn_head_written(c) ? 1 : 0;
     size_t n = 0;
     while (c->out_count > keep) {
         struct wh_msg *m = ring_at(c, c->out_count - 1);
@@ -261,9 +279,10 @@ static uint32_t kernel_unsent(const struct conn *c)
 
 bool conn_write_progressed(struct conn *c)
 {
+    if (!c->q) return true; /* nothing queued any more */
     uint32_t now = kernel_unsent(c);
-    bool moved = now < c->kernel_unsent;
-    c->kernel_unsent = now;
+    bool moved = now < c->q->kernel_unsent;
+    c->q->kernel_unsent = now;
     if (moved) c->blocked_since_ms = loop_now(c->loop);
     return moved;
 }
@@ -272,35 +291,97 @@ size_t conn_queue_take(struct conn *c, uint8_t *dst, size_t cap)
 {
     size_t got = 0;
     while (got < cap && c->out_count) {
-        struct wh_msg *m = c->ring[c->ring_head];
-        size_t rest = m->len - c->out_off;
+        struct wh_msg *m = c->q->slot[c->q->head];
+        size_t rest = m->len - c->q->off;
         size_t k = rest < cap - got ? rest : cap - got;
-        memcpy(dst + got, m->data + c->out_off, k);
+        memcpy(dst + got, m->data + c->q->off, k);
         got += k;
         if (k == rest) {
             ring_pop(c);
         } else {
-            c->out_off += (uint32_t)k;
+            c->q->off += (uint32_t)k;
             c->out_bytes -= k;
         }
     }
     return got;
 }
 
+/* Small frames are copied into one per-thread staging buffer and go out with the
+ * large ones in a single write: the kernel walks one iovec per run of small frames
+ * instead of one per frame (with 30 small frames queued, writev's per-iovec copy was
+ * the top kernel cost of fan-out). Frames of CONN_COALESCE_MIN bytes or more are
+ * handed over where they are, so a big frame shared by many recipients is not copied
+ * once more per recipient.
+ *
+ * Copying does not take a frame off the queue: the ring stays the record of what the
+ * kernel has not accepted, and only what write returns is popped (a frame written in
+ * part stays at the head with its written part counted). So a plain socket needs no per-connection
+ * stage for a blocked write, unlike TLS (SSL_write must be handed the same bytes
+ * again): the unsent rest is copied again on the next try, at most one staging
+ * buffer's worth per blocked write, and drop-oldest/discard only ever see frames the
+ * kernel has taken nothing of, or the partly written head, which they keep. */
+#define CONN_COALESCE_MIN 1024u
+#define CONN_STAGE_SIZE   (32u * 1024u)
+
+static _Thread_local uint8_t stage_buf[CONN_STAGE_SIZE];
+
+/* Builds the iovec for the oldest queued bytes; returns the count, *want the bytes.
+ * A run of small frames is copied into the staging buffer only once it has a second
+ * frame: a lone small frame (the common case at a low message rate) is written from
+ * where it is. */
+static int gather(const struct conn *c, struct iovec *iov, size_t *want)
+{
+    int n = 0;
+    size_t used = 0, total = 0;
+    bool in_run = false;     /* iov[n - 1] is a run of small frames */
+    bool run_copied = false; /* ... already in the staging buffer */
+    for (uint32_t i = 0; i < c->out_count; i++) {
+        struct wh_msg *m = ring_at(c, i);
+        size_t off = i == 0 ? c->q->off : 0;
+        uint8_t *p = m->data + off;
+        size_t len = m->len - off;
+        if (len < CONN_COALESCE_MIN) {
+            if (!in_run) {
+                if (n == CONN_IOV_MAX) break;
+                iov[n].iov_base = p; /* alone so far: in place */
+                iov[n++].iov_len = len;
+                in_run = true;
+                run_copied = false;
+                total += len;
+                continue;
+            }
+            struct iovec *run = &iov[n - 1];
+            size_t need = len + (run_copied ? 0 : run->iov_len);
+            if (used + need > CONN_STAGE_SIZE) break;
+            if (!run_copied) {
+                memcpy(stage_buf + used, run->iov_base, run->iov_len);
+                run->iov_base = stage_buf + used;
+                used += run->iov_len;
+                run_copied = true;
+            }
+            memcpy(stage_buf + used, p, len);
+            run->iov_len += len;
+            used += len;
+        } else {
+            if (n == CONN_IOV_MAX) break;
+            iov[n].iov_base = p;
+            iov[n++].iov_len = len;
+            in_run = false;
+        }
+        total += len;
+    }
+    *want = total;
+    return n;
+}
+
 static void flush_plain(struct conn *c)
 {
     while (c->out_count && (c->flags & (CONN_WRITABLE | CONN_CLOSED)) == CONN_WRITABLE) {
         struct iovec iov[CONN_IOV_MAX];
-        uint32_t n = c->out_count < CONN_IOV_MAX ? c->out_count : CONN_IOV_MAX;
-        size_t want = 0;
-        for (uint32_t i = 0; i < n; i++) {
-            struct wh_msg *m = ring_at(c, i);
-            size_t off = i == 0 ? c->out_off : 0;
-            iov[i].iov_base = m->data + off;
-            iov[i].iov_len = m->len - off;
-            want += iov[i].iov_len;
-        }
-        ssize_t w = writev(c->w.fd, iov, (int)n);
+        size_t want;
+        int n = gather(c, iov, &want);
+        ssize_t w =
+            n == 1 ? write(c->w.fd, iov[0].iov_base, iov[0].iov_len) : writev(c->w.fd, iov, n);
         if (w < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN) {
@@ -311,13 +392,12 @@ static void flush_plain(struct conn *c)
             return;
         }
         size_t left = (size_t)w;
-        c->bytes_out += left;
         c->blocked_since_ms = 0;
         while (left > 0) {
-            struct wh_msg *m = c->ring[c->ring_head];
-            size_t rest = m->len - c->out_off;
+            struct wh_msg *m = c->q->slot[c->q->head];
+            size_t rest = m->len - c->q->off;
             if (left < rest) {
-                c->out_off += (uint32_t)left;
+                c->q->off += (uint32_t)left;
                 c->out_bytes -= left;
                 break;
             }
@@ -344,7 +424,7 @@ void conn_flush(struct conn *c)
         if (!(c->flags & CONN_WRITABLE) && c->blocked_since_ms == 0) {
             c->blocked_since_ms = loop_now(c->loop);
             if (c->blocked_since_ms == 0) c->blocked_since_ms = 1;
-            c->kernel_unsent = kernel_unsent(c);
+            if (c->q) c->q->kernel_unsent = kernel_unsent(c);
             if (c->ops->on_blocked) c->ops->on_blocked(c);
         }
         return;
@@ -368,7 +448,6 @@ static void conn_read(struct conn *c, bool until_eof)
         ssize_t n =
             c->tls ? tls_io_read(c, buf, LOOP_RBUF_SIZE) : read(c->w.fd, buf, LOOP_RBUF_SIZE);
         if (n > 0) {
-            c->bytes_in += (uint64_t)n;
             if (!(c->flags & CONN_FINISHING)) c->ops->on_data(c, buf, (size_t)n);
             if (c->flags & CONN_CLOSED) return;
             /* A short read drained the socket; a later arrival raises a new edge.

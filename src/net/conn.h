@@ -1,5 +1,5 @@
 /* A TCP connection on one loop: reading into the loop's shared buffer, a queue of
- * outgoing messages held by reference, corked writes (one writev per connection per
+ * outgoing messages held by reference, corked writes (one write per connection per
  * loop turn), one timer, and a close that is safe to call from inside any callback.
  * Protocols (HTTP, WebSocket) sit on top through conn_ops and embed struct conn as
  * their first member; a connection changes protocol with conn_migrate.
@@ -20,6 +20,7 @@
 #include "loop/loop.h"
 
 struct conn;
+struct conn_queue;
 struct tls_stream;
 
 struct conn_ops {
@@ -62,18 +63,13 @@ struct conn {
     struct conn *list_next, *list_prev;
     struct timer timer;
     struct loop_task task; /* flush / read-again / free at the end of the turn */
-    struct wh_msg **ring;  /* queued messages, oldest at ring[ring_head]; a power-of-
-                              two array, allocated on demand, freed when drained */
-    uint32_t ring_cap, ring_head;
-    uint32_t out_off;          /* bytes of the oldest message already written */
-    uint32_t out_count;        /* messages queued */
+    struct conn_queue *q;  /* queued messages (a ring) and the state of a write in
+                              progress; allocated on demand, freed when drained */
+    uint32_t out_count;    /* messages queued */
+    uint32_t flags;
     uint64_t out_bytes;        /* bytes queued (not yet written) */
     uint64_t blocked_since_ms; /* 0 unless a write hit EAGAIN with data queued */
-    uint32_t kernel_unsent;    /* SIOCOUTQ when blocked_since_ms was last set */
-    uint64_t bytes_in, bytes_out;
-    uint32_t flags;
-    uint32_t linger_ms;
-    struct tls_stream *tls; /* NULL on a plaintext connection (net/tls_io.h) */
+    struct tls_stream *tls;    /* NULL on a plaintext connection (net/tls_io.h) */
 };
 
 /* Sets up c (allocated by the caller, zeroed, with the protocol's size) for fd and
@@ -104,6 +100,10 @@ size_t conn_discard_queued(struct conn *c);
  * queued bytes into dst, oldest first. They count as written: a message taken in
  * part stays at the head, partly written. Returns the bytes moved. */
 size_t conn_queue_take(struct conn *c, uint8_t *dst, size_t cap);
+
+/* Bytes of the oldest queued message already written (0 when none is partly out):
+ * such a message is never dropped. */
+uint32_t conn_head_written(const struct conn *c);
 
 /* Writes what is queued now rather than at the end of the turn. */
 void conn_flush(struct conn *c);

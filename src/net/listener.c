@@ -61,8 +61,6 @@ static void accept_all(struct listener *l)
     for (;;) {
         int fd = accept4(l->w.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
             l->accepted++;
             l->on_accept(l, fd);
             continue;
@@ -117,6 +115,11 @@ int listener_start(struct listener *l, struct loop *loop, int fd, listener_accep
     l->on_accept = fn;
     l->ud = ud;
     loop_timer_init(&l->retry, retry_cb);
+    /* Accepted sockets inherit TCP_NODELAY from the listening socket (Linux copies
+     * the listener's options into each child): set once here rather than with one
+     * setsockopt per accepted connection. */
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) return -errno;
     return loop_watch_add(loop, &l->w, EPOLLIN);
 }
 

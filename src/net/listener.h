@@ -1,6 +1,7 @@
 /* A listening socket on one loop. Each worker opens its own on the same address with
  * SO_REUSEPORT, so the kernel spreads new connections over the workers and no accept
- * lock is shared. Accepted sockets are non-blocking, close-on-exec, TCP_NODELAY.
+ * lock is shared. Accepted sockets are non-blocking, close-on-exec, TCP_NODELAY (set
+ * on the listening socket, which they inherit: no system call per accept for it).
  *
  * When accept fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
  * ENOMEM), the listener stops accepting for LISTENER_BACKOFF_MS and then tries again:

@@ -161,7 +161,6 @@ void tls_io_flush(struct conn *c)
             if (r == 1) {
                 p += n;
                 len -= n;
-                c->bytes_out += n;
                 c->blocked_since_ms = 0;
                 continue;
             }

@@ -75,10 +75,7 @@ enum proto_err envelope_parse(const char *data, size_t len, struct envelope *env
         env->id = id;
     }
     json_t *type = json_object_get(env->root, "type");
-    if (!json_is_string(type) || json_string_length(type) == 0) {
-        *detail = "type must be a non-empty string";
-        return PE_BAD_ENVELOPE;
-    }
+    if (proto_type_check(type, detail) != PE_NONE) return PE_BAD_ENVELOPE;
     env->type_str = json_string_value(type);
     json_t *payload = json_object_get(env->root, "payload");
     if (payload && !json_is_null(payload)) {
@@ -116,18 +113,38 @@ void envelope_free(struct envelope *env)
     env->root = NULL;
 }
 
+/* 1..max bytes, none of them a control character. (No NUL: without JSON_ALLOW_NUL
+ * jansson refuses \u0000, so the text is bad_json before it gets here.) */
+static bool printable_string(json_t *v, size_t max)
+{
+    if (!json_is_string(v)) return false;
+    size_t n = json_string_length(v);
+    const char *s = json_string_value(v);
+    if (n == 0 || n > max) return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return false;
+    return true;
+}
+
+enum proto_err proto_name_check(json_t *v)
+{
+    if (!v || json_is_null(v)) return PE_MISSING_FIELD;
+    return printable_string(v, PROTO_MAX_NAME) ? PE_NONE : PE_BAD_FIELD;
+}
+
+enum proto_err proto_type_check(json_t *v, const char **detail)
+{
+    if (printable_string(v, PROTO_MAX_TYPE)) return PE_NONE;
+    *detail = "type must be a string of 1-64 bytes without control characters";
+    return PE_BAD_ENVELOPE;
+}
+
 enum proto_err envelope_name(const struct envelope *env, const char *field, const char **out)
 {
     json_t *v = json_object_get(env->payload, field);
-    if (!v || json_is_null(v)) return PE_MISSING_FIELD;
-    if (!json_is_string(v)) return PE_BAD_FIELD;
-    size_t n = json_string_length(v);
-    const char *s = json_string_value(v);
-    if (n == 0 || n > PROTO_MAX_NAME) return PE_BAD_FIELD;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return PE_BAD_FIELD;
-    *out = s;
-    return PE_NONE;
+    enum proto_err e = proto_name_check(v);
+    if (e == PE_NONE) *out = json_string_value(v);
+    return e;
 }
 
 void proto_timestamp(char *out, size_t cap)

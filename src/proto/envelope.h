@@ -26,6 +26,7 @@
 
 #define PROTO_MAX_ID   64
 #define PROTO_MAX_NAME 128 /* room and user ids */
+#define PROTO_MAX_TYPE 64  /* message types */
 
 /* Machine-readable error codes of `error` messages (and of the API's JSON errors). */
 enum proto_err {
@@ -89,10 +90,20 @@ enum proto_err envelope_parse(const char *data, size_t len, struct envelope *env
                               const char **detail);
 void envelope_free(struct envelope *env);
 
-/* A payload string field that must be a valid name (room or user id): present,
- * a string of 1..PROTO_MAX_NAME bytes without control characters. Returns PE_NONE
- * with *out set, PE_MISSING_FIELD or PE_BAD_FIELD. */
+/* A payload string field that must be a valid name (room or user id), by
+ * proto_name_check. Returns PE_NONE with *out set, PE_MISSING_FIELD or PE_BAD_FIELD. */
 enum proto_err envelope_name(const struct envelope *env, const char *field, const char **out);
+
+/* The one rule for room and user ids, whatever the entry point (/ws payloads, the HTTP
+ * API): a string of 1..PROTO_MAX_NAME bytes without control characters (0x00-0x1f,
+ * 0x7f). PE_NONE; PE_MISSING_FIELD when v is NULL or JSON null; else PE_BAD_FIELD. */
+enum proto_err proto_name_check(json_t *v);
+
+/* The one rule for message types, whatever the entry point: a string of
+ * 1..PROTO_MAX_TYPE bytes without control characters. PE_NONE or PE_BAD_ENVELOPE
+ * (with *detail set). Whether the type is one the entry point handles is its own
+ * business (/ws: unknown_type; the API takes any type but the server's own). */
+enum proto_err proto_type_check(json_t *v, const char **detail);
 
 /* Builds the outgoing JSON text of a message and wraps it in a ws text frame:
  * {"type","payload","timestamp"[,"from"][,"room_id"][,"seq"][,"id"]}. payload may be

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "proto/envelope.h"
+
 static int opt_string(json_t *p, const char *k)
 {
     json_t *v = json_object_get(p, k);
@@ -16,8 +18,17 @@ int service_check(const char *type, json_t *payload, const char **why)
             *why = "chat_message needs a string content";
             return -1;
         }
-        if (!json_is_string(json_object_get(payload, "user_id"))) {
-            *why = "chat_message needs a string user_id (the author)";
+        /* The author, and a room_id written into the payload, are ids like any other:
+         * the rule of /ws (proto_name_check). */
+        if (proto_name_check(json_object_get(payload, "user_id")) != PE_NONE) {
+            *why = "chat_message needs a string user_id (the author) of 1-128 bytes without "
+                   "control characters";
+            return -1;
+        }
+        json_t *room = json_object_get(payload, "room_id");
+        if (room && proto_name_check(room) != PE_NONE) {
+            *why = "chat_message room_id must be a string of 1-128 bytes without control "
+                   "characters";
             return -1;
         }
         return 0;

@@ -1,6 +1,7 @@
 /* The guide's three server-pushed message kinds, as a backend sends them through
  * POST /api/publish, checked for shape before they go out:
- *   chat_message  (to a room): payload {room_id?, user_id: string, content: string}
+ *   chat_message  (to a room): payload {room_id?, user_id, content: string}, the ids
+ *                  as on /ws (proto_name_check)
  *   notification  (to a user): payload {title: string, body?: string, link?: string,
  *                  priority?: "low"|"normal"|"high"}; priority defaults to "normal"
  *   data_update   (to a room): payload {data: any JSON}

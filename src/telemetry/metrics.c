@@ -102,6 +102,15 @@ static void emit_errors(const struct row *r, const struct metrics_source *src,
     }
 }
 
+static void emit_api_refused(const struct row *r, const struct metrics_source *src,
+                             const struct metrics_visitor *v, void *ud)
+{
+    for (int e = 1; e < PE_COUNT; e++) {
+        struct metric_attr a = {r->d.attr_keys[0], proto_err_code((enum proto_err)e)};
+        point_value(r, v, ud, &a, 1, (int64_t)src->stats.api_publish_refused[e]);
+    }
+}
+
 static void emit_http_classes(const struct row *r, const struct metrics_source *src,
                               const struct metrics_visitor *v, void *ud)
 {
@@ -395,6 +404,9 @@ static const struct row rows[] = {
     {{"history.expired", "wshub_history_expired_messages_total", "{message}",
       "Messages dropped from the history for being older than their TTL", C, true, {NULL}},
      emit_field, SRC(hist_expired_messages), NULL},
+    {{"api.publish.refused", "wshub_api_publish_refused_total", "{request}",
+      "POST /api/publish requests refused with 400, by error code", C, true, {"code", NULL}},
+     emit_api_refused, 0, NULL},
     {{"hub.rooms", "wshub_hub_rooms", "{room}",
       "Rooms with at least one member", G, false, {NULL}},
      emit_rooms, 0, NULL},

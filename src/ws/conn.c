@@ -110,9 +110,11 @@ static void schedule(struct ws_conn *ws)
     if (o->write_timeout_ms && ws->c.blocked_since_ms &&
         ws->c.blocked_since_ms + o->write_timeout_ms < at)
         at = ws->c.blocked_since_ms + o->write_timeout_ms;
-    if (o->message_timeout_ms && ws->msg_start_ms && ws->msg_start_ms + o->message_timeout_ms < at)
-        at = ws->msg_start_ms + o->message_timeout_ms;
-    if (ws->app_deadline_ms && ws->app_deadline_ms < at) at = ws->app_deadline_ms;
+    uint64_t msg_start = ws->part ? ws->part->msg_start_ms : 0;
+    if (o->message_timeout_ms && msg_start && msg_start + o->message_timeout_ms < at)
+        at = msg_start + o->message_timeout_ms;
+    if (ws->app_deadline_s && (uint64_t)ws->app_deadline_s * 1000 < at)
+        at = (uint64_t)ws->app_deadline_s * 1000;
     if (at == UINT64_MAX) {
         conn_timer_cancel(&ws->c);
         return;
@@ -122,7 +124,8 @@ static void schedule(struct ws_conn *ws)
 
 void ws_set_deadline(struct ws_conn *ws, uint64_t at_ms)
 {
-    ws->app_deadline_ms = at_ms;
+    uint64_t s = (at_ms + 999) / 1000;
+    ws->app_deadline_s = at_ms == 0 ? 0 : s > UINT32_MAX ? UINT32_MAX : s ? (uint32_t)s : 1;
     if (ws->state == WS_OPEN && !conn_closed(&ws->c)) schedule(ws);
 }
 
@@ -271,13 +274,74 @@ static const char *close_reason(int code)
     }
 }
 
+static uint32_t reader_flags(const struct ws_conn *ws)
+{
+    return WS_READER_SERVER | ((ws->pmd.flags & WS_DEFLATE_ON) ? WS_READER_ALLOW_RSV1 : 0);
+}
+
+/* The reader for connections that are between messages. A read that ends inside a
+ * frame or message moves it to the connection's own ws_partial; one that ends on a
+ * message boundary leaves nothing behind (the reader frees its gather buffers when a
+ * message completes). `busy` guards against a handler that would make another
+ * connection parse input from inside a callback. */
+static _Thread_local struct ws_reader between;
+static _Thread_local bool between_busy;
+
+static bool alloc_partial(struct ws_conn *ws)
+{
+    ws->part = malloc(sizeof *ws->part);
+    if (!ws->part) return false;
+    ws->part->msg_start_ms = 0;
+    return true;
+}
+
+static void drop_partial(struct ws_conn *ws)
+{
+    if (!ws->part) return;
+    ws_reader_free(&ws->part->r);
+    free(ws->part);
+    ws->part = NULL;
+}
+
 static void ws_on_data(struct conn *c, uint8_t *data, size_t len)
 {
     struct ws_conn *ws = (struct ws_conn *)c;
     uint64_t now = loop_now(c->loop);
     ws->last_rx_ms = now;
     if (ws->state == WS_DONE) return;
-    int rc = ws_reader_feed(&ws->r, data, len, &reader_cb, ws);
+    struct ws_reader *r;
+    bool borrowed = false;
+    if (ws->part) {
+        r = &ws->part->r;
+    } else if (!between_busy) {
+        r = &between;
+        ws_reader_init(r, ws->opt->max_message_size, reader_flags(ws));
+        between_busy = borrowed = true;
+    } else if (alloc_partial(ws)) {
+        r = &ws->part->r;
+        ws_reader_init(r, ws->opt->max_message_size, reader_flags(ws));
+    } else {
+        ws_fail(ws, WS_CLOSE_INTERNAL, close_reason(WS_CLOSE_INTERNAL));
+        return;
+    }
+    int rc = ws_reader_feed(r, data, len, &reader_cb, ws);
+    /* A reader that failed or stopped is closed: keep it, so that nothing after the
+     * error is parsed, as long as the connection lives on. */
+    bool unfinished = rc != 0 || ws_reader_busy(r);
+    if (borrowed) {
+        between_busy = false;
+        if (!unfinished || conn_closed(c)) {
+            ws_reader_free(r);
+        } else if (alloc_partial(ws)) {
+            ws->part->r = *r; /* takes over its gather buffers */
+        } else {
+            ws_reader_free(r);
+            ws_fail(ws, WS_CLOSE_INTERNAL, close_reason(WS_CLOSE_INTERNAL));
+            return;
+        }
+    } else if (!unfinished) {
+        drop_partial(ws);
+    }
     if (rc > 0 && !conn_closed(c)) {
         STAT_INC(ws_protocol_errors);
         log_debug("websocket protocol error", "close_code=%d", rc);
@@ -285,15 +349,12 @@ static void ws_on_data(struct conn *c, uint8_t *data, size_t len)
         return;
     }
     if (conn_closed(c) || ws->state != WS_OPEN) return;
-    /* Start the message clock when a message is left unfinished; stop it when none
-     * is. Only a change re-arms the timer, so whole messages cost one branch. */
-    if (ws_reader_busy(&ws->r)) {
-        if (!ws->msg_start_ms && ws->opt->message_timeout_ms) {
-            ws->msg_start_ms = now ? now : 1;
-            schedule(ws);
-        }
-    } else if (ws->msg_start_ms) {
-        ws->msg_start_ms = 0;
+    /* Start the message clock when a message is left unfinished (only a change
+     * re-arms the timer, so whole messages cost one branch); the clock goes with the
+     * partial state when the message completes. */
+    if (ws->part && !ws->part->msg_start_ms && ws->opt->message_timeout_ms) {
+        ws->part->msg_start_ms = now ? now : 1;
+        schedule(ws);
     }
 }
 
@@ -314,11 +375,11 @@ static void ws_on_timer(struct conn *c)
         conn_close(c);
         return;
     }
-    if (o->message_timeout_ms && ws->msg_start_ms &&
-        now >= ws->msg_start_ms + o->message_timeout_ms) {
+    uint64_t msg_start = ws->part ? ws->part->msg_start_ms : 0;
+    if (o->message_timeout_ms && msg_start && now >= msg_start + o->message_timeout_ms) {
         STAT_INC(ws_message_timeouts);
         log_debug("websocket message timeout", "elapsed_ms=%llu",
-                  (unsigned long long)(now - ws->msg_start_ms));
+                  (unsigned long long)(now - msg_start));
         ws_fail(ws, WS_CLOSE_POLICY, "message too slow");
         return;
     }
@@ -329,8 +390,8 @@ static void ws_on_timer(struct conn *c)
         ws_fail(ws, WS_CLOSE_GOING_AWAY, "read timeout");
         return;
     }
-    if (ws->app_deadline_ms && now >= ws->app_deadline_ms) {
-        ws->app_deadline_ms = 0;
+    if (ws->app_deadline_s && now >= (uint64_t)ws->app_deadline_s * 1000) {
+        ws->app_deadline_s = 0;
         if (ws->h->on_deadline) ws->h->on_deadline(ws);
         if (ws->state != WS_OPEN || conn_closed(c)) return; /* it closed: no more timers */
     }
@@ -361,7 +422,7 @@ static void ws_on_free(struct conn *c)
 {
     struct ws_conn *ws = (struct ws_conn *)c;
     if (ws->h->on_close) ws->h->on_close(ws, ws->close_code ? ws->close_code : WS_CLOSE_ABNORMAL);
-    ws_reader_free(&ws->r);
+    drop_partial(ws);
     ws_deflate_conn_free(&ws->dfl);
     STAT_DEC(ws_open);
     STAT_DEC(conns_open);
@@ -398,8 +459,6 @@ struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
     ws->opt = opt;
     ws->ud = ud;
     ws->pmd = pmd;
-    ws_reader_init(&ws->r, opt->max_message_size,
-                   WS_READER_SERVER | ((pmd.flags & WS_DEFLATE_ON) ? WS_READER_ALLOW_RSV1 : 0));
     STAT_INC(ws_open); /* before migrating: on_free, which undoes it, may run from here */
     if (conn_migrate(from, &ws->c, &ws_ops) < 0) {
         static const struct ws_handler none = {0};

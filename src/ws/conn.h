@@ -67,21 +67,31 @@ struct ws_handler {
 
 enum ws_state { WS_OPEN = 0, WS_CLOSE_SENT = 1, WS_DONE = 2 };
 
-struct ws_conn {
-    struct conn c; /* first: conn callbacks hand back this pointer */
+/* The reader of a connection with a frame or message left unfinished by the last
+ * read, and when that message began. Allocated only then (see ws_on_data): between
+ * messages, which is where an idle connection always is, input is parsed by a
+ * per-thread reader, so a connection does not carry one. */
+struct ws_partial {
     struct ws_reader r;
+    uint64_t msg_start_ms; /* 0 unless message_timeout_ms is set */
+};
+
+struct ws_conn {
+    struct conn c;           /* first: conn callbacks hand back this pointer */
+    struct ws_partial *part; /* NULL between messages */
     const struct ws_handler *h;
     const struct ws_options *opt;
     void *ud;
     uint64_t last_rx_ms;
     uint64_t next_ping_ms;
-    uint64_t msg_start_ms;    /* when the message in progress began; 0: none */
-    uint64_t app_deadline_ms; /* the handler's deadline (loop time); 0: none */
     uint16_t close_code;
     uint8_t state;
     uint8_t ping_paused;          /* reading paused by a ping flood; resumed on drain */
     struct ws_deflate_params pmd; /* all zero unless permessage-deflate was agreed */
     struct ws_deflate dfl;        /* inflater slot when the client keeps context */
+    /* The handler's deadline, whole seconds of loop time (0: none): it sits in what
+     * was tail padding, so it costs an idle connection nothing. */
+    uint32_t app_deadline_s;
 };
 
 /* Completes the upgrade of ctx's connection: sends the 101 answer for hs (with the
@@ -102,8 +112,9 @@ int ws_send(struct ws_conn *ws, enum ws_opcode op, const void *data, size_t len)
 /* Queues a frame built by ws_frame_new, taking one reference. */
 void ws_send_frame(struct ws_conn *ws, struct wh_msg *frame);
 
-/* Arms the handler's deadline at loop time at_ms (0 cancels): on_deadline is called
- * then, by the connection's one liveness timer (no timer of its own). */
+/* Arms the handler's deadline at loop time at_ms, rounded up to a whole second (0
+ * cancels): on_deadline is called then, by the connection's one liveness timer (no
+ * timer of its own). */
 void ws_set_deadline(struct ws_conn *ws, uint64_t at_ms);
 
 /* Starts the closing handshake (no-op unless open). */

@@ -61,6 +61,7 @@ static void exercise(const char *buf, size_t len, const struct http_request *req
         CHECK(n >= -2 && n <= 0);
     }
     (void)http_content_length(req);
+    (void)http_host_check(req);
 
     struct ws_handshake hs;
     char resp[512];

@@ -245,9 +245,12 @@ describe('hub API (--api-key)', () => {
     await env({ room_id: 'r', type: '' });
     await env({ room_id: 'r', type: 'x'.repeat(65) });
     await env({ room_id: 'r', type: 't', payload: [1] });
-    await env({ room_id: 5, type: 't' });
-    await env({ room_id: '', type: 't' });
-    await env({ user_id: 'u'.repeat(129), type: 't' });
+    // Ids follow the rule of /ws, with its code (issue 14): bad_field.
+    for (const body of [{ room_id: 5, type: 't' }, { room_id: '', type: 't' }, { user_id: 'u'.repeat(129), type: 't' }]) {
+      const r = await publish(srv, body, { key: KEY });
+      assert.equal(r.status, 400, `${JSON.stringify(body)} → ${r.status} ${r.body}`);
+      assert.equal(r.json.error.code, 'bad_field', r.body);
+    }
     const ok = await publish(srv, { room_id: 'r', broadcast: false, type: 't' }, { key: KEY });
     assert.equal(ok.status, 202, `broadcast:false is no target: ${ok.body}`);
   });

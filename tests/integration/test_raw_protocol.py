@@ -504,6 +504,67 @@ class EchoTests(RawTestCase):
 # ---------------------------------------------------------------- opening handshake
 
 
+class CutReadTests(RawTestCase):
+    """Frames and messages cut across the server's reads. Between messages a
+    connection parses with its thread's shared reader; a read that ends inside a frame
+    or message moves the state into the connection's own (ws/conn.c). These cut
+    frames at every kind of place, with another connection's whole messages parsed by
+    the shared reader in between, and check that nothing is mixed up or lost. The
+    pauses only make separate reads likely; the outcome must be the same either way."""
+
+    PAUSE = 0.05
+
+    def pieces(self, c, data, cuts, other):
+        """Sends data cut at the given offsets; between pieces `other` echoes a whole
+        message."""
+        last = 0
+        for i, cut in enumerate(cuts + [len(data)]):
+            c.send_raw(data[last:cut])
+            last = cut
+            time.sleep(self.PAUSE)
+            if other is not None and cut != len(data):
+                payload = "other %d" % i
+                other.send_text(payload)
+                self.assertEqual(other.recv_message(timeout=3), (OP_TEXT, payload.encode()))
+
+    def test_frames_cut_in_header_payload_and_utf8(self):
+        a, b = self.client(), self.client()
+        text = ("\u00e9\u20ac\U0001F600 " * 40).encode()
+        frame = build_frame(OP_TEXT, text, length_form=16)  # 4-byte header + 4-byte mask
+        # inside the header, inside the mask, inside a 4-byte UTF-8 sequence, near the end
+        self.pieces(a, frame, [1, 3, 6, 8 + 5, len(frame) - 1], b)
+        self.assertEqual(a.recv_message(timeout=3), (OP_TEXT, text))
+        self.assertEchoWorks(a)  # back between messages
+        self.assertEchoWorks(b)
+
+    def test_fragmented_message_across_reads(self):
+        a, b = self.client(), self.client()
+        first = build_frame(OP_BINARY, b"0123456789", fin=False)
+        ping = build_frame(OP_PING, b"in between")
+        last = build_frame(OP_CONT, b"abcdefghij", fin=True)
+        data = first + ping + last
+        self.pieces(a, data, [len(first), len(first) + 3, len(first) + len(ping) + 2], b)
+        self.assertEqual(a.recv_message(timeout=3, skip_control=True), (OP_BINARY,
+                                                                          b"0123456789abcdefghij"))
+        self.assertEchoWorks(a)
+
+    def test_whole_message_and_start_of_next_in_one_read(self):
+        a, b = self.client(), self.client()
+        one = build_frame(OP_TEXT, b"first")
+        two = build_frame(OP_TEXT, b"second message")
+        data = one + two
+        self.pieces(a, data, [len(one) + 3], b)
+        self.assertEqual(a.recv_message(timeout=3), (OP_TEXT, b"first"))
+        self.assertEqual(a.recv_message(timeout=3), (OP_TEXT, b"second message"))
+
+    def test_error_after_a_cut_is_1007(self):
+        a, b = self.client(), self.client()
+        frame = build_frame(OP_TEXT, b"valid start \xff then invalid")
+        self.pieces(a, frame, [2, 8], b)
+        self.assertServerClose(a, 1007)
+        self.assertEchoWorks(b)
+
+
 class HandshakeTests(RawTestCase):
     def request(self, raw, timeout=3):
         return http_request(self.port, raw, timeout=timeout)

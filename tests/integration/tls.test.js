@@ -245,15 +245,24 @@ describe('TLS with Node ws', () => {
 });
 
 describe('Origin on a plaintext server (TLS terminated by a proxy in front)', () => {
-  it('still takes an https:// page of the same host as same-origin', async () => {
+  it('takes only http:// as same-origin: an https:// page needs --allowed-origins (issue 14)', async () => {
     const srv = await startServer(['--stream', '']);
     try {
-      const ws = await connect(srv.wsUrl('/echo'), { origin: `https://${HOST}:${srv.port}` });
+      const ws = await connect(srv.wsUrl('/echo'), { origin: `http://${HOST}:${srv.port}` });
       ws.close();
-      await assert.rejects(connect(srv.wsUrl('/echo'), { origin: `https://${HOST}:${srv.port + 1}` }),
+      await assert.rejects(connect(srv.wsUrl('/echo'), { origin: `https://${HOST}:${srv.port}` }),
         (e) => e.statusCode === 403);
     } finally {
       await srv.stop();
+    }
+    const listed = await startServer(['--stream', '', '--allowed-origins', `https://${HOST}:4443`]);
+    try {
+      const ws = await connect(listed.wsUrl('/echo'), { origin: `https://${HOST}:4443` });
+      ws.close();
+      await assert.rejects(connect(listed.wsUrl('/echo'), { origin: `https://${HOST}:${listed.port}` }),
+        (e) => e.statusCode === 403);
+    } finally {
+      await listed.stop();
     }
   });
 });

@@ -1,7 +1,9 @@
 /* net/conn over a socketpair: reads reach on_data, queued messages arrive whole and in
  * order, a full socket blocks (on_blocked) and drains (on_drain), pause holds input
  * back until resume, conn_finish delivers then sends EOF, a close from inside a
- * callback is safe and on_free runs exactly once, and migrate keeps the stream. */
+ * callback is safe and on_free runs exactly once, migrate keeps the stream, and
+ * writes that block part-way through coalesced (staged) and in-place frames lose and
+ * repeat nothing. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,10 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "net/conn.h"
+#include "net/listener.h"
 
 struct tconn {
     struct conn c;
@@ -293,7 +299,7 @@ static void test_drop_and_discard_keep_partial_head(void **state)
         conn_send_copy(&t->c, m, 3);
     }
     spin(loop, 20);
-    assert_true(t->c.out_off > 0); /* the head went out in part */
+    assert_true(conn_head_written(&t->c) > 0); /* the head went out in part */
     assert_int_equal(t->c.out_count, 21);
     uint64_t before = t->c.out_bytes;
     assert_int_equal(conn_drop_oldest(&t->c), 1); /* drops m00, not the head */
@@ -325,10 +331,160 @@ static void test_drop_and_discard_keep_partial_head(void **state)
     assert_int_equal(got, sizeof big + 4);
     assert_memory_equal(last, "tail", 4);
     assert_int_equal(t->c.out_count, 0);
-    assert_null(t->c.ring); /* freed when drained */
+    assert_null(t->c.q); /* freed when drained */
     conn_close(&t->c);
     loop_drain_tasks(loop);
     close(peer);
+    loop_destroy(loop);
+}
+
+/* Reads from the peer side until `want` bytes arrived, spinning the loop between
+ * reads so that the connection keeps writing. Returns the byte count. */
+static size_t read_all(struct loop *loop, int peer, uint8_t *out, size_t have, size_t want)
+{
+    for (int rounds = 0; rounds < 4000 && have < want; rounds++) {
+        ssize_t n;
+        while (have < want && (n = read(peer, out + have, want - have)) > 0)
+            have += (size_t)n;
+        spin(loop, 1);
+    }
+    return have;
+}
+
+static void shrink_buffers(struct tconn *t, int peer)
+{
+    int small = 4096;
+    setsockopt(peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    setsockopt(t->c.w.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+}
+
+/* A pseudo-random mix of small frames (copied into the staging buffer) and large ones
+ * (written in place), through a socket so small that nearly every write is partial:
+ * the blocks fall inside staged runs, inside large frames and on the edges between
+ * them. Every byte arrives once and in order, and the queue accounting stays exact. */
+static void test_coalesced_partial_writes(void **state)
+{
+    (void)state;
+    struct loop *loop = loop_create();
+    int peer;
+    struct tconn *t = make(loop, &peer, NULL);
+    shrink_buffers(t, peer);
+    static uint8_t expect[1 << 20], got[1 << 20];
+    static const size_t sizes[] = {1, 7, 100, 1023, 1024, 1500, 3000, 20000, 40000};
+    size_t total = 0;
+    uint32_t seed = 12345;
+    for (int i = 0; i < 400 && total + 40000 <= sizeof expect; i++) {
+        seed = seed * 1103515245u + 12345u;
+        size_t len = sizes[(seed >> 16) % (sizeof sizes / sizeof sizes[0])];
+        for (size_t k = 0; k < len; k++)
+            expect[total + k] = (uint8_t)(i * 31 + k * 7);
+        assert_int_equal(conn_send_copy(&t->c, expect + total, len), 0);
+        total += len;
+    }
+    assert_int_equal(t->c.out_bytes, total);
+    spin(loop, 5);
+    assert_true(t->blocked >= 1);
+    assert_true(t->c.out_bytes > 0 && t->c.out_bytes < total);
+    assert_int_equal(read_all(loop, peer, got, 0, total), total);
+    assert_memory_equal(got, expect, total);
+    assert_int_equal(t->c.out_count, 0);
+    assert_int_equal(t->c.out_bytes, 0);
+    assert_int_equal(t->drains, 1);
+    conn_close(&t->c);
+    loop_drain_tasks(loop);
+    close(peer);
+    loop_destroy(loop);
+}
+
+/* Small frames only (all staged), several staging buffers' worth, blocked until the
+ * head is a staged frame written in part: its rest was copied but not taken by the
+ * kernel. Drop-oldest and discard keep it and remove only frames of which nothing
+ * went out; the peer then receives whole frames up to and including that head, then
+ * what was sent afterwards. */
+static void test_staged_partial_head_survives_drop(void **state)
+{
+    (void)state;
+    struct loop *loop = loop_create();
+    int peer;
+    struct tconn *t = make(loop, &peer, NULL);
+    shrink_buffers(t, peer);
+    enum { FRAME = 999, QUEUED = 200 }; /* odd: the kernel's cuts rarely align */
+    static uint8_t got[FRAME * QUEUED + 4];
+    uint8_t frame[FRAME];
+    for (int i = 0; i < QUEUED; i++) {
+        for (size_t k = 0; k < FRAME; k++)
+            frame[k] = (uint8_t)('a' + (i + k) % 26);
+        conn_send_copy(&t->c, frame, sizeof frame);
+    }
+    spin(loop, 5);
+    size_t have = 0;
+    for (int tries = 0; tries < 50 && conn_head_written(&t->c) == 0; tries++) {
+        ssize_t n;
+        while ((n = read(peer, got + have, 500)) > 0)
+            have += (size_t)n;
+        spin(loop, 1);
+    }
+    uint32_t off = conn_head_written(&t->c);
+    assert_true(off > 0);
+    uint32_t count = t->c.out_count;
+    uint32_t head = QUEUED - count; /* index of the partly written frame */
+    assert_true(count > 2);
+    assert_int_equal(conn_drop_oldest(&t->c), 1);
+    assert_int_equal(conn_discard_queued(&t->c), count - 2);
+    assert_int_equal(t->c.out_count, 1);
+    assert_int_equal(t->c.out_bytes, FRAME - off);
+    conn_send_copy(&t->c, "tail", 4);
+    size_t want = (size_t)(head + 1) * FRAME + 4;
+    assert_int_equal(read_all(loop, peer, got, have, want), want);
+    for (uint32_t i = 0; i <= head; i++)
+        for (size_t k = 0; k < FRAME; k++)
+            assert_int_equal(got[i * FRAME + k], 'a' + (i + k) % 26);
+    assert_memory_equal(got + want - 4, "tail", 4);
+    uint8_t extra;
+    assert_int_equal(read(peer, &extra, 1), -1); /* nothing dropped went out */
+    assert_int_equal(t->c.out_count, 0);
+    conn_close(&t->c);
+    loop_drain_tasks(loop);
+    close(peer);
+    loop_destroy(loop);
+}
+
+static int accepted_fd = -1;
+
+static void on_accept_keep(struct listener *l, int fd)
+{
+    accepted_fd = fd;
+    loop_stop(l->loop);
+}
+
+/* TCP_NODELAY is set once on the listening socket; every accepted socket must carry
+ * it (Nagle would hold small frames back for the peer's delayed ACK). */
+static void test_accepted_sockets_have_nodelay(void **state)
+{
+    (void)state;
+    struct loop *loop = loop_create();
+    int lfd = listener_socket("127.0.0.1", 0, 0);
+    assert_true(lfd >= 0);
+    struct listener l;
+    memset(&l, 0, sizeof l);
+    assert_int_equal(listener_start(&l, loop, lfd, on_accept_keep, NULL), 0);
+    for (int i = 0; i < 3; i++) {
+        struct sockaddr_in sin = {.sin_family = AF_INET,
+                                  .sin_port = htons((uint16_t)listener_port(lfd))};
+        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int c = socket(AF_INET, SOCK_STREAM, 0);
+        assert_int_equal(connect(c, (struct sockaddr *)&sin, sizeof sin), 0);
+        accepted_fd = -1;
+        spin(loop, 1000);
+        assert_true(accepted_fd >= 0);
+        int v = 0;
+        socklen_t vl = sizeof v;
+        assert_int_equal(getsockopt(accepted_fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl), 0);
+        assert_int_equal(v, 1);
+        close(accepted_fd);
+        close(c);
+    }
+    listener_close(&l);
     loop_destroy(loop);
 }
 
@@ -350,6 +506,9 @@ int main(void)
         cmocka_unit_test(test_close_inside_callback),
         cmocka_unit_test(test_migrate),
         cmocka_unit_test(test_drop_and_discard_keep_partial_head),
+        cmocka_unit_test(test_coalesced_partial_writes),
+        cmocka_unit_test(test_staged_partial_head_survives_drop),
+        cmocka_unit_test(test_accepted_sockets_have_nodelay),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }

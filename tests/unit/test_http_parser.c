@@ -267,12 +267,55 @@ static void test_bad_version(void **state)
     expect_rc("GET / HTTP/a.1\r\n\r\n", HTTP_PARSE_BAD);
     expect_rc("GET / garbage\r\n\r\n", HTTP_PARSE_BAD);
     expect_rc("GET /\r\n\r\n", HTTP_PARSE_BAD);
-    /* A later minor version is served as the highest we implement. */
-    assert_true(parse("GET / HTTP/1.9\r\n\r\n", &req) > 0);
+    /* No HTTP/1.x beyond the two we implement is read as 1.1 (docs/security.md: 505). */
+    expect_rc("GET / HTTP/1.2\r\n\r\n", HTTP_PARSE_BAD_VERSION);
+    expect_rc("GET / HTTP/1.9\r\n\r\n", HTTP_PARSE_BAD_VERSION);
+    expect_rc("GET / HTTP/0.0\r\n\r\n", HTTP_PARSE_BAD_VERSION);
+    expect_rc("GET / HTTP/9.9\r\n\r\n", HTTP_PARSE_BAD_VERSION);
+    assert_true(parse("GET / HTTP/1.0\r\n\r\n", &req) > 0);
+    assert_int_equal(req.minor_version, 0);
+    assert_true(parse("GET / HTTP/1.1\r\n\r\n", &req) > 0);
     assert_int_equal(req.minor_version, 1);
     /* Early refusal of a version that cannot become valid. */
     expect_rc("GET / HTTX", HTTP_PARSE_BAD);
     assert_int_equal(parse("GET / HTTP/2.", &req), HTTP_PARSE_INCOMPLETE);
+}
+
+static int host_check(const char *s)
+{
+    struct http_request req;
+    assert_true(parse(s, &req) > 0);
+    return http_host_check(&req);
+}
+
+/* RFC 9112 section 3.2: one Host on 1.1, never two, and a well-formed value. */
+static void test_host_rule(void **state)
+{
+    (void)state;
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nHost: a.example\r\n\r\n"), 0);
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nhOsT: 127.0.0.1:8080\r\n\r\n"), 0);
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n"), 0);
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nHost: xn--bcher-kva.example\r\n\r\n"), 0);
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nHost:\r\n\r\n"), 0); /* RFC: may be empty */
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nHost: h:\r\n\r\n"), 0);
+    assert_int_equal(host_check("GET / HTTP/1.0\r\n\r\n"), 0);
+    assert_int_equal(host_check("GET / HTTP/1.0\r\nHost: h\r\n\r\n"), 0);
+
+    assert_int_equal(host_check("GET / HTTP/1.1\r\n\r\n"), -1);
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nX-Host: h\r\n\r\n"), -1);
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"), -1);
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nHost: a\r\nX: y\r\nhost: b\r\n\r\n"), -1);
+    assert_int_equal(host_check("GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n"), -1);
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), -1);
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nHost: a, b\r\n\r\n"), -1);
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nHost: a,b\r\n\r\n"), -1);
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"), -1);
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n"), -1);
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n"), -1);
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nHost: a:80:90\r\n\r\n"), -1);
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n"), -1);
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n"), -1);
+    assert_int_equal(host_check("GET / HTTP/1.1\r\nHost: h\xc3\xa9\r\n\r\n"), -1);
 }
 
 static void test_bad_header_syntax(void **state)
@@ -704,6 +747,7 @@ int main(void)
         cmocka_unit_test(test_query_param),
         cmocka_unit_test(test_query_param_overflow),
         cmocka_unit_test(test_content_length),
+        cmocka_unit_test(test_host_rule),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }

@@ -93,6 +93,55 @@ static void test_names(void **state)
     envelope_free(&env);
 }
 
+/* The shared rules that /ws and POST /api/publish both apply. */
+static void test_shared_name_and_type_rules(void **state)
+{
+    (void)state;
+    const char *detail = NULL;
+    json_t *v = json_string("lobby");
+    assert_int_equal(proto_name_check(v), PE_NONE);
+    assert_int_equal(proto_type_check(v, &detail), PE_NONE);
+    json_decref(v);
+    assert_int_equal(proto_name_check(NULL), PE_MISSING_FIELD);
+    v = json_null();
+    assert_int_equal(proto_name_check(v), PE_MISSING_FIELD);
+    assert_int_equal(proto_type_check(v, &detail), PE_BAD_ENVELOPE);
+    assert_non_null(detail);
+    json_decref(v);
+    static const char *const bad[] = {"a\nb", "\t", "x\x7f", "\x1b[0m", "", NULL};
+    for (const char *const *b = bad; *b; b++) {
+        v = json_string(*b);
+        assert_int_equal(proto_name_check(v), PE_BAD_FIELD);
+        assert_int_equal(proto_type_check(v, &detail), PE_BAD_ENVELOPE);
+        json_decref(v);
+    }
+    char longs[PROTO_MAX_NAME + 2];
+    memset(longs, 'x', sizeof longs - 1);
+    longs[PROTO_MAX_NAME] = 0;
+    v = json_string(longs);
+    assert_int_equal(proto_name_check(v), PE_NONE);
+    assert_int_equal(proto_type_check(v, &detail), PE_BAD_ENVELOPE); /* over 64 */
+    json_decref(v);
+    longs[PROTO_MAX_TYPE] = 0;
+    v = json_string(longs);
+    assert_int_equal(proto_type_check(v, &detail), PE_NONE);
+    json_decref(v);
+    memset(longs, 'x', sizeof longs - 1); /* 129 bytes */
+    longs[PROTO_MAX_NAME + 1] = 0;
+    v = json_string(longs);
+    assert_int_equal(proto_name_check(v), PE_BAD_FIELD);
+    json_decref(v);
+    v = json_integer(5);
+    assert_int_equal(proto_name_check(v), PE_BAD_FIELD);
+    assert_int_equal(proto_type_check(v, &detail), PE_BAD_ENVELOPE);
+    json_decref(v);
+    /* On /ws a type with a control character is bad_envelope, as on the API. */
+    struct envelope env;
+    static const char msg[] = "{\"type\":\"join\\nroom\",\"payload\":{}}";
+    assert_int_equal(envelope_parse(msg, sizeof msg - 1, &env, &detail), PE_BAD_ENVELOPE);
+    envelope_free(&env);
+}
+
 static void test_find_member(void **state)
 {
     (void)state;
@@ -182,7 +231,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_errors), cmocka_unit_test(test_id_kept_on_error),
         cmocka_unit_test(test_names),        cmocka_unit_test(test_find_member),
-        cmocka_unit_test(test_frames),
+        cmocka_unit_test(test_frames),       cmocka_unit_test(test_shared_name_and_type_rules),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }
