@@ -237,7 +237,7 @@ function start(cred) {
   });
   client.on('recovery_failed', (i) => {
     if (i.stream === 'room' && i.room_id !== STATS) {
-      addMessage(i.room_id, { sys: true, content: 'some messages were missed while away and cannot be recovered (the server restarted or its history is shorter)' });
+      addMessage(i.room_id, { sys: true, content: 'the server could not replay what was said while you were away (it restarted, or its history does not go back that far): some messages may be missing above' });
     }
   });
   client.on('chat_message', (p, m) => {
