@@ -427,13 +427,15 @@ static int server_prepare(struct wh_server *s, int n_workers)
     }
     if (split_origins(s, cfg->allowed_origins) < 0) return -1;
     if (prepare_tls(s) < 0) return -1;
+    hc.auth = s->auth; /* refresh tokens on open connections */
     s->hub = hub_create(&hc, n_workers);
     if (!s->hub) return -1;
     s->api.hub = s->hub;
     s->api.api_key = cfg->api_key && *cfg->api_key ? cfg->api_key : NULL;
     s->api.gather = server_metrics_gather;
     s->api.gather_ud = s;
-    routes_init(&s->routes, cfg, &s->wsopt, s->hub, s->auth, s->origins, &s->api);
+    if (routes_init(&s->routes, cfg, &s->wsopt, s->hub, s->auth, s->origins, &s->api) < 0)
+        return -1;
     if (ac.mode == AUTH_NONE)
         log_warn("authentication is OFF (--auth none): the token is taken as the user id. "
                  "Development only: use --auth hs256 or rs256 in production",

@@ -120,6 +120,7 @@ struct client {
      * it with ?since= (docs/protocol.md "Recovery"), so others pay one pointer. */
     struct user_pos *upos;
     uint16_t n_replaying; /* memberships (and the user stream) replaying */
+    bool token_warned;    /* token_expiring sent for the current token */
 };
 
 /* A client's position in its user stream. Until the open it holds the ?since=
