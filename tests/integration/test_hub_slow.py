@@ -17,7 +17,7 @@ import unittest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from wshub_harness import (metrics, rss_bytes, close_code, run, OP_CLOSE, OP_TEXT, ConnectionClosed as RawClosed, RawClient,
+from wshub_harness import (envelope, metrics, rss_bytes, close_code, run, OP_CLOSE, OP_TEXT, ConnectionClosed as RawClosed, RawClient,
                            ServerTestCase, build_frame)
 
 KiB = 1024
@@ -30,14 +30,6 @@ RSS_BOUND = 64 * MiB  # growth of the server's RSS allowed during a flood
 
 
 
-
-
-def envelope(type_, payload=None, **extra):
-    o = {"type": type_}
-    if payload is not None:
-        o["payload"] = payload
-    o.update(extra)
-    return json.dumps(o, separators=(",", ":"))
 
 
 class Hub(RawClient):

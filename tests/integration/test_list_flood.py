@@ -24,7 +24,7 @@ import threading
 import time
 import unittest
 
-from wshub_harness import OP_TEXT, RawClient, ServerTestCase, build_frame, rss_bytes, metrics
+from wshub_harness import envelope, OP_TEXT, RawClient, ServerTestCase, build_frame, rss_bytes, metrics
 
 MiB = 1024 * 1024
 ROOMS_PER_CONN = 256        # --max-rooms-per-connection default
@@ -37,14 +37,6 @@ PROBE_PINGS = 300
 # single list_rooms of 100k rooms held the registry lock for seconds.
 P99_BOUND_S = 0.5 if os.environ.get("WSHUB_VARIANT") == "asan" else 0.25
 RSS_SLACK = 48 * MiB
-
-
-def envelope(type_, payload=None, **extra):
-    o = {"type": type_}
-    if payload is not None:
-        o["payload"] = payload
-    o.update(extra)
-    return json.dumps(o, separators=(",", ":"))
 
 
 class Hub(RawClient):

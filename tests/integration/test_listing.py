@@ -22,17 +22,9 @@ import random
 import unittest
 import urllib.parse
 
-from wshub_harness import OP_TEXT, RawClient, ServerTestCase, http_request, metrics
+from wshub_harness import envelope, OP_TEXT, RawClient, ServerTestCase, http_request, metrics
 
 STEP_TIMEOUT = 10.0
-
-
-def envelope(type_, payload=None, **extra):
-    o = {"type": type_}
-    if payload is not None:
-        o["payload"] = payload
-    o.update(extra)
-    return json.dumps(o, separators=(",", ":"))
 
 
 class Hub(RawClient):

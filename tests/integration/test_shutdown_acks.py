@@ -25,7 +25,7 @@ import unittest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from wshub_harness import HttpConn, ServerTestCase, close_code, run
+from wshub_harness import envelope, HttpConn, ServerTestCase, close_code, run
 
 ROOM = "acked"
 SENDERS = 3
@@ -34,14 +34,6 @@ WINDOW = 8         # messages in flight per sender
 TRAFFIC_S = 0.6    # traffic before SIGTERM
 RUNS = 3           # per thread count
 STEP_TIMEOUT = 10.0
-
-
-def envelope(type_, payload=None, **extra):
-    o = {"type": type_}
-    if payload is not None:
-        o["payload"] = payload
-    o.update(extra)
-    return json.dumps(o, separators=(",", ":"))
 
 
 async def connect(port, user):

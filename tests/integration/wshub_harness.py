@@ -22,6 +22,7 @@ import asyncio
 import base64
 import errno
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -485,6 +486,15 @@ def http_request(port, raw, timeout=SOCK_TIMEOUT):
     with HttpConn(port, timeout=timeout) as c:
         c.send(raw)
         return c.read_response()
+
+
+def envelope(type_, payload=None, **extra):
+    """A hub message as compact JSON text: {"type", "payload"?, ...extra}."""
+    o = {"type": type_}
+    if payload is not None:
+        o["payload"] = payload
+    o.update(extra)
+    return json.dumps(o, separators=(",", ":"))
 
 
 def metrics(port):
