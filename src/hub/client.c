@@ -20,13 +20,16 @@ struct client *hub_client_new(struct shard *sh, const char *user, struct auth_id
     struct client *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->sh = sh;
-    snprintf(c->user, sizeof c->user, "%s", user);
     snprintf(c->ip, sizeof c->ip, "%s", peer_ip ? peer_ip : "");
     if (id) {
         c->id = *id; /* takes the heap parts */
         c->has_id = true;
-        memset(id, 0, sizeof *id);
     }
+    /* The user id lives once, in the identity (a refresh keeps the same sub). Copied
+     * before id is cleared: user may point into it. */
+    snprintf(c->id.user, sizeof c->id.user, "%s", user);
+    c->user = c->id.user;
+    if (id) memset(id, 0, sizeof *id);
     rate_bucket_init(&c->rl, &sh->hub->cfg.conn_rate, loop_now(sh->loop));
     rate_bucket_init(&c->qrl, &sh->hub->cfg.query_rate, loop_now(sh->loop));
     uint64_t r = trace_random64();

@@ -111,7 +111,7 @@ struct client {
     struct rate_bucket qrl; /* listing queries */
     uint32_t strikes;
     uint64_t dropped; /* messages lost to drop-oldest since the client was last told */
-    char user[AUTH_MAX_USER + 1];
+    const char *user; /* = id.user: the identity holds the one copy */
     char ip[46];
     char cid[17];          /* client id, hex */
     uint64_t opened_ms;    /* loop time of the open, for the close line's duration */
