@@ -222,6 +222,12 @@ static void connect_now(struct redis_conn *rc)
         ok |= send_argv(rc, NULL, NULL, 2, argv, lens);
         rc->handshake_left++;
     }
+    for (const char *const *src = rc->o.preload; src && *src; src++) {
+        argv[0] = "SCRIPT", lens[0] = 6, argv[1] = "LOAD", lens[1] = 4;
+        argv[2] = *src, lens[2] = strlen(*src);
+        ok |= send_argv(rc, NULL, NULL, 3, argv, lens);
+        rc->handshake_left++;
+    }
     argv[0] = "PING", lens[0] = 4;
     ok |= send_argv(rc, NULL, NULL, 1, argv, lens);
     rc->handshake_left++;

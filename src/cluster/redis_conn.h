@@ -3,7 +3,7 @@
  *
  * - Connects (redisAsyncConnect, non-blocking; a host name is resolved by hiredis with
  *   getaddrinfo, which blocks: give an address, or resolve before the loop runs), then
- *   pipelines [AUTH [user] password] [SELECT db] PING from the URL. The connection is
+ *   pipelines [AUTH [user] password] [SELECT db] [SCRIPT LOAD ...] PING. The connection is
  *   up when all of them succeeded; the state callback then says so.
  * - When the connection fails, drops, stalls (a command unanswered for
  *   command_timeout_ms) or the handshake is refused, every pending command's callback
@@ -56,6 +56,10 @@ struct redis_conn_opts {
     uint32_t command_timeout_ms; /* 0: 5000 */
     uint32_t backoff_base_ms;    /* 0: 100 */
     uint32_t backoff_max_ms;     /* 0: 5000 */
+    /* Lua sources SCRIPT LOADed during every handshake (NULL-terminated; the array and
+     * strings must outlive the connection), so that EVALSHA finds them from the first
+     * command on and a connection's commands are never reordered by a NOSCRIPT retry. */
+    const char *const *preload;
 };
 
 struct redis_conn;

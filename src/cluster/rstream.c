@@ -34,6 +34,8 @@ static const char read_lua[] = "local epoch = redis.call('GET', KEYS[3])\n"
                                "return {epoch, top, redis.call('XRANGE', KEYS[1], ARGV[1], "
                                "'+', 'COUNT', ARGV[2])}\n";
 
+const char *const rstream_scripts[] = {publish_lua, read_lua, NULL};
+
 static char publish_sha[41], read_sha[41];
 static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
 
@@ -54,7 +56,7 @@ static void compute_shas(void)
 /* One script call, kept until answered so that a NOSCRIPT can be retried with EVAL.
  * argv[0] is EVALSHA or EVAL, argv[1] the sha or the source, argv[2] "3", then the
  * keys and arguments (copied into buf). */
-#define MAX_ARGS 10
+#define MAX_ARGS 12
 struct call {
     struct redis_conn *rc;
     const char *source, *sha;

@@ -32,6 +32,11 @@
 
 #define RSTREAM_EPOCH_LEN 16
 
+/* The scripts, NULL-terminated: pass as redis_conn_opts.preload. Without that (or after
+ * a SCRIPT FLUSH), the first calls get NOSCRIPT and are retried with EVAL, which keeps
+ * them correct but may reorder them after later calls of the same connection. */
+extern const char *const rstream_scripts[];
+
 struct rstream_published {
     uint64_t seq;
     char epoch[RSTREAM_EPOCH_LEN + 1];
