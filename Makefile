@@ -19,9 +19,12 @@ build: $(BUILD)/CMakeCache.txt
 # the embedded default: ws://localhost:8080.
 run:
 	@scripts/setup.sh run
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
-	cmake --build $(BUILD) -j $(JOBS) --target wshub wshub-cli
-	exec $(BUILD)/wshub $(ARGS)
+	@echo "building wshub (log: $(BUILD)/run-build.log) ..."
+	@mkdir -p $(BUILD)
+	@{ cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) && \
+	   cmake --build $(BUILD) -j $(JOBS) --target wshub wshub-cli; } >$(BUILD)/run-build.log 2>&1 || \
+	   { tail -n 40 $(BUILD)/run-build.log; echo "build failed: see $(BUILD)/run-build.log"; exit 1; }
+	@exec $(BUILD)/wshub $(ARGS)
 
 # Installs test dependencies, builds both variants, runs every test once.
 test:

@@ -23,6 +23,8 @@ if [ "$mode" = test ]; then
     # loopback port; `make run` never needs it.
     want redis-server
     command -v node >/dev/null 2>&1 || need+=(nodejs npm)
+    # The web page's browser test drives Debian's chromium through playwright-core.
+    want chromium
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -33,7 +35,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 if [ "$mode" = test ] && { [ ! -d tests/js/node_modules/ws ] ||
-    [ ! -d tests/js/node_modules/@opentelemetry/otlp-transformer ]; }; then
+    [ ! -d tests/js/node_modules/@opentelemetry/otlp-transformer ] ||
+    [ ! -d tests/js/node_modules/playwright-core ] || [ ! -d tests/js/node_modules/typescript ]; }; then
     echo "setup: installing npm packages for the JS tests"
     (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -54,6 +54,8 @@ struct wh_config {
     uint32_t send_queue_msgs;      /* --send-queue-messages, default 256 */
     uint64_t send_queue_bytes;     /* --send-queue-bytes, default 4 MiB */
     bool echo;                     /* /echo endpoint; --no-echo turns it off */
+    bool web;                      /* the web page at /; --no-web turns it off */
+    char *web_root;                /* --web-root DIR: serve this folder, not the embedded page */
     bool compression;              /* permessage-deflate; --no-compression turns it off */
     uint32_t compress_threshold;   /* --compression-threshold, default 1 KiB */
     /* authentication and limits */

@@ -171,8 +171,8 @@ static void add(struct routes_ctx *r, const char *method, const char *path, http
         r->routes[r->n++] = (struct http_route){.method = method, .path = path, .fn = fn, .ud = r};
 }
 
-void routes_init(struct routes_ctx *r, const struct wh_config *cfg, const struct ws_options *wsopt,
-                 struct hub *hub, struct auth *auth, const char *const *origins, struct api *api)
+int routes_init(struct routes_ctx *r, const struct wh_config *cfg, const struct ws_options *wsopt,
+                struct hub *hub, struct auth *auth, const char *const *origins, struct api *api)
 {
     memset(r, 0, sizeof *r);
     r->cfg = cfg;
@@ -185,5 +185,18 @@ void routes_init(struct routes_ctx *r, const struct wh_config *cfg, const struct
     if (cfg->echo) add(r, "GET", "/echo", echo_route);
     api_add_routes(api, r->routes, &r->n, ROUTES_MAX);
     add(r, "GET", "/healthz", healthz);
-    add(r, "GET", "/", index_page);
+    if (!cfg->web) {
+        add(r, "GET", "/", index_page);
+        return 0;
+    }
+    if (web_init(&r->web, cfg->web_root && *cfg->web_root ? cfg->web_root : NULL) < 0) {
+        fprintf(stderr, "wshub: --web-root %s: not a readable folder\n", cfg->web_root);
+        return -1;
+    }
+    /* Last: every path no other route took, any method (a non-GET gets 405 for a file
+     * that exists and 404 otherwise, as unknown paths always did). */
+    if (r->n < ROUTES_MAX)
+        r->routes[r->n++] =
+            (struct http_route){.method = NULL, .path = "/*", .fn = web_route, .ud = &r->web};
+    return 0;
 }

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "api/api.h"
+#include "api/web.h"
 #include "app/config.h"
 #include "auth/token.h"
 #include "http/server.h"
@@ -24,10 +25,12 @@ struct routes_ctx {
     struct auth *auth;
     const char *const *origins; /* allow-list, NULL-terminated, or NULL */
     struct api *api;
+    struct web web; /* the page at / (cfg->web) */
 };
 
-void routes_init(struct routes_ctx *r, const struct wh_config *cfg, const struct ws_options *wsopt,
-                 struct hub *hub, struct auth *auth, const char *const *origins, struct api *api);
+/* Returns 0, or -1 (with a message on stderr) when --web-root is not a folder. */
+int routes_init(struct routes_ctx *r, const struct wh_config *cfg, const struct ws_options *wsopt,
+                struct hub *hub, struct auth *auth, const char *const *origins, struct api *api);
 
 /* Checks a WebSocket upgrade request (handshake rules and Origin) and answers a bad
  * one with the right status; returns 0 when the caller may accept it. */

@@ -71,8 +71,8 @@ struct wh_server {
     atomic_int running;
     atomic_int shutdown_requested;
     atomic_int shutdown_acks; /* workers past the shutdown's first step */
-    struct memtrim trim; /* server_housekeeping's thread only, as are the next three */
-    bool trim_pending;   /* waiting for the workers to drop their caches */
+    struct memtrim trim;      /* server_housekeeping's thread only, as are the next three */
+    bool trim_pending;        /* waiting for the workers to drop their caches */
     uint64_t trim_asked_ms, trim_rss, trim_load, trim_peak;
     atomic_int trim_acks; /* workers that have dropped them */
 };
@@ -427,13 +427,15 @@ static int server_prepare(struct wh_server *s, int n_workers)
     }
     if (split_origins(s, cfg->allowed_origins) < 0) return -1;
     if (prepare_tls(s) < 0) return -1;
+    hc.auth = s->auth; /* refresh tokens on open connections */
     s->hub = hub_create(&hc, n_workers);
     if (!s->hub) return -1;
     s->api.hub = s->hub;
     s->api.api_key = cfg->api_key && *cfg->api_key ? cfg->api_key : NULL;
     s->api.gather = server_metrics_gather;
     s->api.gather_ud = s;
-    routes_init(&s->routes, cfg, &s->wsopt, s->hub, s->auth, s->origins, &s->api);
+    if (routes_init(&s->routes, cfg, &s->wsopt, s->hub, s->auth, s->origins, &s->api) < 0)
+        return -1;
     if (ac.mode == AUTH_NONE)
         log_warn("authentication is OFF (--auth none): the token is taken as the user id. "
                  "Development only: use --auth hs256 or rs256 in production",
@@ -531,10 +533,19 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
         log_info("tls enabled on every listener", "cert=%s subject=\"%s\"", cfg->tls_cert,
                  tls_server_subject(s->tls, subject, sizeof subject));
     }
-    for (int i = 0; i < cfg->n_listen; i++)
-        log_info("listening", "addr=%s port=%u threads=%d tls=%s",
-                 cfg->listen[i].host[0] ? cfg->listen[i].host : "0.0.0.0", s->ports[i], n,
-                 s->tls ? "on" : "off");
+    for (int i = 0; i < cfg->n_listen; i++) {
+        const char *host = cfg->listen[i].host;
+        /* The address a person can paste into a browser: "any" is reachable as
+         * localhost; an IPv6 literal needs brackets. */
+        bool any = !host[0] || !strcmp(host, "0.0.0.0") || !strcmp(host, "::");
+        bool v6 = strchr(host, ':') != NULL && !any;
+        char page[128] = "";
+        if (cfg->web)
+            snprintf(page, sizeof page, " page=%s://%s%s%s:%u/", s->tls ? "https" : "http",
+                     v6 ? "[" : "", any ? "localhost" : host, v6 ? "]" : "", s->ports[i]);
+        log_info("listening", "addr=%s port=%u threads=%d tls=%s%s", host[0] ? host : "0.0.0.0",
+                 s->ports[i], n, s->tls ? "on" : "off", page);
+    }
     return s;
 }
 

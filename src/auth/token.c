@@ -468,6 +468,8 @@ static enum auth_error verify_jwt(const struct auth *a, const char *tok, size_t 
     if (e == AUTH_OK) e = decode(a, tok, n, &claims);
     if (e == AUTH_OK) e = check_times(a, claims, now);
     if (e == AUTH_OK) {
+        int64_t x = json_integer_value(json_object_get(claims, "exp"));
+        id->exp = x < 1 ? 1 : x > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)x;
         json_t *sub = json_object_get(claims, "sub");
         if (!json_is_string(sub) || !valid_user(json_string_value(sub), json_string_length(sub)))
             e = AUTH_BAD_SUBJECT;
@@ -504,6 +506,11 @@ enum auth_error auth_verify(const struct auth *a, const char *tok, size_t tok_le
         memset(id, 0, sizeof *id);
     }
     return e;
+}
+
+int64_t auth_leeway(const struct auth *a)
+{
+    return a ? a->leeway : 0;
 }
 
 const char *auth_error_text(enum auth_error e)

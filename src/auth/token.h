@@ -74,8 +74,8 @@
 
 #include "http/parser.h"
 
-#define AUTH_MAX_USER 128
-#define AUTH_MAX_TOKEN 8192
+#define AUTH_MAX_USER     128
+#define AUTH_MAX_TOKEN    8192
 #define AUTH_MAX_PATTERNS 64
 
 enum auth_mode { AUTH_NONE = 0, AUTH_HS256 = 1, AUTH_RS256 = 2 };
@@ -83,9 +83,9 @@ enum auth_mode { AUTH_NONE = 0, AUTH_HS256 = 1, AUTH_RS256 = 2 };
 /* Why a token was refused: the HTTP body carries the text, metrics the code. */
 enum auth_error {
     AUTH_OK = 0,
-    AUTH_MISSING,       /* no token anywhere */
-    AUTH_MALFORMED,     /* not a JWT (segments, base64url, JSON) */
-    AUTH_BAD_ALG,       /* alg differs from the configured one */
+    AUTH_MISSING,   /* no token anywhere */
+    AUTH_MALFORMED, /* not a JWT (segments, base64url, JSON) */
+    AUTH_BAD_ALG,   /* alg differs from the configured one */
     AUTH_BAD_SIGNATURE,
     AUTH_EXPIRED,       /* exp missing, not an integer, or passed */
     AUTH_NOT_YET_VALID, /* nbf in the future */
@@ -108,12 +108,15 @@ struct auth;
 
 struct auth_identity {
     char user[AUTH_MAX_USER + 1];
-    bool has_rooms;      /* the token restricts rooms */
-    char **join;         /* patterns (heap), n_join of them */
+    bool has_rooms; /* the token restricts rooms */
+    char **join;    /* patterns (heap), n_join of them */
     size_t n_join;
     char **publish;
     size_t n_publish;
     bool can_broadcast; /* claim "broadcast": true (set by auth_verify, read by the hub) */
+    uint32_t exp;       /* the JWT's exp, Unix seconds, clamped to 1..UINT32_MAX (2106: as
+                         * good as never); 0 with --auth none: never expires. 32 bits fit
+                         * the struct's padding */
 };
 
 /* Builds the verifier (reads the key file for RS256). Returns NULL and writes a
@@ -131,8 +134,8 @@ void auth_destroy(struct auth *a);
  * entries of every Sec-WebSocket-Protocol field in order; the first such entry is
  * used), or -1 when the token came from elsewhere or was not found. Returns 0, or -1
  * when there is none (then *tok is NULL and *tok_len 0). */
-int auth_token_find(const struct http_request *req, char *qbuf, const char **tok,
-                    size_t *tok_len, int *proto_index);
+int auth_token_find(const struct http_request *req, char *qbuf, const char **tok, size_t *tok_len,
+                    int *proto_index);
 
 /* auth_token_find, then, when a is in AUTH_NONE mode and nothing was found, the
  * guide's `?user_id=` (decoded into qbuf as ?token= is). In the JWT modes it is
@@ -144,8 +147,11 @@ int auth_token_find_for(const struct auth *a, const struct http_request *req, ch
 /* Verifies a token at time now (Unix seconds) and fills id. id is always
  * initialised (the user empty and no lists on failure), so auth_identity_free is safe
  * after any result; a NULL tok is AUTH_MISSING. Uses about 10 KiB of stack. */
-enum auth_error auth_verify(const struct auth *a, const char *tok, size_t tok_len,
-                            int64_t now, struct auth_identity *id);
+enum auth_error auth_verify(const struct auth *a, const char *tok, size_t tok_len, int64_t now,
+                            struct auth_identity *id);
+
+/* The tolerance on exp/nbf, seconds: a connection is closed this long after exp. */
+int64_t auth_leeway(const struct auth *a);
 
 /* Human-readable reason, and a short machine code ("expired", ...). */
 const char *auth_error_text(enum auth_error e);

@@ -60,6 +60,10 @@ struct wh_stats {
     uint64_t hub_query_limited;           /* listings refused by the query rate (/ws and HTTP) */
     uint64_t hub_shutdown_refused;        /* messages refused once shutdown began (/ws and HTTP) */
     uint64_t hub_strike_closes;           /* closed 1008 after repeated bad messages */
+    uint64_t hub_token_expiring;          /* token_expiring warnings sent */
+    uint64_t hub_token_refreshes;         /* refresh accepted: the connection's token replaced */
+    uint64_t hub_token_refused;           /* refresh refused (bad token, another user) */
+    uint64_t hub_token_expired_closes;    /* closed 4001: the token expired, no refresh */
     uint64_t handshake_reason[HSR_COUNT]; /* each also counted in handshake_failures */
     uint64_t hub_qdepth_buckets[STATS_QDEPTH_BUCKETS]; /* send-queue depth per delivery */
     uint64_t hub_qdepth_sum;

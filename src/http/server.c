@@ -55,6 +55,8 @@ const char *http_status_text(int status)
         return "Accepted";
     case 204:
         return "No Content";
+    case 304:
+        return "Not Modified";
     case 400:
         return "Bad Request";
     case 401:
@@ -228,6 +230,9 @@ static const struct http_route *route_find(const struct http_server *srv,
         else
             match = req->path_len == plen && memcmp(req->path, rt->path, plen) == 0;
         if (!match) continue;
+        /* A catch-all (no method) does not take a path that an earlier route claimed
+         * for another method: that stays a 405. */
+        if (!rt->method && *path_seen) continue;
         *path_seen = true;
         if (!rt->method || (req->method_len == strlen(rt->method) &&
                             memcmp(req->method, rt->method, req->method_len) == 0))

@@ -44,7 +44,8 @@ struct http_ctx {
 typedef void (*http_handler_fn)(struct http_ctx *ctx, void *ud);
 
 struct http_route {
-    const char *method; /* "GET", ...; NULL matches any */
+    const char *method; /* "GET", ...; NULL matches any method, but not on a path
+                         * an earlier route has (for another method) */
     const char *path;   /* exact path, or a prefix when it ends with '*' */
     http_handler_fn fn;
     void *ud;

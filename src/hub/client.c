@@ -4,8 +4,10 @@
  * machine-readable code and the client's id, and counted; a client that keeps
  * sending bad or excess messages (strikes_to_close in a row) is closed with 1008. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/log.h"
 #include "base/stats.h"
@@ -49,16 +51,16 @@ void hub_client_trace(struct client *c, const struct trace_ctx *ctx)
 
 int hub_client_resume(struct client *c, uint64_t since, const char *epoch)
 {
-    if (!c->resume && !(c->resume = calloc(1, sizeof *c->resume))) return -1;
-    c->resume->since = since;
-    snprintf(c->resume->epoch, sizeof c->resume->epoch, "%s", epoch ? epoch : "");
+    if (!c->upos && !(c->upos = calloc(1, sizeof *c->upos))) return -1;
+    c->upos->since = since;
+    snprintf(c->upos->epoch, sizeof c->upos->epoch, "%s", epoch ? epoch : "");
     return 0;
 }
 
 static void client_free(struct client *c)
 {
-    hist_unref(c->ustream);
-    free(c->resume);
+    if (c->upos) hist_unref(c->upos->stream);
+    free(c->upos);
     if (c->has_id) auth_identity_free(&c->id);
     free(c->rooms);
     free(c);
@@ -353,37 +355,124 @@ static int do_query(struct client *c, struct envelope *env)
     return 0;
 }
 
+/* Tokens that expire while connected (docs/protocol.md, "Token refresh"). A JWT
+ * connection is warned with token_expiring ahead of its exp, by the lesser of 60 s
+ * and half the token's remaining life at the time it was accepted; it is closed with
+ * 4001 at exp + leeway unless a `refresh` brought a valid token for the same user.
+ * Both moments are one deadline on the connection's liveness timer: no cost per
+ * message, none at all under --auth none (exp 0). */
+#define TOKEN_LEAD_MS 60000
+
+static void token_arm(struct client *c)
+{
+    if (!c->ws) return;
+    if (!c->has_id || !c->id.exp) {
+        ws_set_deadline(c->ws, 0);
+        return;
+    }
+    uint64_t now = loop_now(c->sh->loop);
+    int64_t left_ms = (c->id.exp - (int64_t)time(NULL)) * 1000;
+    int64_t at;
+    if (!c->token_warned) {
+        int64_t lead = left_ms / 2 < TOKEN_LEAD_MS ? left_ms / 2 : TOKEN_LEAD_MS;
+        at = left_ms - (lead > 0 ? lead : 0);
+    } else {
+        at = left_ms + auth_leeway(c->sh->hub->cfg.auth) * 1000;
+    }
+    ws_set_deadline(c->ws, now + (at > 1 ? (uint64_t)at : 1));
+}
+
+static void on_deadline(struct ws_conn *ws)
+{
+    struct client *c = ws->ud;
+    if (!c->has_id || !c->id.exp) return;
+    int64_t now = (int64_t)time(NULL);
+    if (!c->token_warned) {
+        c->token_warned = true;
+        STAT_INC(hub_token_expiring);
+        json_t *p = json_pack("{s:I, s:I}", "expires_at", (json_int_t)c->id.exp, "expires_in",
+                              (json_int_t)(c->id.exp - now));
+        reply(c, "token_expiring", p, NULL);
+        json_decref(p);
+        token_arm(c);
+        return;
+    }
+    STAT_INC(hub_token_expired_closes);
+    log_info("closing client: token expired", "user=%s client=%s exp=%lld", c->user, c->cid,
+             (long long)c->id.exp);
+    ws_close(ws, 4001, "token expired");
+}
+
+/* {"type":"refresh","payload":{"token":"..."}}: verified like an upgrade token; it
+ * must name the same user. Its exp and claims (rooms, broadcast) apply from now on;
+ * rooms already joined are kept. */
+static int do_refresh(struct client *c, struct envelope *env)
+{
+    json_t *t = json_object_get(env->payload, "token");
+    if (!t) return reject(c, PE_MISSING_FIELD, "refresh needs a token", env->id);
+    if (!json_is_string(t)) return reject(c, PE_BAD_FIELD, "token must be a string", env->id);
+    const struct auth *a = c->sh->hub->cfg.auth;
+    struct auth_identity id;
+    enum auth_error ae =
+        a ? auth_verify(a, json_string_value(t), json_string_length(t), (int64_t)time(NULL), &id)
+          : AUTH_BAD_SIGNATURE;
+    if (!a) memset(&id, 0, sizeof id);
+    if (ae == AUTH_OK && strcmp(id.user, c->user) != 0) {
+        auth_identity_free(&id);
+        STAT_INC(hub_token_refused);
+        return reject(c, PE_FORBIDDEN, "the token is for another user", env->id);
+    }
+    if (ae != AUTH_OK) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "token refused: %s (%s)", auth_error_text(ae),
+                 auth_error_code(ae));
+        STAT_INC(hub_token_refused);
+        return reject(c, PE_FORBIDDEN, msg, env->id);
+    }
+    if (c->has_id) auth_identity_free(&c->id);
+    c->id = id; /* takes the heap parts */
+    c->has_id = true;
+    c->token_warned = false;
+    token_arm(c);
+    STAT_INC(hub_token_refreshes);
+    json_t *p = c->id.exp ? json_pack("{s:I}", "expires_at", (json_int_t)c->id.exp) : json_object();
+    reply(c, "token_refreshed", p, env->id);
+    json_decref(p);
+    return 0;
+}
+
 /* A connection that asked for its user stream's position (?since=): `session` with
  * the position, then what it missed when it can be recovered. */
 static void open_session(struct client *c)
 {
     struct hub *h = c->sh->hub;
+    struct user_pos *up = c->upos;
     bool created = false;
     struct hist_stream *s = hist_get(h->hist, HIST_USER, c->user, true, &created);
-    struct resume_req *rq = c->resume;
-    c->resume = NULL;
     if (!s) {
-        free(rq);
+        free(up); /* no position: the connection works as one without ?since= */
+        c->upos = NULL;
         return;
     }
     if (created) registry_user_stream(h, c->user, s);
-    c->ustream = s;
+    up->stream = s;
     hist_lock(s);
     uint64_t top = hist_top(s);
-    c->user_live_from = top; /* what was in flight before now is not delivered twice */
+    up->live_from = top; /* what was in flight before now is not delivered twice */
     hist_unlock(s);
     bool ok = false;
-    if (rq->epoch[0]) {
+    uint64_t replayed = 0;
+    if (up->epoch[0]) {
         struct recover_trace rt;
-        recover_trace_begin(&rt, &c->tctx, "user", c->user, rq->since);
-        ok = begin_recovery(c, s, 1, rq->since, rq->epoch, &c->user_cursor, &c->user_live_from);
-        c->user_replaying = ok;
-        recover_trace_end(&rt, ok, ok && top > rq->since ? top - rq->since : 0);
+        recover_trace_begin(&rt, &c->tctx, "user", c->user, up->since);
+        ok = begin_recovery(c, s, 1, up->since, up->epoch, &up->cursor, &up->live_from);
+        up->replaying = ok;
+        replayed = ok && top > up->since ? top - up->since : 0;
+        recover_trace_end(&rt, ok, replayed);
     }
-    json_t *p = json_pack("{s:s, s:I, s:s, s:b, s:I}", "user_id", c->user, "seq", (json_int_t)top,
-                          "epoch", hist_epoch(s), "recovered", ok, "replayed",
-                          (json_int_t)(ok && top > rq->since ? top - rq->since : 0));
-    free(rq);
+    json_t *p =
+        json_pack("{s:s, s:I, s:s, s:b, s:I}", "user_id", c->user, "seq", (json_int_t)top, "epoch",
+                  hist_epoch(s), "recovered", ok, "replayed", (json_int_t)replayed);
     reply(c, "session", p, NULL);
     json_decref(p);
     if (ok) replay_pump(c);
@@ -397,7 +486,8 @@ static void on_open(struct ws_conn *ws)
     shard_user_link(c->sh, c);
     registry_user_add(c->sh->hub, c->user);
     c->opened_ms = loop_now(c->sh->loop);
-    if (c->resume) open_session(c);
+    token_arm(c);
+    if (c->upos) open_session(c);
     if (LOG_DEBUG >= log_min_level) {
         char tid[33];
         bool t = c->tctx.valid && (c->tctx.flags & TRACE_FLAG_SAMPLED);
@@ -466,6 +556,9 @@ static void on_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, siz
     case MT_BROADCAST:
         rc = do_broadcast(c, &env);
         break;
+    case MT_REFRESH:
+        rc = do_refresh(c, &env);
+        break;
     default:
         rc = do_query(c, &env);
         break;
@@ -507,4 +600,5 @@ const struct ws_handler hub_ws_handler = {
     .on_message = on_message,
     .on_drain = on_drain,
     .on_close = on_close,
+    .on_deadline = on_deadline,
 };

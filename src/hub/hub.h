@@ -53,6 +53,7 @@ struct hub_config {
     uint32_t max_conns;           /* /ws connections in total (0: unlimited) */
     uint32_t max_conns_per_ip;    /* from one address (0: unlimited) */
     struct hist_config hist;      /* streams' history (history/history.h) */
+    const struct auth *auth;      /* verifies `refresh` tokens; NULL: refresh refused */
 };
 
 struct hub;

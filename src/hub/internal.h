@@ -116,19 +116,22 @@ struct client {
     char cid[17];          /* client id, hex */
     uint64_t opened_ms;    /* loop time of the open, for the close line's duration */
     struct trace_ctx tctx; /* the upgrade's; invalid when tracing is off */
-    /* The user's stream (docs/protocol.md "Recovery"): only for a connection that
-     * asked for its position with ?since=. Like a membership's fields. */
-    struct hist_stream *ustream;
-    uint64_t user_live_from, user_cursor;
-    struct resume_req *resume; /* the ?since= request, until the open */
-    uint16_t n_replaying;      /* memberships (and the user stream) replaying */
-    bool user_replaying;
+    /* The user's stream position: allocated only for a connection that asked for
+     * it with ?since= (docs/protocol.md "Recovery"), so others pay one pointer. */
+    struct user_pos *upos;
+    uint16_t n_replaying; /* memberships (and the user stream) replaying */
+    bool token_warned;    /* token_expiring sent for the current token */
 };
 
-/* A client's request to resume its user stream, from the upgrade's query string. */
-struct resume_req {
+/* A client's position in its user stream. Until the open it holds the ?since=
+ * request (since, epoch); from the open, the stream and the same fields as a
+ * membership's (live_from, cursor, replaying). */
+struct user_pos {
+    struct hist_stream *stream; /* NULL until the open */
     uint64_t since;
-    char epoch[HIST_EPOCH_LEN + 1]; /* "" when the client has none yet */
+    uint64_t live_from, cursor;
+    bool replaying;
+    char epoch[HIST_EPOCH_LEN + 1]; /* the request's; "" when the client has none */
 };
 
 struct shard {

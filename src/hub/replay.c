@@ -86,9 +86,10 @@ void replay_pump(struct client *c)
 {
     struct ws_conn *ws = c->ws;
     if (!ws || ws->state != WS_OPEN || conn_closed(&ws->c)) return;
-    if (c->user_replaying) {
-        enum pump r = pump_stream(c, c->ustream, &c->user_cursor, &c->user_live_from, true);
-        if (!finish(c, r, &c->user_replaying) || r == PUMP_PAUSED) return;
+    struct user_pos *up = c->upos;
+    if (up && up->replaying) {
+        enum pump r = pump_stream(c, up->stream, &up->cursor, &up->live_from, true);
+        if (!finish(c, r, &up->replaying) || r == PUMP_PAUSED) return;
     }
     for (uint32_t i = 0; i < c->n_rooms && c->n_replaying; i++) {
         struct membership *m = c->rooms[i];

@@ -93,7 +93,7 @@ static uint64_t deliver_item(struct shard *sh, struct item *it)
         if (!lu) break;
         for (uint32_t i = 0; i < lu->n; i++) {
             struct client *c = lu->clients[i];
-            if (it->seq > c->user_live_from) n += shard_deliver(c, it->frame);
+            if (!c->upos || it->seq > c->upos->live_from) n += shard_deliver(c, it->frame);
         }
         break;
     }

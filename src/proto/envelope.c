@@ -43,6 +43,7 @@ static const struct {
     {"broadcast", MT_BROADCAST},       {"chat_message", MT_CHAT_MESSAGE},
     {"online_users", MT_ONLINE_USERS}, {"room_members", MT_ROOM_MEMBERS},
     {"list_rooms", MT_LIST_ROOMS},     {"ping", MT_PING},
+    {"refresh", MT_REFRESH},
 };
 
 static bool id_ok(json_t *id)

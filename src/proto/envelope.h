@@ -62,6 +62,7 @@ enum msg_type {
     MT_ROOM_MEMBERS,
     MT_LIST_ROOMS,
     MT_PING,
+    MT_REFRESH, /* a fresh token for the open connection (hub/client.c) */
 };
 
 /* A payload to send: its JSON text as the client wrote it (relayed byte for byte, so

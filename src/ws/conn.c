@@ -113,11 +113,20 @@ static void schedule(struct ws_conn *ws)
     uint64_t msg_start = ws->part ? ws->part->msg_start_ms : 0;
     if (o->message_timeout_ms && msg_start && msg_start + o->message_timeout_ms < at)
         at = msg_start + o->message_timeout_ms;
+    if (ws->app_deadline_s && (uint64_t)ws->app_deadline_s * 1000 < at)
+        at = (uint64_t)ws->app_deadline_s * 1000;
     if (at == UINT64_MAX) {
         conn_timer_cancel(&ws->c);
         return;
     }
     conn_timer_arm(&ws->c, at > now ? at - now : 0);
+}
+
+void ws_set_deadline(struct ws_conn *ws, uint64_t at_ms)
+{
+    uint64_t s = (at_ms + 999) / 1000;
+    ws->app_deadline_s = at_ms == 0 ? 0 : s > UINT32_MAX ? UINT32_MAX : s ? (uint32_t)s : 1;
+    if (ws->state == WS_OPEN && !conn_closed(&ws->c)) schedule(ws);
 }
 
 void ws_close(struct ws_conn *ws, unsigned code, const char *reason)
@@ -380,6 +389,11 @@ static void ws_on_timer(struct conn *c)
                   (unsigned long long)(now - ws->last_rx_ms));
         ws_fail(ws, WS_CLOSE_GOING_AWAY, "read timeout");
         return;
+    }
+    if (ws->app_deadline_s && now >= (uint64_t)ws->app_deadline_s * 1000) {
+        ws->app_deadline_s = 0;
+        if (ws->h->on_deadline) ws->h->on_deadline(ws);
+        if (ws->state != WS_OPEN || conn_closed(c)) return; /* it closed: no more timers */
     }
     if (o->ping_interval_ms && now >= ws->next_ping_ms) {
         STAT_INC(ws_pings_sent);

@@ -61,6 +61,8 @@ struct ws_handler {
     /* Last call for this connection (optional). code: the close code received or
      * sent, or 1006 when the connection ended without a closing handshake. */
     void (*on_close)(struct ws_conn *ws, unsigned code);
+    /* The deadline set with ws_set_deadline has come (optional). It may close. */
+    void (*on_deadline)(struct ws_conn *ws);
 };
 
 enum ws_state { WS_OPEN = 0, WS_CLOSE_SENT = 1, WS_DONE = 2 };
@@ -87,6 +89,9 @@ struct ws_conn {
     uint8_t ping_paused;          /* reading paused by a ping flood; resumed on drain */
     struct ws_deflate_params pmd; /* all zero unless permessage-deflate was agreed */
     struct ws_deflate dfl;        /* inflater slot when the client keeps context */
+    /* The handler's deadline, whole seconds of loop time (0: none): it sits in what
+     * was tail padding, so it costs an idle connection nothing. */
+    uint32_t app_deadline_s;
 };
 
 /* Completes the upgrade of ctx's connection: sends the 101 answer for hs (with the
@@ -106,6 +111,11 @@ int ws_send(struct ws_conn *ws, enum ws_opcode op, const void *data, size_t len)
 
 /* Queues a frame built by ws_frame_new, taking one reference. */
 void ws_send_frame(struct ws_conn *ws, struct wh_msg *frame);
+
+/* Arms the handler's deadline at loop time at_ms, rounded up to a whole second (0
+ * cancels): on_deadline is called then, by the connection's one liveness timer (no
+ * timer of its own). */
+void ws_set_deadline(struct ws_conn *ws, uint64_t at_ms);
 
 /* Starts the closing handshake (no-op unless open). */
 void ws_close(struct ws_conn *ws, unsigned code, const char *reason);

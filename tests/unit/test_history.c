@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -65,7 +66,7 @@ static void test_positions_and_reads(void **state)
     struct hist_entry e[8];
     hist_lock(s);
     assert_int_equal(hist_top(s), 6);
-    assert_int_equal(hist_first(s), 3); /* size 4: 3..6 kept */
+    assert_int_equal(hist_first(s), 3);          /* size 4: 3..6 kept */
     assert_int_equal(hist_read(s, 1, e, 8), -1); /* 2 is gone */
     assert_int_equal(hist_read(s, 6, e, 8), 0);
     int n = hist_read(s, 3, e, 2); /* 4, 5 */
@@ -144,8 +145,8 @@ static void test_rules_parse(void **state)
     assert_string_equal(c.rules[0].pattern, "a:b"); /* the last two ':' split */
     assert_int_equal(c.rules[0].lim.ttl_ms, 120000);
     assert_int_equal(hist_rules_parse("", &c, err, sizeof err), 0);
-    const char *bad[] = {"x", "x:1", ":1:1", "x:-1:1", "x:1:-1", "x:1:1y", "x::1",
-                         "x:1:", "x:2000000:1"};
+    const char *bad[] = {"x",      "x:1",  ":1:1", "x:-1:1",     "x:1:-1",
+                         "x:1:1y", "x::1", "x:1:", "x:2000000:1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct hist_config d = cfg(1, 0, 1);
         assert_int_equal(hist_rules_parse(bad[i], &d, err, sizeof err), -1);
@@ -160,7 +161,7 @@ static void test_memory_cap_evicts_least_recent(void **state)
     struct hist_config c = cfg(20, 0, 64 * 1024);
     struct hist_store *st = hist_store_new(&c);
     struct hist_stream *s[10];
-    char name[8];
+    char name[16];
     for (int i = 0; i < 10; i++) {
         snprintf(name, sizeof name, "r%d", i);
         s[i] = hist_get(st, HIST_ROOM, name, true, NULL);
@@ -176,12 +177,17 @@ static void test_memory_cap_evicts_least_recent(void **state)
     assert_true(t.evicted_messages > 0);
     assert_true(t.evicted_streams > 0);
     assert_int_equal(t.streams, 10); /* referenced streams stay, only history goes */
-    /* The last one appended to keeps its latest message; the position goes on. */
-    hist_lock(s[9]);
-    assert_int_equal(hist_top(s[9]), 20);
-    assert_true(hist_first(s[9]) <= 20);
-    assert_false(hist_can_resume(s[9], hist_epoch(s[9]), 0));
-    hist_unlock(s[9]);
+    /* The last one appended to keeps its latest message; positions go on; some
+     * streams lost the start of theirs and say so. */
+    int lost = 0;
+    for (int i = 0; i < 10; i++) {
+        hist_lock(s[i]);
+        assert_int_equal(hist_top(s[i]), 20);
+        if (!hist_can_resume(s[i], hist_epoch(s[i]), 0)) lost++;
+        if (i == 9) assert_true(hist_first(s[i]) <= 20);
+        hist_unlock(s[i]);
+    }
+    assert_true(lost > 0);
     for (int i = 0; i < 10; i++)
         hist_unref(s[i]);
     hist_store_free(st);
