@@ -12,13 +12,16 @@ want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok ins
 # Build: compiler, CMake, the libraries the code links against, and cmocka (small;
 # the build configures the unit tests even when it only builds the server).
 for p in gcc make cmake pkg-config libssl-dev zlib1g-dev libjansson-dev libjwt-dev uthash-dev \
-    libcmocka-dev libcurl4-openssl-dev; do want "$p"; done
+    libcmocka-dev libcurl4-openssl-dev libhiredis-dev; do want "$p"; done
 if [ "$mode" = test ]; then
     # Tests: clang for libFuzzer targets, real WebSocket clients.
     for p in clang libclang-rt-14-dev python3 python3-websockets; do want "$p"; done
     # promtool and a Prometheus server that scrapes /metrics (tests/integration/test_metrics_prometheus.py).
     want prometheus
     want openssl # the TLS tests make their CA and certificates with the CLI
+    # The Redis tests (tests/unit/test_redis_*.c) start their own redis-server on a free
+    # loopback port; `make run` never needs it.
+    want redis-server
     command -v node >/dev/null 2>&1 || need+=(nodejs npm)
     # The web page's browser test drives Debian's chromium through playwright-core.
     want chromium

@@ -21,7 +21,7 @@ foreach(src IN LISTS fuzz_srcs)
     COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/fuzz
     COMMAND ${CLANG} -std=c11 -g -O1 -D_GNU_SOURCE -DWSHUB_VERSION="${PROJECT_VERSION}"
             -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-            -I${CMAKE_SOURCE_DIR}/src ${WSHUB_SOURCES} ${src} -ljansson -ljwt -lcurl -lssl -lcrypto -lz -lpthread
+            -I${CMAKE_SOURCE_DIR}/src ${WSHUB_SOURCES} ${src} -ljansson -ljwt -lcurl -lhiredis -lssl -lcrypto -lz -lpthread
             -lm
             -o ${bin}
     DEPENDS ${WSHUB_SOURCES} ${src}
