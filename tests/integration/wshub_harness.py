@@ -157,12 +157,11 @@ class WshubServer:
     def stderr(self):
         if self._stderr_file is None:
             return ""
-        f = self._stderr_file
-        f.flush()
-        pos = f.tell()
-        f.seek(0)
-        data = f.read()
-        f.seek(pos)
+        # pread, not seek+read: the server writes through the same open file
+        # description, so moving its offset here (even to put it back) raced with the
+        # server's writes and overwrote its log lines now and then.
+        fd = self._stderr_file.fileno()
+        data = os.pread(fd, os.fstat(fd).st_size, 0)
         return data.decode("utf-8", "replace")
 
     def alive(self):
