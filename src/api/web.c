@@ -158,10 +158,8 @@ static void serve_root(struct http_ctx *ctx, const struct web *w, const char *pa
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > WEB_MAX_FILE) {
         close(fd);
-        {
-            not_found(ctx);
-            return;
-        }
+        not_found(ctx);
+        return;
     }
     size_t len = (size_t)st.st_size;
     char *buf = malloc(len ? len : 1);
