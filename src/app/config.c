@@ -53,6 +53,9 @@ enum {
     F_EARLY = 1,
     F_NO_FILE = 2,
     F_NO_ENV = 4,
+    /* A K_STRING list that repeats like --listen: several at one level (file, env,
+     * command line) join with ','; the first at a higher level replaces the lower. */
+    F_APPEND = 8,
 };
 
 struct choice {
@@ -386,9 +389,11 @@ static const struct opt_def options[] = {
      .def = "stats:0:0",
      .group = G_HUB,
      .metavar = "PATTERN:SIZE:TTL,...",
+     .flags = F_APPEND,
      .help = "History limits for rooms whose id matches PATTERN ('*' matches any run of "
              "characters); the first match wins, others get --history-size/--history-ttl. "
-             "The default keeps none for the live stats stream."},
+             "Repeatable (or comma-separated). The default keeps none for the live stats "
+             "stream; giving any replaces it."},
 
     {.name = "auth",
      .kind = K_ENUM,
@@ -512,6 +517,7 @@ static const struct opt_def options[] = {
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
+_Static_assert(N_OPTIONS <= 64, "struct loader's append_level holds 64 options");
 
 /* Precedence order: a later level overrides an earlier one. */
 enum level { L_DEFAULT, L_FILE, L_ENV, L_ARGV };
@@ -523,6 +529,8 @@ struct loader {
     /* The level whose addresses cfg->listen holds: the first --listen at a higher
      * level replaces them instead of adding to them. */
     enum level listen_level;
+    /* The same for F_APPEND options, by index in options[]. */
+    enum level append_level[64];
     const char *file; /* for messages about L_FILE values */
     int line;
 };
@@ -825,9 +833,17 @@ static int set_option(struct loader *ld, const struct opt_def *o, const char *v)
         }
         return bad_value(ld, o, v, "is not one of %s", range);
     case K_STRING: {
-        char *copy = strdup(v), *old;
-        if (!copy) return bad_value(ld, o, v, "cannot be stored: out of memory");
+        char *copy, *old;
         memcpy(&old, field, sizeof old);
+        size_t idx = (size_t)(o - options);
+        if ((o->flags & F_APPEND) && old && ld->append_level[idx] == ld->level) {
+            size_t n = strlen(old) + 1 + strlen(v) + 1;
+            if ((copy = malloc(n))) snprintf(copy, n, "%s,%s", old, v);
+        } else {
+            copy = strdup(v);
+        }
+        if (o->flags & F_APPEND) ld->append_level[idx] = ld->level;
+        if (!copy) return bad_value(ld, o, v, "cannot be stored: out of memory");
         free(old);
         memcpy(field, &copy, sizeof copy);
         return 0;

@@ -496,6 +496,31 @@ static void test_precedence(void **state)
 
 /* ---- --listen ---- */
 
+static void test_history_rules_repeat(void **state)
+{
+    (void)state;
+    char path[32];
+    write_file(path, "history = a*:1:1s\nhistory = b*:2:2s\n");
+    struct wh_config c;
+    load_ok(&c, ARGS("-t", "1"), NO_ENV);
+    assert_string_equal(c.history_rules, "stats:0:0"); /* the default */
+    config_free(&c);
+    /* Several at one level join; the first at a higher level replaces the lower. */
+    load_ok(&c, ARGS("--history", "x:1:1m", "--history=y:2:2m"), NO_ENV);
+    assert_string_equal(c.history_rules, "x:1:1m,y:2:2m");
+    config_free(&c);
+    load_ok(&c, ARGS("-c", path), NO_ENV);
+    assert_string_equal(c.history_rules, "a*:1:1s,b*:2:2s");
+    config_free(&c);
+    load_ok(&c, ARGS("-c", path), ENV("WSHUB_HISTORY=e:3:3s"));
+    assert_string_equal(c.history_rules, "e:3:3s");
+    config_free(&c);
+    load_ok(&c, ARGS("-c", path, "--history", "z:0:0"), ENV("WSHUB_HISTORY=e:3:3s"));
+    assert_string_equal(c.history_rules, "z:0:0");
+    config_free(&c);
+    unlink(path);
+}
+
 static void test_listen_accumulation(void **state)
 {
     (void)state;
@@ -885,6 +910,7 @@ int main(void)
         cmocka_unit_test(test_config_path_sources),
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_listen_accumulation),
+        cmocka_unit_test(test_history_rules_repeat),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_bad_command_lines),
         cmocka_unit_test(test_echo_flags),
