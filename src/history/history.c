@@ -14,7 +14,6 @@
 struct hist_stream {
     pthread_mutex_t mu;
     atomic_uint refs;
-    uint8_t kind;
     char epoch[HIST_EPOCH_LEN + 1];
     uint64_t top;
     struct hist_limits lim;
@@ -172,25 +171,21 @@ struct hist_stream *hist_get(struct hist_store *st, enum hist_kind kind, const c
                              bool create, bool *created)
 {
     size_t n = strlen(name);
-    char stackkey[HIST_MAX_PATTERN + 2];
-    char *key = n + 2 <= sizeof stackkey ? stackkey : malloc(n + 2);
+    char key[HIST_MAX_NAME + 2]; /* kind letter + name + NUL */
     if (created) *created = false;
-    if (!key) return NULL;
+    if (n > HIST_MAX_NAME) return NULL;
     key[0] = kind == HIST_ROOM ? 'r' : 'u';
     memcpy(key + 1, name, n + 1);
     pthread_mutex_lock(&st->mu);
     struct hist_stream *s;
     HASH_FIND(hh, st->streams, key, n + 1, s);
     if (!s && create && (s = calloc(1, sizeof *s))) {
-        s->key = key == stackkey ? strdup(key) : key;
-        key = stackkey; /* owned by the stream now */
-        if (!s->key) {
+        if (!(s->key = strdup(key))) {
             free(s);
             s = NULL;
         } else {
             pthread_mutex_init(&s->mu, NULL);
             atomic_init(&s->refs, 1); /* the table's */
-            s->kind = (uint8_t)kind;
             s->st = st;
             s->lim = hist_limits_for(&st->cfg, kind, name);
             new_epoch(s->epoch);
@@ -202,7 +197,6 @@ struct hist_stream *hist_get(struct hist_store *st, enum hist_kind kind, const c
     }
     if (s) hist_ref(s);
     pthread_mutex_unlock(&st->mu);
-    if (key != stackkey) free(key);
     return s;
 }
 

@@ -39,6 +39,7 @@
 #define HIST_EPOCH_LEN   16 /* hex digits */
 #define HIST_MAX_RULES   32
 #define HIST_MAX_PATTERN 128
+#define HIST_MAX_NAME    128 /* room and user ids (proto/envelope.h PROTO_MAX_NAME) */
 
 enum hist_kind { HIST_ROOM = 0, HIST_USER = 1 };
 
@@ -100,7 +101,8 @@ void hist_store_free(struct hist_store *st);
 void hist_totals(struct hist_store *st, struct hist_totals *out);
 
 /* The stream named (kind, name), with a reference for the caller; created (new epoch,
- * top 0) when absent and create is set, else NULL. *created (may be NULL) says which. */
+ * top 0) when absent and create is set, else NULL (also for a name longer than
+ * HIST_MAX_NAME, which no valid id is). *created (may be NULL) says which. */
 struct hist_stream *hist_get(struct hist_store *st, enum hist_kind kind, const char *name,
                              bool create, bool *created);
 struct hist_stream *hist_ref(struct hist_stream *s);

@@ -18,6 +18,10 @@
 
 #define REPLAY_BATCH 32
 
+/* Every room and user id fits a stream name. */
+_Static_assert(PROTO_MAX_NAME <= HIST_MAX_NAME && AUTH_MAX_USER <= HIST_MAX_NAME,
+               "ids longer than the history's names");
+
 enum pump { PUMP_DONE, PUMP_PAUSED, PUMP_ABORT };
 
 /* Room left in the half of the queue bounds that a replay may use. */

@@ -9,6 +9,7 @@ Run: WSHUB_BIN=/path/to/wshub /usr/bin/python3 -m unittest -v test_history
 import asyncio
 import json
 import os
+import subprocess
 import time
 import unittest
 import urllib.error
@@ -404,6 +405,22 @@ class NotRecovered(ServerTestCase):
                 self.assertEqual(cm.exception.status_code, 400)
 
         run(go())
+
+
+class BadHistoryOptions(unittest.TestCase):
+    """A --history rule, size or memory that cannot be used stops start-up with exit
+    status 2 and a message naming the option."""
+
+    def test_refused(self):
+        from wshub_harness import wshub_bin
+        for args, said in ((["--history", "lobby:x:1m"], "--history"),
+                           (["--history", "ok:1:1m", "--history", "nope"], "--history"),
+                           (["--history-memory", "1KiB"], "--history-memory"),
+                           (["--history-size", "2000000"], "--history-size")):
+            p = subprocess.run([wshub_bin(), "--listen", "127.0.0.1:0"] + args,
+                               capture_output=True, text=True, timeout=STEP)
+            self.assertEqual(p.returncode, 2, (args, p.stderr))
+            self.assertIn(said, p.stderr, args)
 
 
 class UserStream(ServerTestCase):

@@ -219,6 +219,10 @@ static void test_sweep_forgets_unused_streams(void **state)
     hist_unlock(a);
     hist_unref(a);
     assert_null(hist_get(st, HIST_ROOM, "never", false, NULL));
+    char longname[HIST_MAX_NAME + 2];
+    memset(longname, 'n', sizeof longname - 1);
+    longname[sizeof longname - 1] = 0;
+    assert_null(hist_get(st, HIST_ROOM, longname, true, NULL)); /* no valid id is so long */
     hist_store_free(st);
 }
 
