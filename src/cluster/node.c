@@ -281,10 +281,18 @@ struct node *node_start(const struct node_opts *o)
     return n;
 }
 
+static void stop_loop(struct loop *loop, void *arg)
+{
+    (void)arg;
+    loop_stop(loop);
+}
+
 void node_stop(struct node *n)
 {
     if (!n) return;
-    loop_stop(n->loop);
+    /* From the loop's own thread: a stop flag set from here would wait for an event. */
+    while (loop_post(n->loop, stop_loop, NULL) != 0)
+        ;
     pthread_join(n->thread, NULL);
     loop_run_posts(n->loop); /* posted after the loop stopped: they fail cleanly */
     struct watch *w, *tmp;
