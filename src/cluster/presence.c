@@ -101,13 +101,15 @@
     "  return budget, redis.call('EXISTS', mk, uk) == 0\n"                                         \
     "end\n"
 
-/* ARGV: node, ttl_ms. Returns 1 when the node was alive (deadline not passed). */
+/* ARGV: node, ttl_ms. Returns 1 when the node's contribution is intact: listed, and
+ * either its deadline has not passed or no sweep has started on it (a sweep sets the
+ * score to 0 first), so a node that was merely late keeps its entries without a resync. */
 static const char heartbeat_lua[] =
     LUA_HELPERS "local now = now_ms()\n"
                 "local d = alive(ARGV[1])\n"
                 "redis.call('ZADD', 'wshub:nodes', string.format('%.0f', now + tonumber(ARGV[2])), "
                 "ARGV[1])\n"
-                "if d and tonumber(d) >= now then return 1 end\n"
+                "if d and tonumber(d) > 0 then return 1 end\n"
                 "return 0\n";
 
 /* ARGV: node, user, +1 or -1. Returns {count after, clamped}; count -2: unknown node. */
@@ -152,9 +154,11 @@ static const char reset_lua[] =
                          "local left, empty = drop(ARGV[1], tonumber(ARGV[2]), users, pairs)\n"
                          "return {empty and 0 or 1, users, pairs, 0}\n";
 
-/* ARGV: max. Each dead node visited costs one unit of the budget besides its fields, so
- * a call's work is bounded even when many dead nodes have nothing left. Returns {more,
- * users, pairs, nodes removed}. */
+/* ARGV: max. A dead node's score becomes 0 before anything of it is removed: it stays
+ * dead (and first in line for the next sweep), and its heartbeat will say 0. Each dead
+ * node visited costs one unit of the budget besides its fields, so a call's work is
+ * bounded even when many dead nodes have nothing left. Returns {more, users, pairs,
+ * nodes removed}. */
 static const char sweep_lua[] = LUA_HELPERS LUA_DROP
     "local now = string.format('(%.0f', now_ms())\n"
     "local budget = tonumber(ARGV[1])\n"
@@ -163,6 +167,7 @@ static const char sweep_lua[] = LUA_HELPERS LUA_DROP
     "  local dead = redis.call('ZRANGEBYSCORE', 'wshub:nodes', '-inf', now, 'LIMIT', 0, 1)\n"
     "  if #dead == 0 then break end\n"
     "  if budget <= 0 then more = 1 break end\n"
+    "  redis.call('ZADD', 'wshub:nodes', 0, dead[1])\n"
     "  local empty\n"
     "  budget, empty = drop(dead[1], budget - 1, users, pairs)\n"
     "  if not empty then more = 1 break end\n"

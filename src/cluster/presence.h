@@ -21,11 +21,11 @@
  * (auth/token.h); this module checks it again (presence_name_ok) before sending.
  *
  * Life of a node: it heartbeats every ttl/3 (presence_heartbeat moves its deadline to
- * now + ttl and says whether it was alive before). An answer of 0 (new, considered dead,
- * swept, or a Redis that lost its data) means its contribution may be gone or partial:
- * it calls presence_reset until done, then presence_sync with its whole local state.
- * Some node calls presence_sweep every few seconds: a node whose deadline has passed
- * loses its contribution and its zset entry, so a dead node's users and memberships go
+ * now + ttl and says whether its entries were intact). An answer of 0 (new, swept, or a
+ * Redis that lost its data) means its contribution may be gone or partial: it calls
+ * presence_reset until done, then presence_sync with its whole local state. Some node
+ * calls presence_sweep every few seconds: a node whose deadline has passed loses its
+ * contribution and its wshub:nodes entry, so a dead node's users and memberships go
  * within ttl + the sweep period. Changes by a node that is not in wshub:nodes are
  * refused (PRESENCE_UNKNOWN_NODE), so nothing can be left behind that no sweep finds:
  * the node heartbeats, resets and syncs instead.
@@ -79,8 +79,9 @@ bool presence_name_ok(const char *s);
 typedef void (*presence_count_cb)(void *arg, long long result);
 
 /* Moves the node's deadline to Redis' time + ttl_ms (1..86400000). result: 1 when the
- * node was alive (listed, deadline not passed), 0 when it was not (new, expired,
- * swept, Redis restarted): reset then sync. */
+ * node's entries are intact (it was listed and no sweep has started on it: alive, or
+ * late but not swept yet), 0 when they may not be (new, swept wholly or in part, Redis
+ * restarted or flushed): the caller then resets and syncs. */
 int presence_heartbeat(struct redis_conn *rc, const char *node, uint32_t ttl_ms,
                        presence_count_cb cb, void *arg);
 
@@ -117,7 +118,7 @@ struct presence_changes {
     uint32_t nodes_removed; /* sweep: dead nodes gone from wshub:nodes */
     bool more;              /* reset/sweep: work left, call again; sync: batches follow */
 };
-/* ok: 0 (ch set) or PRESENCE_FAILED (ch NULL). */
+/* ok: 0 (ch set), PRESENCE_FAILED or (sync) PRESENCE_UNKNOWN_NODE (ch NULL). */
 typedef void (*presence_changes_cb)(void *arg, int ok, const struct presence_changes *ch);
 
 /* Removes up to max (1..PRESENCE_WORK_MAX) of the node's fields (its users and
@@ -146,9 +147,10 @@ struct presence_member_count {
  * between the reset and the sync do not count twice; entries the node has but the sync
  * does not name are left alone (reset first to drop them). cb runs once per batch, in
  * order; the last call has more == false; a lost connection gives PRESENCE_FAILED for
- * the batches not answered. With no entry at all, cb is called once... on the next
- * reply, so an empty sync sends one (empty) batch. Every entry is checked before
- * anything is sent. */
+ * the batches not answered, a node not listed PRESENCE_UNKNOWN_NODE (nothing of that
+ * batch applied). Any failure leaves the sync incomplete: heartbeat, reset and sync
+ * again. With no entry at all, one empty batch is sent (cb once). Every entry is checked
+ * before anything is sent; users and members are copied. */
 int presence_sync(struct redis_conn *rc, const char *node, const struct presence_user_count *users,
                   size_t n_users, const struct presence_member_count *members, size_t n_members,
                   presence_changes_cb cb, void *arg);

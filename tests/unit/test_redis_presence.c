@@ -629,7 +629,7 @@ static void test_pagination(void **state)
     /* Rooms with member counts, walked two at a time: room rK has K+1 members. */
     for (int k = 0; k < 5; k++)
         for (int m = 0; m <= k; m++) {
-            char room[8], u[8];
+            char room[16], u[16];
             snprintf(room, sizeof room, "r%d", k);
             snprintf(u, sizeof u, "u%03d", m);
             assert_int_equal(JOIN(rc, NODE_A, room, u), 1);
@@ -642,6 +642,24 @@ static void test_pagination(void **state)
     assert_int_equal(total_of(rc, L_ROOMS, NULL), 5);
     assert_int_equal(total_of(rc, L_MEMBERS, "r3"), 4);
     redis_conn_destroy(rc);
+}
+
+/* Polls Redis until the node's deadline is behind Redis' clock (a wait, not an
+ * assertion on timing; 10 s guard). */
+static void wait_deadline_passed(const char *node)
+{
+    for (int i = 0; i < 1000; i++) {
+        redisReply *d = rcmd("ZSCORE wshub:nodes %s", node);
+        redisReply *t = rcmd("TIME");
+        assert_int_equal(d->type, REDIS_REPLY_STRING);
+        bool passed =
+            atoll(d->str) < atoll(t->element[0]->str) * 1000 + atoll(t->element[1]->str) / 1000;
+        freeReplyObject(d);
+        freeReplyObject(t);
+        if (passed) return;
+        usleep(10000);
+    }
+    fail_msg("the deadline of %s never passed", node);
 }
 
 /* A's state: ua (only A), s (also on B); ra (ua only A), shared (s). */
@@ -682,10 +700,14 @@ static void test_dead_node_swept(void **state)
     assert_int_equal(ch.n_users + ch.n_pairs, 0);
     assert_false(ch.more);
 
-    /* A's last heartbeat, with a short ttl; then it stops heartbeating. B and C sweep at the same
+    /* A heartbeats late, before any sweep: its entries are intact, no resync needed. */
+    assert_int_equal(HB(a, NODE_A, 300), 1);
+    wait_deadline_passed(NODE_A);
+    assert_int_equal(HB(a, NODE_A, 300), 1);
+
+    /* Then A stops heartbeating. B and C sweep at the same
      * time until A is gone: the scripts are atomic, so A is removed once and each transition
      * reported once. */
-    assert_int_equal(HB(a, NODE_A, 300), 1);
     struct changes cb_ = {0}, cc = {0};
     for (int i = 0; i < 500 && !cb_.nodes_removed && !cc.nodes_removed; i++) {
         assert_int_equal(presence_sweep(b, PRESENCE_WORK_MAX, on_changes, &cb_), 0);
@@ -744,6 +766,40 @@ static void test_dead_node_swept(void **state)
     assert_string_equal(r->str, "2");
     freeReplyObject(r);
 
+    /* A sweep that removed part of a node (the budget ran out): the node's score is 0,
+     * its heartbeat says 0, and reset + sync restore everything. */
+    assert_int_equal(HB(a, NODE_A, 300), 1);
+    wait_deadline_passed(NODE_A);
+    struct changes part = {0};
+    wait_changes(presence_sweep(b, 2, on_changes, &part), &part); /* the node + 1 field */
+    assert_int_equal(part.last_ok, 0);
+    assert_true(part.more);
+    assert_int_equal(part.nodes_removed, 0);
+    r = rcmd("ZSCORE wshub:nodes %s", NODE_A);
+    assert_string_equal(r->str, "0");
+    freeReplyObject(r);
+    r = rcmd("HLEN wshub:node:%s:m", NODE_A);
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+    assert_int_equal(HB(a, NODE_A, 60000), 0);
+    struct changes rs2 = {0};
+    wait_changes(presence_reset(a, NODE_A, 100, on_changes, &rs2), &rs2);
+    assert_false(rs2.more);
+    assert_int_equal(part.n_pairs + rs2.n_pairs, 1); /* (ra, ua), by one or the other */
+    assert_true(has_user(&rs2, "ua"));
+    struct changes sy2 = {0};
+    wait_changes(presence_sync(a, NODE_A, us, 2, ms, 2, on_changes, &sy2), &sy2);
+    assert_int_equal(sy2.last_ok, 0);
+    listing(c, L_ONLINE, NULL, 10, buf, sizeof buf);
+    assert_string_equal(buf, "s,ua,ub");
+    listing(c, L_ROOMS, NULL, 10, buf, sizeof buf);
+    assert_string_equal(buf, "ra=1,rb=1,shared=2");
+    /* Nothing dead is left: a sweep finds nothing. */
+    struct changes none = {0};
+    wait_changes(presence_sweep(c, PRESENCE_WORK_MAX, on_changes, &none), &none);
+    assert_false(none.more);
+    assert_int_equal(none.nodes_removed + none.n_users + none.n_pairs, 0);
+
     redis_conn_destroy(a);
     redis_conn_destroy(b);
     redis_conn_destroy(c);
@@ -763,10 +819,10 @@ static void test_reset_and_resync(void **state)
 
     /* A's local state: 300 users (user i has i % 3 + 1 connections), 150 memberships
      * (room "g<i % 7>", user i). Synced in 3 batches of at most 200 entries. */
-    static char names[SYNC_USERS][8];
+    static char names[SYNC_USERS][16];
     static struct presence_user_count us[SYNC_USERS];
     static struct presence_member_count ms[SYNC_MEMBERS];
-    static char rooms[7][4];
+    static char rooms[7][16];
     for (int i = 0; i < 7; i++)
         snprintf(rooms[i], sizeof rooms[i], "g%d", i);
     for (int i = 0; i < SYNC_USERS; i++) {
