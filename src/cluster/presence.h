@@ -15,9 +15,10 @@
  *
  * The per-node hashes are each node's contribution; the global keys are their sums, kept
  * up to date by the same script that changes a contribution, so that every operation is
- * one EVALSHA (atomic) and O(1) apart from the page a query returns. "\n" is a safe
- * separator: room ids are 1..128 bytes without control characters
- * (proto/envelope.c printable_string, api.c the same rule), user ids printable ASCII
+ * one EVALSHA (atomic): O(log n) for a change (the zset updates), O(log n + page) for a
+ * query, at most `max` fields for a reset or a sweep, one batch's entries for a sync.
+ * "\n" is a safe separator: room ids are 1..128 bytes without control characters
+ * (proto/envelope.c printable_string; api.c has the same rule), user ids printable ASCII
  * (auth/token.h); this module checks it again (presence_name_ok) before sending.
  *
  * Life of a node: it heartbeats every ttl/3 (presence_heartbeat moves its deadline to
