@@ -3,7 +3,7 @@
  * with the entries of a node that dies without a goodbye removed within a bound.
  * docs/cluster.md ("Presence") has the whole story; in short:
  *
- *   wshub:nodes            zset  node id -> deadline (ms, Redis' TIME + ttl)
+ *   wshub:nodes            zset  node id -> deadline (ms, Redis' TIME + ttl; 0 once swept)
  *   wshub:node:<id>:u      hash  user -> that node's connections of the user
  *   wshub:node:<id>:m      hash  "<room>\n<user>" -> that node's connections of user in room
  *   wshub:online           zset  users with a connection somewhere (all scores 0: lex order)
@@ -64,7 +64,7 @@ extern const char *const presence_scripts[];
 
 /* Results besides counts >= 0. */
 #define PRESENCE_FAILED       (-1) /* connection lost, or an unexpected reply */
-#define PRESENCE_UNKNOWN_NODE (-2) /* the node is not in wshub:nodes: heartbeat, reset, sync */
+#define PRESENCE_UNKNOWN_NODE (-2) /* node not in wshub:nodes: heartbeat, reset, then sync */
 #define PRESENCE_NOT_FOUND    (-3) /* presence_room_members_page: no such room */
 
 struct presence_stats {
