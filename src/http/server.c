@@ -38,6 +38,7 @@ struct http_deferred {
                              connection the resume task serves, or NULL */
     struct loop_task resume;
     uint64_t start_ms;
+    int status; /* 504 or 499 once gone without the owner's answer, else 0 */
     bool head;
     int minor_version;
     char trace_id[2 * 32 + 1];
@@ -587,6 +588,7 @@ struct http_deferred *http_defer(struct http_ctx *ctx, uint32_t timeout_ms)
     }
     d->hc = hc;
     d->start_ms = ctx->start_ms;
+    d->status = 0;
     d->head = ctx->head;
     d->minor_version = r->minor_version;
     snprintf(d->trace_id, sizeof d->trace_id, "%s", ctx->trace_id ? ctx->trace_id : "");
@@ -608,6 +610,12 @@ bool http_deferred_gone(const struct http_deferred *d)
     return !d->hc || conn_closed(&d->hc->c);
 }
 
+int http_deferred_status(const struct http_deferred *d)
+{
+    /* A close this turn is seen before on_free has marked the handle. */
+    return d->status ? d->status : d->hc && conn_closed(&d->hc->c) ? 499 : 0;
+}
+
 /* Sends the answer of hc's deferred request d (already detached from hc) and moves
  * on as after a synchronous answer. */
 static void deferred_send(struct http_deferred *d, struct http_conn *hc, int status,
@@ -625,6 +633,7 @@ static void deferred_abandon(struct http_deferred *d, struct http_conn *hc)
 {
     hc->deferred = NULL;
     d->hc = NULL;
+    d->status = 499;
     deferred_log(d, hc, 499, 0);
 }
 
@@ -633,6 +642,7 @@ static void deferred_timeout(struct http_conn *hc)
     struct http_deferred *d = hc->deferred;
     hc->deferred = NULL;
     d->hc = NULL; /* the owner's answer will only free it */
+    d->status = 504;
     STAT_INC(http_deferred_timeouts);
     char body[128];
     size_t n = error_body(body, sizeof body, "timeout", "no answer in time");

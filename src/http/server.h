@@ -85,13 +85,15 @@ void http_respond_error(struct http_ctx *ctx, int status, const char *code, cons
  * http_defer keeps the request open after the handler returns: the handler must not
  * respond itself (http_respond on ctx is then a no-op); the answer comes later through
  * the handle, on the same loop thread. While a request is deferred:
- *  - the connection parses nothing more: a pipelined request is kept (bytes read
- *    past the head and body limits pause reading) and served after the answer, in
- *    order; reading goes on so that a peer that closes is noticed;
+ *  - the connection parses nothing more: a pipelined request is kept and served
+ *    after the answer, in order; reading goes on so that a peer that closes is
+ *    noticed, until a request's worth (head and body limits) is held, then pauses
+ *    (the timeout then bounds a peer gone unnoticed);
  *  - the handshake and idle timers do not cut it, but a request not answered within
  *    timeout_ms gets 504 {"error":{"code":"timeout",...}}, so nothing waits for ever;
- *  - if the peer closes, the connection is torn down and the handle stays valid (the
- *    answer is dropped) until the owner answers;
+ *  - if the peer closes (a half-close counts, as for any request), the connection
+ *    is torn down and the handle stays valid (the answer is dropped) until the
+ *    owner answers;
  *  - graceful shutdown (http_conn_shutdown) waits for the answer or the timeout, then
  *    closes (the worker's --shutdown-timeout still cuts everything).
  * The answer behaves as a synchronous one: the same keep-alive decision, HEAD without
@@ -102,7 +104,9 @@ void http_respond_error(struct http_ctx *ctx, int status, const char *code, cons
  * nothing of the request's data. It is freed by http_deferred_respond or
  * http_deferred_respond_error: the owner calls exactly one of them exactly once, even
  * after a timeout or a close (then it is only freed). Neither calls a handler: input
- * that waited behind the answer is served at the end of the loop turn.
+ * that waited behind the answer is served at the end of the loop turn. The answer's
+ * body and headers are copied. A handler may also answer through the handle before
+ * it returns (the answer is known at once after all).
  *
  * http_defer returns NULL (the handler then just returns) when the connection is
  * already closed or out of memory; in the latter case it has answered 500 itself.
@@ -117,6 +121,9 @@ void http_deferred_respond_error(struct http_deferred *d, int status, const char
 /* True once the client can no longer get the answer (closed, timed out): the owner
  * may skip building it. */
 bool http_deferred_gone(const struct http_deferred *d);
+/* What the client got without the owner: 504 (timed out), 499 (it closed first), or
+ * 0 (nothing yet): for the owner's span or log of the request. */
+int http_deferred_status(const struct http_deferred *d);
 
 /* Standard reason phrase for a status. */
 const char *http_status_text(int status);

@@ -459,6 +459,28 @@ static void test_pipelined_past_the_limit(void **state)
     close(cl.fd);
 }
 
+/* A deferred request that arrived in pieces (gathered in the connection's buffer,
+ * the other path through the server), with more behind it. */
+static void test_split_request(void **state)
+{
+    (void)state;
+    struct client cl;
+    client_open(&cl);
+    client_send(&cl, "GET /held?split HTTP/1.1\r\nHo");
+    assert_true(nothing_received(&cl));
+    client_send(&cl, "st: t\r\n\r\nGET /now HTTP/1.1\r\nHost: t\r\n\r\nGET /at-");
+    run_until(is_held, NULL);
+    assert_true(nothing_received(&cl));
+    answer_held();
+    expect(&cl, 200, "held:split");
+    expect(&cl, 200, "now");
+    /* The same with a handler that answers through the handle at once. */
+    client_send(&cl, "once HTTP/1.1\r\nHost: t\r\n\r\nGET /now HTTP/1.1\r\nHost: t\r\n\r\n");
+    expect(&cl, 409, "{\"error\":{\"code\":\"conflict\",\"message\":\"known at once\"}}\n");
+    expect(&cl, 200, "now");
+    close(cl.fd);
+}
+
 static void test_at_once_answer(void **state)
 {
     (void)state;
@@ -479,9 +501,11 @@ static void test_peer_closes_before_the_answer(void **state)
     client_send(&cl, "GET /held?gone HTTP/1.1\r\nHost: t\r\n\r\n");
     run_until(is_held, NULL);
     assert_false(http_deferred_gone(held));
+    assert_int_equal(http_deferred_status(held), 0);
     close(cl.fd);
     run_until(no_conns, NULL); /* torn down, not kept until the answer */
     assert_true(http_deferred_gone(held));
+    assert_int_equal(http_deferred_status(held), 499);
     answer_held(); /* a no-op that frees the handle (ASan: no leak, no use after free) */
     spin(5);
     assert_true(log_has("path=/held proto=HTTP/1.1 status=499"));
@@ -503,6 +527,7 @@ static void test_timeout_answers_504(void **state)
     assert_non_null(strstr(r.head, "HTTP/1.1 504 Gateway Timeout\r\n"));
     assert_non_null(held);
     assert_true(http_deferred_gone(held));
+    assert_int_equal(http_deferred_status(held), 504);
     assert_int_equal(stat_of(&stats_cur->http_deferred_timeouts) - timeouts0, 1);
     assert_int_equal(stat_of(&stats_cur->http_status[5]) - s5xx0, 1);
     /* The connection goes on; the owner's late answer only frees the handle. */
@@ -634,6 +659,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_access_line_has_status_and_trace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_waits_and_keeps_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_past_the_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_split_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_at_once_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_closes_before_the_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_answers_504, setup, teardown),
