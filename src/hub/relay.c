@@ -277,8 +277,8 @@ static void anchor_start(struct relay *r, struct rstate *rs)
     memcpy(j->name, rs->name, rs->name_len + 1);
     struct hist_limits lim = hist_limits_for(&r->h->cfg.hist, rs->kind, rs->name + 5);
     struct redis_conn *rc = node_cmd(r->node, rs->inst);
-    if (!rc || rstream_anchor(rc, rs->name, rs->name_len, (uint32_t)lim.ttl_ms,
-                       anchor_done, j) != 0)
+    if (!rc ||
+        rstream_anchor(rc, rs->name, rs->name_len, (uint32_t)lim.ttl_ms, anchor_done, j) != 0)
         free(j); /* down: anchored when the instance is back (on_state) */
 }
 
@@ -321,8 +321,7 @@ static void deliver(struct relay *r, struct rstate *rs, uint64_t seq, const char
         /* A gap or a new epoch under a live subscription: read the position again
          * (members catch up or are told). */
         hist_unlock(s);
-        log_info("cluster: stream out of step, reading its position again", "stream=%s",
-                 rs->name);
+        log_info("cluster: stream out of step, reading its position again", "stream=%s", rs->name);
         anchor_start(r, rs);
         return;
     }
@@ -390,6 +389,9 @@ static void on_message(void *arg, const char *stream, size_t stream_len, const c
 struct pub_job {
     struct relay *r;
     struct shard *origin;
+    struct loop *cb_loop; /* hub_publish_async: where cb runs */
+    void (*cb)(void *arg, int ok, uint64_t seq);
+    void *cb_arg;
     struct client *c; /* held (client_hold) until the answer is back on origin */
     json_t *id;       /* the envelope's, for the ack; touched on origin only */
     bool broadcast;
@@ -412,9 +414,25 @@ static void pub_back(struct loop *loop, void *arg)
     free(j);
 }
 
+static void pub_cb_back(struct loop *loop, void *arg)
+{
+    (void)loop;
+    struct pub_job *j = arg;
+    j->cb(j->cb_arg, j->ok == 0, j->seq);
+    free(j->text);
+    free(j);
+}
+
 static void pub_finish(struct pub_job *j)
 {
     if (j->ok != 0) atomic_fetch_add(&j->r->unavailable, 1);
+    if (j->cb) {
+        if (loop_post(j->cb_loop, pub_cb_back, j) == 0) return;
+        log_error("cluster: out of memory, a publish answer is lost", "stream=%s", j->name);
+        free(j->text);
+        free(j);
+        return;
+    }
     if (j->c && loop_post(j->origin->loop, pub_back, j) == 0) return;
     json_decref(j->id); /* no client waits (or no memory to tell it) */
     free(j->text);
@@ -448,9 +466,8 @@ static void pub_run(void *arg)
         size_t lens[3] = {7, 11, j->text_len};
         rv = redis_conn_command(rc, bcast_done, j, 3, argv, lens);
     } else {
-        rv = rstream_publish_split(rc, j->name, j->name_len, j->text, j->split,
-                                   j->text + j->split, j->text_len - j->split, j->maxlen,
-                                   j->ttl_ms, pub_done, j);
+        rv = rstream_publish_split(rc, j->name, j->name_len, j->text, j->split, j->text + j->split,
+                                   j->text_len - j->split, j->maxlen, j->ttl_ms, pub_done, j);
     }
     if (rv != 0) {
         j->ok = -1;
@@ -458,9 +475,10 @@ static void pub_run(void *arg)
     }
 }
 
-int relay_publish(struct hub *h, enum hist_kind kind, const char *id, const char *type,
-                  const struct proto_payload *payload, const char *from, struct client *c,
-                  json_t *env_id)
+static int publish(struct hub *h, enum hist_kind kind, const char *id, const char *type,
+                   const struct proto_payload *payload, const char *from, struct client *c,
+                   json_t *env_id, struct loop *cb_loop,
+                   void (*cb)(void *arg, int ok, uint64_t seq), void *cb_arg)
 {
     struct relay *r = h->relay;
     if (!node_ready(r->node)) {
@@ -480,8 +498,8 @@ int relay_publish(struct hub *h, enum hist_kind kind, const char *id, const char
         struct hist_limits lim = hist_limits_for(&h->cfg.hist, kind, id);
         j->maxlen = lim.size ? lim.size : 1; /* Redis keeps at least the last one */
         j->ttl_ms = (uint32_t)lim.ttl_ms;
-        j->text = proto_text_split(type, payload, from, kind == HIST_ROOM ? id : NULL,
-                                   &j->text_len, &j->split);
+        j->text = proto_text_split(type, payload, from, kind == HIST_ROOM ? id : NULL, &j->text_len,
+                                   &j->split);
     } else {
         struct wh_msg *f = proto_frame(type, payload, from, NULL, 0, NULL);
         if (f) { /* the JSON text, without the frame header */
@@ -500,6 +518,9 @@ int relay_publish(struct hub *h, enum hist_kind kind, const char *id, const char
         j->origin = c->sh;
         j->id = env_id ? json_incref(env_id) : NULL;
     }
+    j->cb_loop = cb_loop;
+    j->cb = cb;
+    j->cb_arg = cb_arg;
     if (node_post(r->node, pub_run, j) != 0) {
         if (c) client_release(c);
         json_decref(j->id);
@@ -509,6 +530,23 @@ int relay_publish(struct hub *h, enum hist_kind kind, const char *id, const char
     }
     atomic_fetch_add_explicit(&r->published, 1, memory_order_relaxed);
     return 0;
+}
+
+int relay_publish(struct hub *h, enum hist_kind kind, const char *id, const char *type,
+                  const struct proto_payload *payload, const char *from, struct client *c,
+                  json_t *env_id)
+{
+    return publish(h, kind, id, type, payload, from, c, env_id, NULL, NULL, NULL);
+}
+
+int hub_publish_async(struct hub *h, int target, const char *id, const char *type,
+                      const struct proto_payload *payload, struct loop *origin,
+                      void (*done)(void *arg, int ok, uint64_t seq), void *arg)
+{
+    if (!h->relay) return -1;
+    enum hist_kind kind = target == HUB_TARGET_USER ? HIST_USER : HIST_ROOM;
+    return publish(h, kind, target == HUB_TARGET_ALL ? NULL : id, type, payload, NULL, NULL, NULL,
+                   origin, done, arg);
 }
 
 /* ---- reading from Redis what the mirror does not hold ---- */
@@ -578,8 +616,8 @@ static void fetch_run(void *arg)
     atomic_fetch_add_explicit(&j->r->fetches, 1, memory_order_relaxed);
     int inst = node_instance_of(j->r->node, j->name, j->name_len);
     struct redis_conn *rc = node_cmd(j->r->node, inst);
-    if (!rc || rstream_read_since(rc, j->name, j->name_len, j->epoch, j->since,
-                           j->max, fetch_done, j) != 0)
+    if (!rc || rstream_read_since(rc, j->name, j->name_len, j->epoch, j->since, j->max, fetch_done,
+                                  j) != 0)
         fetch_done(j, RSTREAM_READ_FAILED, "", 0, NULL, 0);
 }
 
