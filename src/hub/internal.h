@@ -32,11 +32,42 @@ struct room {
     UT_hash_handle hh;
 };
 
+/* An online user: the one record of a user id while any of its connections is open
+ * (issue 13, memory). The id is stored once, after the record (hh.key points at it);
+ * the registry indexes it (reg.users, user_order) under registry.mu, and each shard
+ * keeps, in the same allocation, its own part (struct user_local, one per shard):
+ * the shard's connections of that user and the per-user message bucket. A shard
+ * reads and writes only its own part, without the lock: the record outlives it,
+ * since conns counts the shard's connections, which leave it before they are
+ * uncounted (on_close). Layout: [online_user][user_local x n_shards][id, NUL]. */
+struct user_local {
+    struct client *head; /* this shard's connections of the user (c->u_next...) */
+    struct rate_bucket rl;
+};
+
 struct online_user {
-    char *user;
-    uint32_t conns;
+    UT_hash_handle hh;          /* reg.users; hh.key is the id, hh.hashv its hash (also the
+                                 * shards' tables') */
     struct hist_stream *stream; /* the user's stream while online, once it exists */
-    UT_hash_handle hh;
+    uint32_t conns;
+};
+
+static inline const char *ou_key(const struct online_user *u)
+{
+    return (const char *)u->hh.key;
+}
+
+static inline struct user_local *ou_local(struct online_user *u, int shard)
+{
+    return (struct user_local *)(u + 1) + shard;
+}
+
+/* The online users that have connections on one shard: open addressing (linear
+ * probing) on pointers, 8 bytes a slot at a load of at most 3/4, against uthash's
+ * 56-byte handle and its bucket array. Owned by the shard's thread. */
+struct user_tab {
+    struct online_user **slot; /* [cap], NULL: free */
+    uint32_t cap, n;           /* cap: 0 or a power of two */
 };
 
 struct registry {
@@ -89,40 +120,73 @@ struct local_room {
     UT_hash_handle hh;
 };
 
-struct local_user {
-    char *user;
-    struct client **clients;
-    uint32_t n, cap;
-    struct rate_bucket rl;
-    UT_hash_handle hh;
+/* Claims of a token that restrict or extend a connection (auth_identity's, without
+ * the user id, which the client has already). */
+struct client_claims {
+    char **join, **publish; /* patterns (heap) */
+    size_t n_join, n_publish;
+    uint32_t exp; /* Unix seconds; 0: never expires */
+    bool has_rooms, can_broadcast;
 };
 
+/* What few connections use, out of line (issue 13, memory): allocated at the first
+ * need, so an idle connection under --auth none without tracing or ?since= pays one
+ * pointer for all of it. */
+struct client_cold {
+    struct client_claims claims; /* a token's rooms, broadcast right and exp */
+    struct user_pos *upos;       /* the user's stream position: ?since= connections */
+    struct trace_ctx tctx;       /* the upgrade's, when it was traced */
+    struct rate_bucket qrl;      /* listing queries; full until the first listing */
+    bool qrl_set;
+    bool token_warned; /* token_expiring sent for the current token */
+    char cid[17];      /* hub_client_id's text, once asked for */
+};
+
+/* A hub client: 120 bytes (a 128-byte malloc chunk), measured in docs/design.md
+ * ("Memory of an idle hub connection"). Everything an idle connection does not need
+ * is in cold. */
 struct client {
-    struct ws_conn *ws;
+    struct ws_conn *ws; /* from the open to the close */
     struct shard *sh;
-    struct local_user *lu;
-    uint32_t lu_index;
-    bool opened;
-    struct membership **rooms;
-    uint32_t n_rooms, cap_rooms;
-    struct auth_identity id;
-    bool has_id;
+    /* Before the open, the client's own copy (user_own); from the open, the online
+     * user's id (container: client_ou). */
+    const char *user;
+    struct client *u_prev, *u_next; /* this shard's connections of the same user */
+    struct membership **rooms;      /* [n_rooms]; capacity: rooms_cap(n_rooms) */
+    struct client_cold *cold;       /* NULL until needed */
     struct rate_bucket rl;
-    struct rate_bucket qrl; /* listing queries */
-    uint32_t strikes;
-    uint64_t dropped; /* messages lost to drop-oldest since the client was last told */
-    const char *user; /* = id.user: the identity holds the one copy */
-    char ip[46];
-    char cid[17];          /* client id, hex */
-    uint64_t opened_ms;    /* loop time of the open, for the close line's duration */
-    struct trace_ctx tctx; /* the upgrade's; invalid when tracing is off */
-    /* The user's stream position: allocated only for a connection that asked for
-     * it with ?since= (docs/protocol.md "Recovery"), so others pay one pointer. */
-    struct user_pos *upos;
+    uint64_t rid; /* client id (hub_client_id gives it as 16 hex digits) */
+    uint32_t n_rooms;
+    uint32_t dropped;   /* messages lost to drop-oldest since the client was last told */
+    uint32_t opened_ms; /* loop time of the open, mod 2^32: the close line's duration */
+    uint16_t strikes;
     uint16_t n_replaying; /* memberships (and the user stream) replaying */
-    bool token_warned;    /* token_expiring sent for the current token */
+    uint8_t ip_family;    /* 0 (no address), AF_INET or AF_INET6 */
+    bool user_own;        /* user is the client's heap copy, not an online user's id */
+    uint8_t ip[16];       /* binary; client_ip gives the text */
 };
 
+/* Capacity of a client's rooms array holding n (it grows 4, 8, 16, ... when full). */
+static inline uint32_t rooms_cap(uint32_t n)
+{
+    if (n == 0) return 0;
+    uint32_t cap = 4;
+    while (cap < n)
+        cap *= 2;
+    return cap;
+}
+
+/* The peer's address as text (as conn_peer wrote it); buf has INET6_ADDRSTRLEN. */
+#define CLIENT_IP_LEN 46
+const char *client_ip(const struct client *c, char *buf);
+/* The client id as 16 hex digits and NUL, into buf[17]. */
+const char *client_cid(const struct client *c, char *buf);
+/* The cold part, allocated (zeroed) on first call; NULL when out of memory. */
+struct client_cold *client_cold(struct client *c);
+static inline struct user_pos *client_upos(const struct client *c)
+{
+    return c->cold ? c->cold->upos : NULL;
+}
 /* A client's position in its user stream. Until the open it holds the ?since=
  * request (since, epoch); from the open, the stream and the same fields as a
  * membership's (live_from, cursor, replaying). */
@@ -140,7 +204,7 @@ struct shard {
     struct loop *loop;
     struct inbox inbox;
     struct local_room *rooms;
-    struct local_user *users;
+    struct user_tab users; /* online users with connections here */
     size_t n_clients;
 };
 
@@ -172,6 +236,14 @@ struct hub {
     struct rate_bucket *q_slots; /* [HUB_QUERY_SLOTS] */
 };
 
+/* A linked client's online user: its id is stored after the record and the shards'
+ * parts. Only when !c->user_own. */
+static inline struct online_user *client_ou(const struct client *c)
+{
+    const char *p = c->user - (size_t)c->sh->hub->n_shards * sizeof(struct user_local);
+    return (struct online_user *)(uintptr_t)p - 1;
+}
+
 /* registry.c */
 void registry_init(struct registry *r);
 void registry_destroy(struct registry *r);
@@ -179,6 +251,9 @@ struct room *room_ref(struct room *room);
 void room_unref(struct room *room);
 void registry_user_add(struct hub *h, const char *user);
 void registry_user_remove(struct hub *h, const char *user);
+/* The online user of an id, or NULL; the caller holds one of its connection counts
+ * (registry_user_add), which keeps the record alive. */
+struct online_user *registry_user_find(struct hub *h, const char *user);
 /* Gives an online user without one a reference to its (new) stream. */
 void registry_user_stream(struct hub *h, const char *user, struct hist_stream *s);
 /* Joins user to room (creating it); returns the room with one reference for the
@@ -207,13 +282,21 @@ void inbox_push(struct shard *to, const struct item *it);
 uint64_t room_publish(struct hub *h, struct room *room, const char *type,
                       const struct proto_payload *payload, const char *from, bool presence);
 bool shard_deliver(struct client *c, struct wh_msg *frame);
-void shard_user_link(struct shard *sh, struct client *c);
+/* Puts c on its online user's list on sh and makes c->user that user's id (the
+ * client's own copy is freed); without memory, c stays unlinked with its own copy. */
+void shard_user_link(struct shard *sh, struct client *c, struct online_user *u);
 void shard_user_unlink(struct shard *sh, struct client *c);
 /* Joins; on success *snap is the room's position at the join (deliveries after it
  * reach the member; see registry_join). */
 int shard_join(struct client *c, const char *room, bool presence, uint64_t *snap);
 int shard_leave(struct client *c, struct membership *m);
 struct membership *client_membership(const struct client *c, const char *room);
+
+/* usertab.c: a shard's table of online users (struct user_tab). */
+int user_tab_add(struct user_tab *t, struct online_user *u); /* 0 or -ENOMEM */
+void user_tab_del(struct user_tab *t, struct online_user *u);
+struct online_user *user_tab_find(const struct user_tab *t, const char *user);
+void user_tab_free(struct user_tab *t);
 
 /* replay.c: sends what recovering memberships (and the user stream) missed, as far as
  * the client's send queue allows; called again when the queue drains. */

@@ -112,8 +112,17 @@ bool hub_client_query_take(struct client *c, uint32_t cost)
 {
     struct hub *h = c->sh->hub;
     uint64_t now = loop_now(c->sh->loop);
-    return bucket_take_n(&c->qrl, &h->cfg.query_rate, cost, now) &&
-           hub_query_take(h, c->ip, cost, now);
+    /* The connection's bucket lives in its cold part, set up full at the first
+     * listing: the same as full at the open, since a bucket only fills up to full. */
+    struct client_cold *k = client_cold(c);
+    if (!k) return false;
+    if (!k->qrl_set) {
+        rate_bucket_init(&k->qrl, &h->cfg.query_rate, now);
+        k->qrl_set = true;
+    }
+    char ip[CLIENT_IP_LEN];
+    return bucket_take_n(&k->qrl, &h->cfg.query_rate, cost, now) &&
+           hub_query_take(h, client_ip(c, ip), cost, now);
 }
 
 bool hub_query_take(struct hub *h, const char *ip, uint32_t cost, uint64_t now_ms)

@@ -34,7 +34,6 @@ void registry_destroy(struct registry *r)
     {
         HASH_DEL(r->users, u);
         hist_unref(u->stream);
-        free(u->user);
         free(u);
     }
     skl_clear(&r->room_order);
@@ -64,27 +63,34 @@ void room_unref(struct room *room)
     free(room);
 }
 
+/* One allocation per online user: the record, each shard's part, the id (see struct
+ * online_user). */
+static struct online_user *online_user_new(struct hub *h, const char *user)
+{
+    size_t len = strlen(user), locals = (size_t)h->n_shards * sizeof(struct user_local);
+    struct online_user *u = calloc(1, sizeof *u + locals + len + 1);
+    if (!u) return NULL;
+    char *key = (char *)ou_local(u, h->n_shards);
+    memcpy(key, user, len + 1);
+    if (skl_insert(&h->reg.user_order, key, u) < 0) {
+        free(u); /* not listed anywhere: as if the allocation had failed */
+        return NULL;
+    }
+    HASH_ADD_KEYPTR(hh, h->reg.users, key, len, u);
+    /* Keep the user's stream (if messages were ever sent to the user) while the user
+     * is online, so its position survives a quiet hour. */
+    u->stream = hist_get(h->hist, HIST_USER, user, false, NULL);
+    return u;
+}
+
 void registry_user_add(struct hub *h, const char *user)
 {
     struct registry *r = &h->reg;
     pthread_mutex_lock(&r->mu);
     struct online_user *u;
     HASH_FIND_STR(r->users, user, u);
-    if (!u && (u = calloc(1, sizeof *u)) && !(u->user = strdup(user))) {
-        free(u);
-        u = NULL;
-    }
-    if (u && u->conns == 0 && skl_insert(&r->user_order, u->user, u) < 0) {
-        free(u->user); /* not listed anywhere: as if the allocation had failed */
-        free(u);
-        u = NULL;
-    }
-    if (u && u->conns++ == 0) {
-        HASH_ADD_KEYPTR(hh, r->users, u->user, strlen(u->user), u);
-        /* Keep the user's stream (if messages were ever sent to the user) while the
-         * user is online, so its position survives a quiet hour. */
-        u->stream = hist_get(h->hist, HIST_USER, user, false, NULL);
-    }
+    if (!u) u = online_user_new(h, user);
+    if (u) u->conns++;
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -96,12 +102,21 @@ void registry_user_remove(struct hub *h, const char *user)
     HASH_FIND_STR(r->users, user, u);
     if (u && --u->conns == 0) {
         HASH_DEL(r->users, u);
-        skl_remove(&r->user_order, u->user);
+        skl_remove(&r->user_order, ou_key(u));
         hist_unref(u->stream); /* its time to live starts now */
-        free(u->user);
-        free(u);
+        free(u);               /* user may have pointed into it: not read after this */
     }
     pthread_mutex_unlock(&r->mu);
+}
+
+struct online_user *registry_user_find(struct hub *h, const char *user)
+{
+    struct registry *r = &h->reg;
+    pthread_mutex_lock(&r->mu);
+    struct online_user *u;
+    HASH_FIND_STR(r->users, user, u);
+    pthread_mutex_unlock(&r->mu);
+    return u;
 }
 
 void registry_user_stream(struct hub *h, const char *user, struct hist_stream *s)

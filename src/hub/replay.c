@@ -78,8 +78,9 @@ static bool finish(struct client *c, enum pump r, bool *flag)
     }
     if (r == PUMP_ABORT) {
         STAT_INC(hub_replay_aborts);
+        char cid[17];
         log_info("recovery overtaken by the history, closing", "user=%s client=%s", c->user,
-                 c->cid);
+                 client_cid(c, cid));
         ws_fail(c->ws, WS_CLOSE_TRY_AGAIN, "recovery fell behind the history");
         return false;
     }
@@ -90,7 +91,7 @@ void replay_pump(struct client *c)
 {
     struct ws_conn *ws = c->ws;
     if (!ws || ws->state != WS_OPEN || conn_closed(&ws->c)) return;
-    struct user_pos *up = c->upos;
+    struct user_pos *up = client_upos(c);
     if (up && up->replaying) {
         enum pump r = pump_stream(c, up->stream, &up->cursor, &up->live_from, true);
         if (!finish(c, r, &up->replaying) || r == PUMP_PAUSED) return;

@@ -87,22 +87,19 @@ static uint64_t deliver_item(struct shard *sh, struct item *it)
         break;
     }
     case IT_USER: {
-        struct local_user *lu;
-        const char *user = (const char *)it->target->data;
-        HASH_FIND_STR(sh->users, user, lu);
-        if (!lu) break;
-        for (uint32_t i = 0; i < lu->n; i++) {
-            struct client *c = lu->clients[i];
-            if (!c->upos || it->seq > c->upos->live_from) n += shard_deliver(c, it->frame);
+        struct online_user *u = user_tab_find(&sh->users, (const char *)it->target->data);
+        for (struct client *c = u ? ou_local(u, sh->idx)->head : NULL; c; c = c->u_next) {
+            const struct user_pos *up = client_upos(c);
+            if (!up || it->seq > up->live_from) n += shard_deliver(c, it->frame);
         }
         break;
     }
     case IT_ALL: {
-        struct local_user *lu, *t;
-        HASH_ITER(hh, sh->users, lu, t)
-        {
-            for (uint32_t i = 0; i < lu->n; i++)
-                n += shard_deliver(lu->clients[i], it->frame);
+        /* (A delivery never unlinks a client: closes complete at the end of the turn.) */
+        for (uint32_t s = 0; s < sh->users.cap; s++) {
+            struct online_user *u = sh->users.slot[s];
+            for (struct client *c = u ? ou_local(u, sh->idx)->head : NULL; c; c = c->u_next)
+                n += shard_deliver(c, it->frame);
         }
         break;
     }
@@ -362,41 +359,36 @@ static int grow(void **arr, uint32_t *cap, size_t elem)
     return 0;
 }
 
-void shard_user_link(struct shard *sh, struct client *c)
+void shard_user_link(struct shard *sh, struct client *c, struct online_user *u)
 {
-    struct local_user *lu;
-    HASH_FIND_STR(sh->users, c->user, lu);
-    if (!lu) {
-        lu = calloc(1, sizeof *lu);
-        if (!lu || !(lu->user = strdup(c->user))) {
-            free(lu);
-            return;
-        }
-        rate_bucket_init(&lu->rl, &sh->hub->cfg.user_rate, loop_now(sh->loop));
-        HASH_ADD_KEYPTR(hh, sh->users, lu->user, strlen(lu->user), lu);
+    struct user_local *ul = ou_local(u, sh->idx);
+    if (!ul->head) {
+        if (user_tab_add(&sh->users, u) < 0) return;
+        rate_bucket_init(&ul->rl, &sh->hub->cfg.user_rate, loop_now(sh->loop));
     }
-    if (lu->n == lu->cap && grow((void **)&lu->clients, &lu->cap, sizeof *lu->clients) < 0) return;
-    c->lu = lu;
-    c->lu_index = lu->n;
-    lu->clients[lu->n++] = c;
+    c->u_prev = NULL;
+    c->u_next = ul->head;
+    if (ul->head) ul->head->u_prev = c;
+    ul->head = c;
+    free((char *)(uintptr_t)c->user);
+    c->user = ou_key(u); /* the one copy of the id */
+    c->user_own = false;
     sh->n_clients++;
 }
 
 void shard_user_unlink(struct shard *sh, struct client *c)
 {
-    struct local_user *lu = c->lu;
-    if (!lu) return;
-    uint32_t i = c->lu_index;
-    lu->clients[i] = lu->clients[--lu->n];
-    lu->clients[i]->lu_index = i;
-    c->lu = NULL;
+    if (c->user_own) return; /* never linked */
+    struct online_user *u = client_ou(c);
+    struct user_local *ul = ou_local(u, sh->idx);
+    if (c->u_prev)
+        c->u_prev->u_next = c->u_next;
+    else
+        ul->head = c->u_next;
+    if (c->u_next) c->u_next->u_prev = c->u_prev;
+    c->u_prev = c->u_next = NULL;
     sh->n_clients--;
-    if (lu->n == 0) {
-        HASH_DEL(sh->users, lu);
-        free(lu->clients);
-        free(lu->user);
-        free(lu);
-    }
+    if (!ul->head) user_tab_del(&sh->users, u);
 }
 
 struct membership *client_membership(const struct client *c, const char *room)
@@ -421,8 +413,11 @@ static void local_room_drop_if_empty(struct shard *sh, struct local_room *lr)
 int shard_join(struct client *c, const char *room_id, bool presence, uint64_t *snap)
 {
     struct shard *sh = c->sh;
-    if (c->n_rooms == c->cap_rooms && grow((void **)&c->rooms, &c->cap_rooms, sizeof *c->rooms))
-        return -ENOMEM;
+    /* The array's capacity is not stored: it is rooms_cap(n_rooms), so it grows
+     * when n_rooms reaches it (a realloc to the next size; leaving never shrinks it,
+     * and a later realloc to a computed size only keeps or shrinks it above n). */
+    uint32_t cap = rooms_cap(c->n_rooms);
+    if (c->n_rooms == cap && grow((void **)&c->rooms, &cap, sizeof *c->rooms)) return -ENOMEM;
     struct membership *m = calloc(1, sizeof *m);
     if (!m) return -ENOMEM;
     struct local_room *lr;
@@ -566,6 +561,7 @@ void hub_destroy(struct hub *h)
             item_release(&sh->inbox.items[k]);
         free(sh->inbox.items);
         free(sh->inbox.work);
+        user_tab_free(&sh->users);
         if (sh->inbox.w.fd >= 0) close(sh->inbox.w.fd);
         pthread_mutex_destroy(&sh->inbox.mu);
     }
