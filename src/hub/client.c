@@ -30,7 +30,15 @@ const char *client_ip(const struct client *c, char *buf)
 
 const char *client_cid(const struct client *c, char *buf)
 {
-    trace_hex((const uint8_t *)&c->rid, sizeof c->rid, buf);
+    /* Not stored: a keyed mix of the struct's address and its creation time, which
+     * tell live clients apart and look random (the key is the registry's random
+     * seed). Stable for the client's life. */
+    uint64_t x = client_sh(c)->hub->reg.seed ^ (uint64_t)(uintptr_t)c;
+    x ^= (uint64_t)c->opened_ms * UINT64_C(0x9e3779b97f4a7c15);
+    x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+    x ^= x >> 31;
+    trace_hex((const uint8_t *)&x, sizeof x, buf);
     return buf;
 }
 
@@ -94,7 +102,8 @@ struct client *hub_client_new(struct shard *sh, const char *user, struct auth_id
 {
     struct client *c = calloc(1, sizeof *c);
     if (!c) return NULL;
-    c->sh = sh;
+    (void)sh; /* = client_sh(c): clients are created on their shard's thread */
+    c->opened_ms = (uint32_t)loop_now(sh->loop);
     /* The address in binary (16 bytes, not 46 of text); client_ip gives back the text
      * conn_peer wrote, since that is inet_ntop's of the same address. */
     if (peer_ip && inet_pton(AF_INET, peer_ip, c->ip) == 1)
@@ -111,7 +120,6 @@ struct client *hub_client_new(struct shard *sh, const char *user, struct auth_id
     }
     if (id) auth_identity_free(id); /* what was not taken */
     rate_bucket_init(&c->rl, &sh->hub->cfg.conn_rate, loop_now(sh->loop));
-    c->rid = trace_random64();
     return c;
 }
 
@@ -155,7 +163,7 @@ void hub_client_abandon(struct client *c)
 {
     if (!c || c->ws) return; /* an opened client is released by its close */
     char ip[CLIENT_IP_LEN];
-    hub_release(c->sh->hub, client_ip(c, ip));
+    hub_release(client_sh(c)->hub, client_ip(c, ip));
     client_free(c);
 }
 
@@ -180,7 +188,7 @@ static int reject(struct client *c, enum proto_err e, const char *msg, json_t *i
     /* Refusals during shutdown are no fault of the client's (no strike: a 1008 must not
      * overtake the deliveries that shutdown still owes it). */
     if (e != PE_SHUTTING_DOWN && c->strikes < UINT16_MAX &&
-        ++c->strikes >= c->sh->hub->cfg.strikes_to_close) {
+        ++c->strikes >= client_sh(c)->hub->cfg.strikes_to_close) {
         STAT_INC(hub_strike_closes);
         char tid[33], cid[17];
         const char *t = trace_log_id(tid);
@@ -216,7 +224,7 @@ static enum proto_err may_publish(struct client *c, const char *room)
 {
     const struct client_claims *k = claims(c);
     if (k->has_rooms && !auth_room_match(k->publish, k->n_publish, room)) return PE_FORBIDDEN;
-    if (c->sh->hub->cfg.send_policy == HUB_SEND_MEMBERS && !client_membership(c, room))
+    if (client_sh(c)->hub->cfg.send_policy == HUB_SEND_MEMBERS && !client_membership(c, room))
         return PE_NOT_MEMBER;
     return PE_NONE;
 }
@@ -282,14 +290,14 @@ static int do_join(struct client *c, struct envelope *env)
         snap = hist_top(m->lr->room->stream);
         hist_unlock(m->lr->room->stream);
     } else {
-        if (c->n_rooms >= c->sh->hub->cfg.max_rooms_per_conn)
+        if (c->n_rooms >= client_sh(c)->hub->cfg.max_rooms_per_conn)
             return reject(c, PE_TOO_LARGE, "too many rooms joined on this connection", env->id);
         char ip[CLIENT_IP_LEN];
-        if (!hub_ip_room_take(c->sh->hub, client_ip(c, ip)))
+        if (!hub_ip_room_take(client_sh(c)->hub, client_ip(c, ip)))
             return reject(c, PE_LIMIT_REACHED, "too many rooms joined from this address", env->id);
         int rc = shard_join(c, room, presence, &snap);
         if (rc < 0) {
-            hub_ip_room_give(c->sh->hub, ip, 1);
+            hub_ip_room_give(client_sh(c)->hub, ip, 1);
             return rc == -ENOSPC
                        ? reject(c, PE_LIMIT_REACHED, "the server has its most rooms", env->id)
                        : reject(c, PE_INTERNAL, "could not join", env->id);
@@ -324,7 +332,7 @@ static int do_leave(struct client *c, struct envelope *env)
     json_t *p = json_pack("{s:s}", "room_id", room); /* room points into env: copy first */
     shard_leave(c, m);
     char ip[CLIENT_IP_LEN];
-    hub_ip_room_give(c->sh->hub, client_ip(c, ip), 1);
+    hub_ip_room_give(client_sh(c)->hub, client_ip(c, ip), 1);
     reply(c, "room_left", p, env->id);
     json_decref(p);
     return 0;
@@ -355,9 +363,9 @@ static int do_send_room(struct client *c, struct envelope *env, bool chat)
     struct membership *m = client_membership(c, room);
     uint64_t seq;
     if (m) {
-        seq = room_publish(c->sh->hub, m->lr->room, env->type_str, &payload, c->user, false);
+        seq = room_publish(client_sh(c)->hub, m->lr->room, env->type_str, &payload, c->user, false);
     } else {
-        seq = hub_publish_room(c->sh->hub, room, env->type_str, &payload, c->user);
+        seq = hub_publish_room(client_sh(c)->hub, room, env->type_str, &payload, c->user);
     }
     json_decref(chatp);
     ack(c, env->id, room, seq);
@@ -369,16 +377,16 @@ static int do_send_user(struct client *c, struct envelope *env)
     const char *user;
     enum proto_err e = envelope_name(env, "user_id", &user);
     if (e) return reject(c, e, "send_to_user needs a user_id string (1-128 bytes)", env->id);
-    hub_publish_user(c->sh->hub, user, env->type_str, &env->out, c->user);
+    hub_publish_user(client_sh(c)->hub, user, env->type_str, &env->out, c->user);
     ack(c, env->id, NULL, 0);
     return 0;
 }
 
 static int do_broadcast(struct client *c, struct envelope *env)
 {
-    bool allowed = c->sh->hub->cfg.client_broadcast || claims(c)->can_broadcast;
+    bool allowed = client_sh(c)->hub->cfg.client_broadcast || claims(c)->can_broadcast;
     if (!allowed) return reject(c, PE_FORBIDDEN, "broadcast is not allowed", env->id);
-    hub_publish_all(c->sh->hub, env->type_str, &env->out, c->user);
+    hub_publish_all(client_sh(c)->hub, env->type_str, &env->out, c->user);
     ack(c, env->id, NULL, 0);
     return 0;
 }
@@ -404,7 +412,7 @@ static const char *page_args(struct envelope *env, const char **after, size_t *l
 
 static int do_query(struct client *c, struct envelope *env)
 {
-    struct hub *h = c->sh->hub;
+    struct hub *h = client_sh(c)->hub;
     json_t *p = NULL;
     const char *after = NULL, *why = NULL;
     size_t limit = 0;
@@ -460,14 +468,14 @@ static void token_arm(struct client *c)
         ws_set_deadline(c->ws, 0);
         return;
     }
-    uint64_t now = loop_now(c->sh->loop);
+    uint64_t now = loop_now(client_sh(c)->loop);
     int64_t left_ms = (claims(c)->exp - (int64_t)time(NULL)) * 1000;
     int64_t at;
     if (!c->cold->token_warned) {
         int64_t lead = left_ms / 2 < TOKEN_LEAD_MS ? left_ms / 2 : TOKEN_LEAD_MS;
         at = left_ms - (lead > 0 ? lead : 0);
     } else {
-        at = left_ms + auth_leeway(c->sh->hub->cfg.auth) * 1000;
+        at = left_ms + auth_leeway(client_sh(c)->hub->cfg.auth) * 1000;
     }
     ws_set_deadline(c->ws, now + (at > 1 ? (uint64_t)at : 1));
 }
@@ -503,7 +511,7 @@ static int do_refresh(struct client *c, struct envelope *env)
     json_t *t = json_object_get(env->payload, "token");
     if (!t) return reject(c, PE_MISSING_FIELD, "refresh needs a token", env->id);
     if (!json_is_string(t)) return reject(c, PE_BAD_FIELD, "token must be a string", env->id);
-    const struct auth *a = c->sh->hub->cfg.auth;
+    const struct auth *a = client_sh(c)->hub->cfg.auth;
     struct auth_identity id;
     enum auth_error ae =
         a ? auth_verify(a, json_string_value(t), json_string_length(t), (int64_t)time(NULL), &id)
@@ -541,7 +549,7 @@ static int do_refresh(struct client *c, struct envelope *env)
  * the position, then what it missed when it can be recovered. */
 static void open_session(struct client *c)
 {
-    struct hub *h = c->sh->hub;
+    struct hub *h = client_sh(c)->hub;
     struct user_pos *up = c->cold->upos;
     bool created = false;
     struct hist_stream *s = hist_get(h->hist, HIST_USER, c->user, true, &created);
@@ -578,13 +586,12 @@ static void on_open(struct ws_conn *ws)
 {
     struct client *c = ws->ud;
     c->ws = ws;
-    registry_user_add(c->sh->hub, c->user);
+    registry_user_add(client_sh(c)->hub, c->user);
     /* From here the id is the online user's (one copy for the registry, the shards
      * and the client); without memory the client keeps its own and is not linked
      * (it then gets no messages sent to its user, as before when a link failed). */
-    struct online_user *u = registry_user_find(c->sh->hub, c->user);
-    if (u) shard_user_link(c->sh, c, u);
-    c->opened_ms = (uint32_t)loop_now(c->sh->loop);
+    struct online_user *u = registry_user_find(client_sh(c)->hub, c->user);
+    if (u) shard_user_link(client_sh(c), c, u);
     token_arm(c);
     if (client_upos(c)) open_session(c);
     if (LOG_DEBUG >= log_min_level) {
@@ -604,11 +611,11 @@ static void on_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, siz
         reject(c, PE_BINARY, "messages on /ws are JSON text frames", NULL);
         return;
     }
-    uint64_t now = loop_now(c->sh->loop);
-    const struct hub_config *cfg = &c->sh->hub->cfg;
+    uint64_t now = loop_now(client_sh(c)->loop);
+    const struct hub_config *cfg = &client_sh(c)->hub->cfg;
     bool ok = rate_bucket_take(&c->rl, &cfg->conn_rate, now);
     if (ok && !c->user_own)
-        ok = rate_bucket_take(&ou_local(client_ou(c), c->sh->idx)->rl, &cfg->user_rate, now);
+        ok = rate_bucket_take(&ou_local(client_ou(c), client_sh(c))->rl, &cfg->user_rate, now);
     struct envelope env;
     const char *detail = NULL;
     enum proto_err e = envelope_parse((const char *)data, len, &env, &detail);
@@ -632,7 +639,7 @@ static void on_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, siz
     int rc;
     bool publishes = env.type == MT_SEND_TO_ROOM || env.type == MT_CHAT_MESSAGE ||
                      env.type == MT_SEND_TO_USER || env.type == MT_BROADCAST;
-    if (publishes && hub_closing(c->sh->hub)) {
+    if (publishes && hub_closing(client_sh(c)->hub)) {
         /* Shutdown has begun: nothing new is taken, so nothing is acked that the
          * shutdown's drain would not deliver (server.c). */
         STAT_INC(hub_shutdown_refused);
@@ -692,19 +699,19 @@ static void on_close(struct ws_conn *ws, unsigned code)
     if (LOG_DEBUG >= log_min_level) {
         char cid[17];
         /* 32-bit milliseconds: right for connections shorter than 49 days */
-        uint32_t ms = (uint32_t)loop_now(c->sh->loop) - c->opened_ms;
+        uint32_t ms = (uint32_t)loop_now(client_sh(c)->loop) - c->opened_ms;
         log_debug("client disconnected", "client=%s user=%s remote=%s duration_ms=%u code=%u",
                   client_cid(c, cid), c->user, ip, ms, code);
     }
-    hub_ip_room_give(c->sh->hub, ip, c->n_rooms);
+    hub_ip_room_give(client_sh(c)->hub, ip, c->n_rooms);
     while (c->n_rooms)
         shard_leave(c, c->rooms[c->n_rooms - 1]);
-    shard_user_unlink(c->sh, c);
+    shard_user_unlink(client_sh(c), c);
     /* c->user may be the online user's id, which the last remove frees: a copy. */
     char user[AUTH_MAX_USER + 1];
     snprintf(user, sizeof user, "%s", c->user);
-    registry_user_remove(c->sh->hub, user);
-    hub_release(c->sh->hub, ip);
+    registry_user_remove(client_sh(c)->hub, user);
+    hub_release(client_sh(c)->hub, ip);
     c->ws = NULL;
     client_free(c);
 }

@@ -33,13 +33,14 @@ struct room {
 };
 
 /* An online user: the one record of a user id while any of its connections is open
- * (issue 13, memory). The id is stored once, after the record (hh.key points at it);
- * the registry indexes it (reg.users, user_order) under registry.mu, and each shard
- * keeps, in the same allocation, its own part (struct user_local, one per shard):
- * the shard's connections of that user and the per-user message bucket. A shard
- * reads and writes only its own part, without the lock: the record outlives it,
- * since conns counts the shard's connections, which leave it before they are
- * uncounted (on_close). Layout: [online_user][user_local x n_shards][id, NUL]. */
+ * (issue 13, memory). The id is stored once, at the end of the record (hh.key points
+ * at it); the registry indexes it (reg.users, user_order) under registry.mu, and each
+ * shard keeps, in the same allocation, its own part (struct user_local, one per
+ * shard): the shard's connections of that user and the per-user message bucket. A
+ * shard reads and writes only its own part, without the lock: the record outlives
+ * it, since conns counts the shard's connections, which leave it before they are
+ * uncounted (on_close). Layout: [user_local x n_shards][online_user][id, NUL]: the
+ * parts go first so that the id starts in the record's tail padding (offset 68). */
 struct user_local {
     struct client *head; /* this shard's connections of the user (c->u_next...) */
     struct rate_bucket rl;
@@ -50,16 +51,12 @@ struct online_user {
                                  * shards' tables') */
     struct hist_stream *stream; /* the user's stream while online, once it exists */
     uint32_t conns;
+    char key[]; /* the id, NUL-terminated */
 };
 
 static inline const char *ou_key(const struct online_user *u)
 {
-    return (const char *)u->hh.key;
-}
-
-static inline struct user_local *ou_local(struct online_user *u, int shard)
-{
-    return (struct user_local *)(u + 1) + shard;
+    return u->key;
 }
 
 /* The online users that have connections on one shard: open addressing (linear
@@ -142,12 +139,11 @@ struct client_cold {
     char cid[17];      /* hub_client_id's text, once asked for */
 };
 
-/* A hub client: 120 bytes (a 128-byte malloc chunk), measured in docs/design.md
+/* A hub client: 104 bytes (a 112-byte malloc chunk), measured in docs/design.md
  * ("Memory of an idle hub connection"). Everything an idle connection does not need
- * is in cold. */
+ * is in cold; its shard is the thread's (client_sh); its id is computed (client_cid). */
 struct client {
     struct ws_conn *ws; /* from the open to the close */
-    struct shard *sh;
     /* Before the open, the client's own copy (user_own); from the open, the online
      * user's id (container: client_ou). */
     const char *user;
@@ -155,10 +151,10 @@ struct client {
     struct membership **rooms;      /* [n_rooms]; capacity: rooms_cap(n_rooms) */
     struct client_cold *cold;       /* NULL until needed */
     struct rate_bucket rl;
-    uint64_t rid; /* client id (hub_client_id gives it as 16 hex digits) */
     uint32_t n_rooms;
     uint32_t dropped;   /* messages lost to drop-oldest since the client was last told */
-    uint32_t opened_ms; /* loop time of the open, mod 2^32: the close line's duration */
+    uint32_t opened_ms; /* loop time of hub_client_new (the open's turn), mod 2^32: the
+                         * close line's duration, and part of the client id */
     uint16_t strikes;
     uint16_t n_replaying; /* memberships (and the user stream) replaying */
     uint8_t ip_family;    /* 0 (no address), AF_INET or AF_INET6 */
@@ -236,12 +232,25 @@ struct hub {
     struct rate_bucket *q_slots; /* [HUB_QUERY_SLOTS] */
 };
 
-/* A linked client's online user: its id is stored after the record and the shards'
- * parts. Only when !c->user_own. */
+/* The shard a client lives on: the calling thread's, since a client is only ever
+ * touched by its own worker (the hub's callbacks, deliveries from its inbox). */
+extern _Thread_local struct shard *shard_cur;
+static inline struct shard *client_sh(const struct client *c)
+{
+    (void)c;
+    return shard_cur;
+}
+
+/* A linked client's online user (its id is the record's key). Only when !c->user_own. */
 static inline struct online_user *client_ou(const struct client *c)
 {
-    const char *p = c->user - (size_t)c->sh->hub->n_shards * sizeof(struct user_local);
-    return (struct online_user *)(uintptr_t)p - 1;
+    return (struct online_user *)(uintptr_t)(c->user - offsetof(struct online_user, key));
+}
+
+/* Shard sh's part of an online user (see struct online_user for the layout). */
+static inline struct user_local *ou_local(struct online_user *u, const struct shard *sh)
+{
+    return (struct user_local *)(void *)u - sh->hub->n_shards + sh->idx;
 }
 
 /* registry.c */

@@ -110,8 +110,8 @@ static bool bucket_take_n(struct rate_bucket *b, const struct rate_limit *l, uin
 
 bool hub_client_query_take(struct client *c, uint32_t cost)
 {
-    struct hub *h = c->sh->hub;
-    uint64_t now = loop_now(c->sh->loop);
+    struct hub *h = client_sh(c)->hub;
+    uint64_t now = loop_now(client_sh(c)->loop);
     /* The connection's bucket lives in its cold part, set up full at the first
      * listing: the same as full at the open, since a bucket only fills up to full. */
     struct client_cold *k = client_cold(c);

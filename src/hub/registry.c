@@ -21,6 +21,11 @@ void registry_init(struct registry *r)
     skl_init(&r->user_order, trace_random64());
 }
 
+static void online_user_free(struct hub *h, struct online_user *u)
+{
+    free((char *)u - (size_t)h->n_shards * sizeof(struct user_local));
+}
+
 void registry_destroy(struct registry *r)
 {
     struct room *room, *rt;
@@ -34,7 +39,7 @@ void registry_destroy(struct registry *r)
     {
         HASH_DEL(r->users, u);
         hist_unref(u->stream);
-        free(u);
+        online_user_free((struct hub *)(void *)((char *)r - offsetof(struct hub, reg)), u);
     }
     skl_clear(&r->room_order);
     skl_clear(&r->user_order);
@@ -68,12 +73,13 @@ void room_unref(struct room *room)
 static struct online_user *online_user_new(struct hub *h, const char *user)
 {
     size_t len = strlen(user), locals = (size_t)h->n_shards * sizeof(struct user_local);
-    struct online_user *u = calloc(1, sizeof *u + locals + len + 1);
-    if (!u) return NULL;
-    char *key = (char *)ou_local(u, h->n_shards);
+    char *base = calloc(1, locals + offsetof(struct online_user, key) + len + 1);
+    if (!base) return NULL;
+    struct online_user *u = (struct online_user *)(void *)(base + locals);
+    char *key = u->key;
     memcpy(key, user, len + 1);
     if (skl_insert(&h->reg.user_order, key, u) < 0) {
-        free(u); /* not listed anywhere: as if the allocation had failed */
+        free(base); /* not listed anywhere: as if the allocation had failed */
         return NULL;
     }
     HASH_ADD_KEYPTR(hh, h->reg.users, key, len, u);
@@ -103,8 +109,8 @@ void registry_user_remove(struct hub *h, const char *user)
     if (u && --u->conns == 0) {
         HASH_DEL(r->users, u);
         skl_remove(&r->user_order, ou_key(u));
-        hist_unref(u->stream); /* its time to live starts now */
-        free(u);               /* user may have pointed into it: not read after this */
+        hist_unref(u->stream);  /* its time to live starts now */
+        online_user_free(h, u); /* user may have pointed into it: not read after this */
     }
     pthread_mutex_unlock(&r->mu);
 }

@@ -28,7 +28,7 @@ enum pump { PUMP_DONE, PUMP_PAUSED, PUMP_ABORT };
 static int budget(const struct client *c)
 {
     const struct conn *cn = &c->ws->c;
-    const struct hub_config *cfg = &c->sh->hub->cfg;
+    const struct hub_config *cfg = &client_sh(c)->hub->cfg;
     uint32_t half = cfg->queue_msgs / 2 ? cfg->queue_msgs / 2 : 1;
     if (cn->out_count >= half || (cn->out_count > 0 && cn->out_bytes >= cfg->queue_bytes / 2))
         return 0;
@@ -49,7 +49,7 @@ static enum pump pump_stream(struct client *c, struct hist_stream *s, uint64_t *
         hist_unlock(s);
         if (n == 0) return PUMP_DONE;
         if (n < 0) return PUMP_ABORT;
-        const struct hub_config *cfg = &c->sh->hub->cfg;
+        const struct hub_config *cfg = &client_sh(c)->hub->cfg;
         int i = 0;
         for (; i < n; i++) {
             struct conn *cn = &c->ws->c;

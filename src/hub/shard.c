@@ -18,7 +18,7 @@
 #include "hub/internal.h"
 #include "telemetry/spans.h"
 
-static _Thread_local struct shard *shard_cur;
+_Thread_local struct shard *shard_cur;
 
 struct shard *hub_shard_current(void)
 {
@@ -88,7 +88,7 @@ static uint64_t deliver_item(struct shard *sh, struct item *it)
     }
     case IT_USER: {
         struct online_user *u = user_tab_find(&sh->users, (const char *)it->target->data);
-        for (struct client *c = u ? ou_local(u, sh->idx)->head : NULL; c; c = c->u_next) {
+        for (struct client *c = u ? ou_local(u, sh)->head : NULL; c; c = c->u_next) {
             const struct user_pos *up = client_upos(c);
             if (!up || it->seq > up->live_from) n += shard_deliver(c, it->frame);
         }
@@ -98,7 +98,7 @@ static uint64_t deliver_item(struct shard *sh, struct item *it)
         /* (A delivery never unlinks a client: closes complete at the end of the turn.) */
         for (uint32_t s = 0; s < sh->users.cap; s++) {
             struct online_user *u = sh->users.slot[s];
-            for (struct client *c = u ? ou_local(u, sh->idx)->head : NULL; c; c = c->u_next)
+            for (struct client *c = u ? ou_local(u, sh)->head : NULL; c; c = c->u_next)
                 n += shard_deliver(c, it->frame);
         }
         break;
@@ -188,7 +188,7 @@ bool shard_deliver(struct client *c, struct wh_msg *frame)
     struct ws_conn *ws = c->ws;
     if (!ws || ws->state != WS_OPEN || conn_closed(&ws->c)) return false;
     struct conn *cn = &ws->c;
-    const struct hub_config *cfg = &c->sh->hub->cfg;
+    const struct hub_config *cfg = &client_sh(c)->hub->cfg;
     if (over_limit(cn, cfg, frame->len) && (cn->flags & CONN_WRITABLE)) {
         /* Writes are corked until the end of the turn; a burst that fills the queue
          * within one turn is written out now rather than taken for a slow reader. */
@@ -361,7 +361,7 @@ static int grow(void **arr, uint32_t *cap, size_t elem)
 
 void shard_user_link(struct shard *sh, struct client *c, struct online_user *u)
 {
-    struct user_local *ul = ou_local(u, sh->idx);
+    struct user_local *ul = ou_local(u, sh);
     if (!ul->head) {
         if (user_tab_add(&sh->users, u) < 0) return;
         rate_bucket_init(&ul->rl, &sh->hub->cfg.user_rate, loop_now(sh->loop));
@@ -380,7 +380,7 @@ void shard_user_unlink(struct shard *sh, struct client *c)
 {
     if (c->user_own) return; /* never linked */
     struct online_user *u = client_ou(c);
-    struct user_local *ul = ou_local(u, sh->idx);
+    struct user_local *ul = ou_local(u, sh);
     if (c->u_prev)
         c->u_prev->u_next = c->u_next;
     else
@@ -412,7 +412,7 @@ static void local_room_drop_if_empty(struct shard *sh, struct local_room *lr)
 
 int shard_join(struct client *c, const char *room_id, bool presence, uint64_t *snap)
 {
-    struct shard *sh = c->sh;
+    struct shard *sh = client_sh(c);
     /* The array's capacity is not stored: it is rooms_cap(n_rooms), so it grows
      * when n_rooms reaches it (a realloc to the next size; leaving never shrinks it,
      * and a later realloc to a computed size only keeps or shrinks it above n). */
@@ -461,7 +461,7 @@ int shard_join(struct client *c, const char *room_id, bool presence, uint64_t *s
 
 int shard_leave(struct client *c, struct membership *m)
 {
-    struct shard *sh = c->sh;
+    struct shard *sh = client_sh(c);
     struct local_room *lr = m->lr;
     struct room *room = lr->room;
     uint32_t i = m->index;
