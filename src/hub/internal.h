@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <uthash.h>
 
+#include "base/ordset.h"
 #include "base/skiplist.h"
 #include "history/history.h"
 #include "hub/hub.h"
@@ -71,8 +72,9 @@ struct registry {
     pthread_mutex_t mu;
     struct room *rooms;
     struct online_user *users;
-    struct skiplist room_order, user_order; /* the same entries in id order */
-    uint64_t seed;                          /* of the rooms' member lists */
+    struct skiplist room_order; /* the same entries in id order */
+    struct ordset user_order;   /* the online users in id order (8-16 B each) */
+    uint64_t seed;              /* of the rooms' member lists */
 };
 
 enum item_kind { IT_ROOM = 0, IT_USER = 1, IT_ALL = 2 };

@@ -11,6 +11,11 @@
 #include "hub/internal.h"
 #include "telemetry/trace.h"
 
+static const char *user_order_key(const void *u)
+{
+    return ou_key(u);
+}
+
 void registry_init(struct registry *r)
 {
     pthread_mutex_init(&r->mu, NULL);
@@ -18,7 +23,7 @@ void registry_init(struct registry *r)
     r->users = NULL;
     r->seed = trace_random64();
     skl_init(&r->room_order, trace_random64());
-    skl_init(&r->user_order, trace_random64());
+    ordset_init(&r->user_order, user_order_key);
 }
 
 static void online_user_free(struct hub *h, struct online_user *u)
@@ -42,7 +47,7 @@ void registry_destroy(struct registry *r)
         online_user_free((struct hub *)(void *)((char *)r - offsetof(struct hub, reg)), u);
     }
     skl_clear(&r->room_order);
-    skl_clear(&r->user_order);
+    ordset_clear(&r->user_order);
     pthread_mutex_destroy(&r->mu);
 }
 
@@ -78,7 +83,7 @@ static struct online_user *online_user_new(struct hub *h, const char *user)
     struct online_user *u = (struct online_user *)(void *)(base + locals);
     char *key = u->key;
     memcpy(key, user, len + 1);
-    if (skl_insert(&h->reg.user_order, key, u) < 0) {
+    if (ordset_insert(&h->reg.user_order, u) != 0) {
         free(base); /* not listed anywhere: as if the allocation had failed */
         return NULL;
     }
@@ -108,7 +113,7 @@ void registry_user_remove(struct hub *h, const char *user)
     HASH_FIND_STR(r->users, user, u);
     if (u && --u->conns == 0) {
         HASH_DEL(r->users, u);
-        skl_remove(&r->user_order, ou_key(u));
+        ordset_remove(&r->user_order, ou_key(u));
         hist_unref(u->stream);  /* its time to live starts now */
         online_user_free(h, u); /* user may have pointed into it: not read after this */
     }
@@ -297,6 +302,23 @@ static void page_walk(const struct skiplist *s, const char *after, size_t limit,
     if (x && last) out->next = json_string(last);
 }
 
+/* The same over the online users' ordered set. */
+static void page_walk_users(const struct ordset *s, const char *after, size_t limit,
+                            struct hub_page *out)
+{
+    out->items = json_array();
+    out->next = NULL;
+    out->total = ordset_count(s);
+    struct ordset_pos p;
+    const struct online_user *u = ordset_after(s, after, &p);
+    const char *last = NULL;
+    for (size_t k = 0; u && k < limit; k++, u = ordset_next(s, &p)) {
+        json_array_append_new(out->items, json_string(ou_key(u)));
+        last = ou_key(u);
+    }
+    if (u && last) out->next = json_string(last);
+}
+
 static json_t *id_item(const struct skl_node *x)
 {
     return json_string(x->key);
@@ -311,7 +333,7 @@ static json_t *room_item(const struct skl_node *x)
 void hub_online_users(struct hub *h, const char *after, size_t limit, struct hub_page *out)
 {
     pthread_mutex_lock(&h->reg.mu);
-    page_walk(&h->reg.user_order, after, limit, id_item, out);
+    page_walk_users(&h->reg.user_order, after, limit, out);
     pthread_mutex_unlock(&h->reg.mu);
 }
 
