@@ -100,7 +100,8 @@ static void client_free(struct client *c)
 struct client *hub_client_new(struct shard *sh, const char *user, struct auth_identity *id,
                               const char *peer_ip)
 {
-    struct client *c = calloc(1, sizeof *c);
+    bool rl = sh->hub->cfg.conn_rate.rate != 0;
+    struct client *c = calloc(1, sizeof *c + (rl ? sizeof(struct rate_bucket) : 0));
     if (!c) return NULL;
     (void)sh; /* = client_sh(c): clients are created on their shard's thread */
     c->opened_ms = (uint32_t)loop_now(sh->loop);
@@ -119,7 +120,7 @@ struct client *hub_client_new(struct shard *sh, const char *user, struct auth_id
         return NULL;
     }
     if (id) auth_identity_free(id); /* what was not taken */
-    rate_bucket_init(&c->rl, &sh->hub->cfg.conn_rate, loop_now(sh->loop));
+    if (rl) rate_bucket_init(client_rl(c), &sh->hub->cfg.conn_rate, loop_now(sh->loop));
     return c;
 }
 
@@ -613,9 +614,10 @@ static void on_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, siz
     }
     uint64_t now = loop_now(client_sh(c)->loop);
     const struct hub_config *cfg = &client_sh(c)->hub->cfg;
-    bool ok = rate_bucket_take(&c->rl, &cfg->conn_rate, now);
-    if (ok && !c->user_own)
-        ok = rate_bucket_take(&ou_local(client_ou(c), client_sh(c))->rl, &cfg->user_rate, now);
+    /* (The buckets exist only when their limits are on.) */
+    bool ok = !cfg->conn_rate.rate || rate_bucket_take(client_rl(c), &cfg->conn_rate, now);
+    if (ok && cfg->user_rate.rate && !c->user_own)
+        ok = rate_bucket_take(ou_bucket(client_ou(c), client_sh(c)), &cfg->user_rate, now);
     struct envelope env;
     const char *detail = NULL;
     enum proto_err e = envelope_parse((const char *)data, len, &env, &detail);

@@ -36,17 +36,14 @@ struct room {
 /* An online user: the one record of a user id while any of its connections is open
  * (issue 13, memory). The id is stored once, at the end of the record (hh.key points
  * at it); the registry indexes it (reg.users, user_order) under registry.mu, and each
- * shard keeps, in the same allocation, its own part (struct user_local, one per
- * shard): the shard's connections of that user and the per-user message bucket. A
- * shard reads and writes only its own part, without the lock: the record outlives
- * it, since conns counts the shard's connections, which leave it before they are
- * uncounted (on_close). Layout: [user_local x n_shards][online_user][id, NUL]: the
- * parts go first so that the id starts in the record's tail padding (offset 68). */
-struct user_local {
-    struct client *head; /* this shard's connections of the user (c->u_next...) */
-    struct rate_bucket rl;
-};
-
+ * shard keeps, in the same allocation, its own part: the head of the shard's list of
+ * that user's connections (ou_head) and, only when --user-rate-limit is on, the
+ * per-user message bucket (ou_bucket). A shard reads and writes only its own part,
+ * without the lock: the record outlives it, since conns counts the shard's
+ * connections, which leave it before they are uncounted (on_close). Layout, n the
+ * number of shards: [rate_bucket x n, when on][client * x n][online_user][id, NUL].
+ * The parts go first so that the id starts in the record's tail padding (offset
+ * 68): 96 bytes of malloc chunk for an id of up to 19 bytes. */
 struct online_user {
     UT_hash_handle hh;          /* reg.users; hh.key is the id, hh.hashv its hash (also the
                                  * shards' tables') */
@@ -141,9 +138,10 @@ struct client_cold {
     char cid[17];      /* hub_client_id's text, once asked for */
 };
 
-/* A hub client: 104 bytes (a 112-byte malloc chunk), measured in docs/design.md
+/* A hub client: 88 bytes (a 96-byte malloc chunk), measured in docs/design.md
  * ("Memory of an idle hub connection"). Everything an idle connection does not need
- * is in cold; its shard is the thread's (client_sh); its id is computed (client_cid). */
+ * is in cold; its shard is the thread's (client_sh); its id is computed (client_cid);
+ * its message bucket follows it only when --rate-limit is on (client_rl). */
 struct client {
     struct ws_conn *ws; /* from the open to the close */
     /* Before the open, the client's own copy (user_own); from the open, the online
@@ -152,7 +150,6 @@ struct client {
     struct client *u_prev, *u_next; /* this shard's connections of the same user */
     struct membership **rooms;      /* [n_rooms]; capacity: rooms_cap(n_rooms) */
     struct client_cold *cold;       /* NULL until needed */
-    struct rate_bucket rl;
     uint32_t n_rooms;
     uint32_t dropped;   /* messages lost to drop-oldest since the client was last told */
     uint32_t opened_ms; /* loop time of hub_client_new (the open's turn), mod 2^32: the
@@ -249,10 +246,29 @@ static inline struct online_user *client_ou(const struct client *c)
     return (struct online_user *)(uintptr_t)(c->user - offsetof(struct online_user, key));
 }
 
-/* Shard sh's part of an online user (see struct online_user for the layout). */
-static inline struct user_local *ou_local(struct online_user *u, const struct shard *sh)
+/* Shard sh's parts of an online user (see struct online_user for the layout). */
+static inline struct client **ou_head(struct online_user *u, const struct shard *sh)
 {
-    return (struct user_local *)(void *)u - sh->hub->n_shards + sh->idx;
+    return (struct client **)(void *)u - sh->hub->n_shards + sh->idx;
+}
+
+static inline struct rate_bucket *ou_bucket(struct online_user *u, const struct shard *sh)
+{
+    /* only when sh->hub->cfg.user_rate.rate != 0 */
+    return (struct rate_bucket *)(void *)ou_head(u, sh) - sh->hub->n_shards;
+}
+
+/* Bytes of an online user's allocation before the record. */
+static inline size_t ou_prefix(const struct hub *h)
+{
+    size_t per = sizeof(struct client *) + (h->cfg.user_rate.rate ? sizeof(struct rate_bucket) : 0);
+    return (size_t)h->n_shards * per;
+}
+
+/* The client's message bucket: after the struct, only when --rate-limit is on. */
+static inline struct rate_bucket *client_rl(struct client *c)
+{
+    return (struct rate_bucket *)(void *)(c + 1);
 }
 
 /* registry.c */

@@ -28,7 +28,7 @@ void registry_init(struct registry *r)
 
 static void online_user_free(struct hub *h, struct online_user *u)
 {
-    free((char *)u - (size_t)h->n_shards * sizeof(struct user_local));
+    free((char *)u - ou_prefix(h));
 }
 
 void registry_destroy(struct registry *r)
@@ -77,7 +77,7 @@ void room_unref(struct room *room)
  * online_user). */
 static struct online_user *online_user_new(struct hub *h, const char *user)
 {
-    size_t len = strlen(user), locals = (size_t)h->n_shards * sizeof(struct user_local);
+    size_t len = strlen(user), locals = ou_prefix(h);
     char *base = calloc(1, locals + offsetof(struct online_user, key) + len + 1);
     if (!base) return NULL;
     struct online_user *u = (struct online_user *)(void *)(base + locals);

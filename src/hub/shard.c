@@ -88,7 +88,7 @@ static uint64_t deliver_item(struct shard *sh, struct item *it)
     }
     case IT_USER: {
         struct online_user *u = user_tab_find(&sh->users, (const char *)it->target->data);
-        for (struct client *c = u ? ou_local(u, sh)->head : NULL; c; c = c->u_next) {
+        for (struct client *c = u ? *ou_head(u, sh) : NULL; c; c = c->u_next) {
             const struct user_pos *up = client_upos(c);
             if (!up || it->seq > up->live_from) n += shard_deliver(c, it->frame);
         }
@@ -98,7 +98,7 @@ static uint64_t deliver_item(struct shard *sh, struct item *it)
         /* (A delivery never unlinks a client: closes complete at the end of the turn.) */
         for (uint32_t s = 0; s < sh->users.cap; s++) {
             struct online_user *u = sh->users.slot[s];
-            for (struct client *c = u ? ou_local(u, sh)->head : NULL; c; c = c->u_next)
+            for (struct client *c = u ? *ou_head(u, sh) : NULL; c; c = c->u_next)
                 n += shard_deliver(c, it->frame);
         }
         break;
@@ -361,15 +361,16 @@ static int grow(void **arr, uint32_t *cap, size_t elem)
 
 void shard_user_link(struct shard *sh, struct client *c, struct online_user *u)
 {
-    struct user_local *ul = ou_local(u, sh);
-    if (!ul->head) {
+    struct client **head = ou_head(u, sh);
+    if (!*head) {
         if (user_tab_add(&sh->users, u) < 0) return;
-        rate_bucket_init(&ul->rl, &sh->hub->cfg.user_rate, loop_now(sh->loop));
+        if (sh->hub->cfg.user_rate.rate)
+            rate_bucket_init(ou_bucket(u, sh), &sh->hub->cfg.user_rate, loop_now(sh->loop));
     }
     c->u_prev = NULL;
-    c->u_next = ul->head;
-    if (ul->head) ul->head->u_prev = c;
-    ul->head = c;
+    c->u_next = *head;
+    if (*head) (*head)->u_prev = c;
+    *head = c;
     free((char *)(uintptr_t)c->user);
     c->user = ou_key(u); /* the one copy of the id */
     c->user_own = false;
@@ -380,15 +381,15 @@ void shard_user_unlink(struct shard *sh, struct client *c)
 {
     if (c->user_own) return; /* never linked */
     struct online_user *u = client_ou(c);
-    struct user_local *ul = ou_local(u, sh);
+    struct client **head = ou_head(u, sh);
     if (c->u_prev)
         c->u_prev->u_next = c->u_next;
     else
-        ul->head = c->u_next;
+        *head = c->u_next;
     if (c->u_next) c->u_next->u_prev = c->u_prev;
     c->u_prev = c->u_next = NULL;
     sh->n_clients--;
-    if (!ul->head) user_tab_del(&sh->users, u);
+    if (!*head) user_tab_del(&sh->users, u);
 }
 
 struct membership *client_membership(const struct client *c, const char *room)
