@@ -3,7 +3,6 @@
  * and carries it out. Every refused message is answered with an `error` carrying a
  * machine-readable code and the client's id, and counted; a client that keeps
  * sending bad or excess messages (strikes_to_close in a row) is closed with 1008. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +22,12 @@ struct client_cold *client_cold(struct client *c)
 
 const char *client_ip(const struct client *c, char *buf)
 {
+    /* A copy even from the entry: hub_release may free the entry it is given. */
+    if (c->ipe) return memcpy(buf, c->ipe->ip, CLIENT_IP_LEN);
     buf[0] = 0;
-    if (c->ip_family) inet_ntop(c->ip_family, c->ip, buf, CLIENT_IP_LEN);
+    /* While it is open, the socket's peer is the address (conn_peer, as at the
+     * upgrade); after the close the descriptor may be another connection's. */
+    if (c->ws && !conn_closed(&c->ws->c)) conn_peer(&c->ws->c, buf, CLIENT_IP_LEN);
     return buf;
 }
 
@@ -105,12 +108,9 @@ struct client *hub_client_new(struct shard *sh, const char *user, struct auth_id
     if (!c) return NULL;
     (void)sh; /* = client_sh(c): clients are created on their shard's thread */
     c->opened_ms = (uint32_t)loop_now(sh->loop);
-    /* The address in binary (16 bytes, not 46 of text); client_ip gives back the text
-     * conn_peer wrote, since that is inet_ntop's of the same address. */
-    if (peer_ip && inet_pton(AF_INET, peer_ip, c->ip) == 1)
-        c->ip_family = AF_INET;
-    else if (peer_ip && inet_pton(AF_INET6, peer_ip, c->ip) == 1)
-        c->ip_family = AF_INET6;
+    /* The address is not copied: the per-address table's entry has it, and this
+     * connection's count keeps the entry until hub_release. */
+    c->ipe = peer_ip ? hub_ip_entry(sh->hub, peer_ip) : NULL;
     /* The client's own copy of the id until the open, when it takes the online user's
      * (shard_user_link). Copied before id is cleared: user may point into it. */
     c->user = strdup(user);
@@ -685,10 +685,10 @@ static void on_drain(struct ws_conn *ws)
 {
     struct client *c = ws->ud;
     if (c->n_replaying) replay_pump(c);
-    if (!c->dropped) return;
+    if (!c->cold || !c->cold->dropped) return;
     /* Tell a drop-oldest client what it lost, once its queue has room again. */
-    json_t *p = json_pack("{s:I}", "count", (json_int_t)c->dropped);
-    c->dropped = 0;
+    json_t *p = json_pack("{s:I}", "count", (json_int_t)c->cold->dropped);
+    c->cold->dropped = 0;
     reply(c, "dropped", p, NULL);
     json_decref(p);
 }

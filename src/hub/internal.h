@@ -136,9 +136,10 @@ struct client_cold {
     bool qrl_set;
     bool token_warned; /* token_expiring sent for the current token */
     char cid[17];      /* hub_client_id's text, once asked for */
+    uint32_t dropped;  /* messages lost to drop-oldest since the client was last told */
 };
 
-/* A hub client: 88 bytes (a 96-byte malloc chunk), measured in docs/design.md
+/* A hub client: 72 bytes (an 80-byte malloc chunk), measured in docs/design.md
  * ("Memory of an idle hub connection"). Everything an idle connection does not need
  * is in cold; its shard is the thread's (client_sh); its id is computed (client_cid);
  * its message bucket follows it only when --rate-limit is on (client_rl). */
@@ -150,15 +151,16 @@ struct client {
     struct client *u_prev, *u_next; /* this shard's connections of the same user */
     struct membership **rooms;      /* [n_rooms]; capacity: rooms_cap(n_rooms) */
     struct client_cold *cold;       /* NULL until needed */
+    /* Its address's entry in the per-address table (which is the address text), when
+     * that table is kept (--max-rooms-per-ip, on by default, or
+     * --max-connections-per-ip); else the text is asked of the socket (client_ip). */
+    struct ip_count *ipe;
     uint32_t n_rooms;
-    uint32_t dropped;   /* messages lost to drop-oldest since the client was last told */
     uint32_t opened_ms; /* loop time of hub_client_new (the open's turn), mod 2^32: the
                          * close line's duration, and part of the client id */
     uint16_t strikes;
     uint16_t n_replaying; /* memberships (and the user stream) replaying */
-    uint8_t ip_family;    /* 0 (no address), AF_INET or AF_INET6 */
     bool user_own;        /* user is the client's heap copy, not an online user's id */
-    uint8_t ip[16];       /* binary; client_ip gives the text */
 };
 
 /* Capacity of a client's rooms array holding n (it grows 4, 8, 16, ... when full). */
@@ -171,7 +173,8 @@ static inline uint32_t rooms_cap(uint32_t n)
     return cap;
 }
 
-/* The peer's address as text (as conn_peer wrote it); buf has INET6_ADDRSTRLEN. */
+/* The peer's address as text (as conn_peer wrote it at the upgrade), into
+ * buf[CLIENT_IP_LEN]; "" when unknown (no table entry and the socket closed). */
 #define CLIENT_IP_LEN 46
 const char *client_ip(const struct client *c, char *buf);
 /* The client id as 16 hex digits and NUL, into buf[17]. */
@@ -297,6 +300,9 @@ struct room *registry_find(struct hub *h, const char *room);
 /* limits.c: the per-address membership budget (max_rooms_per_ip). take returns
  * false when the address has used it up. */
 bool hub_ip_room_take(struct hub *h, const char *ip);
+/* The admitted address's entry (kept until its last connection is released), or NULL
+ * when the table is not kept (no per-address limit) or has none. */
+struct ip_count *hub_ip_entry(struct hub *h, const char *ip);
 void hub_ip_room_give(struct hub *h, const char *ip, uint32_t n);
 /* A listing of `cost` tokens from this client: its connection's bucket, then its
  * address's (hub_query_take). */

@@ -52,6 +52,16 @@ void hub_release(struct hub *h, const char *ip)
     pthread_mutex_unlock(&h->ip_mu);
 }
 
+struct ip_count *hub_ip_entry(struct hub *h, const char *ip)
+{
+    if (!h->cfg.max_conns_per_ip && !h->cfg.max_rooms_per_ip) return NULL;
+    pthread_mutex_lock(&h->ip_mu);
+    struct ip_count *e;
+    HASH_FIND_STR(h->ips, ip, e);
+    pthread_mutex_unlock(&h->ip_mu);
+    return e;
+}
+
 bool hub_ip_room_take(struct hub *h, const char *ip)
 {
     if (!h->cfg.max_rooms_per_ip) return true;

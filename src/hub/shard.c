@@ -199,7 +199,7 @@ bool shard_deliver(struct client *c, struct wh_msg *frame)
         if (cfg->slow_policy == HUB_SLOW_DROP_OLDEST) {
             while (over_limit(cn, cfg, frame->len)) {
                 if (conn_drop_oldest(cn) == 0) break;
-                c->dropped++;
+                if (client_cold(c)) c->cold->dropped++; /* (no memory: not told) */
                 STAT_INC(hub_dropped_oldest);
             }
         } else {
