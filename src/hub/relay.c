@@ -575,7 +575,7 @@ static int publish(struct hub *h, enum hist_kind kind, const char *id, const cha
     }
     if (c) {
         j->c = client_hold(c);
-        j->origin = c->sh;
+        j->origin = client_sh(c);
         j->id = env_id ? json_incref(env_id) : NULL;
     }
     j->cb_loop = cb_loop;
@@ -686,14 +686,14 @@ static void fetch_run(void *arg)
 int relay_fetch(struct client *c, bool user, const char *id, const char *epoch, uint64_t since,
                 uint32_t max)
 {
-    struct relay *r = c->sh->hub->relay;
+    struct relay *r = client_sh(c)->hub->relay;
     char name[HIST_MAX_NAME + 8];
     size_t nl = stream_name(user ? HIST_USER : HIST_ROOM, id, name, sizeof name);
     if (!nl || strlen(epoch) != RSTREAM_EPOCH_LEN) return -1;
     struct fetch_job *j = calloc(1, sizeof *j + nl + 1);
     if (!j) return -1;
     *j = (struct fetch_job){.r = r,
-                            .origin = c->sh,
+                            .origin = client_sh(c),
                             .c = client_hold(c),
                             .user = user,
                             .since = since,
