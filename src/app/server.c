@@ -574,8 +574,7 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
             snprintf(page, sizeof page, " page=%s://%s%s%s:%u/", s->tls ? "https" : "http",
                      v6 ? "[" : "", any ? "localhost" : host, v6 ? "]" : "", s->ports[i]);
         char node[64] = "";
-        if (hub_node_id(s->hub))
-            snprintf(node, sizeof node, " node=%s", hub_node_id(s->hub));
+        if (hub_node_id(s->hub)) snprintf(node, sizeof node, " node=%s", hub_node_id(s->hub));
         log_info("listening", "addr=%s port=%u threads=%d tls=%s%s%s", host[0] ? host : "0.0.0.0",
                  s->ports[i], n, s->tls ? "on" : "off", node, page);
     }
@@ -667,6 +666,36 @@ void server_wait(struct wh_server *s)
     msg_thread_cleanup(); /* blocks released on this thread by hub_destroy */
 }
 
+/* Cluster mode's figures (all zero for one node: its /metrics shows none of them). */
+static void gather_cluster(struct wh_server *s, struct metrics_source *out)
+{
+    if (!hub_cluster(s->hub)) return;
+    struct hub_cluster_stats cs;
+    hub_cluster_stats(s->hub, &cs);
+    out->redis_instances = cs.instances > 0 ? (uint64_t)cs.instances : 0;
+    out->redis_instances_up = cs.redis.up > 0 ? (uint64_t)cs.redis.up : 0;
+    out->cluster_subscriptions = cs.redis.subscriptions;
+    out->cluster_published = cs.published;
+    out->cluster_received = cs.received;
+    out->cluster_unavailable = cs.unavailable;
+    out->cluster_resets = cs.resets;
+    out->cluster_catchups = cs.catchups;
+    out->cluster_history_reads = cs.fetches;
+    out->redis_commands = cs.redis.commands;
+    out->redis_replies = cs.redis.replies;
+    out->redis_error_replies = cs.redis.error_replies;
+    out->redis_bytes_sent = cs.redis.bytes_out;
+    out->redis_bytes_received = cs.redis.bytes_in;
+    out->redis_connects = cs.redis.connects;
+    out->redis_reconnects = cs.redis.reconnects;
+    out->redis_failures = cs.redis.failures;
+    out->redis_timeouts = cs.redis.timeouts;
+    out->redis_refused = cs.redis.refused;
+    _Static_assert(sizeof out->redis_rtt_buckets == sizeof cs.redis.rtt_hist, "RTT buckets");
+    memcpy(out->redis_rtt_buckets, cs.redis.rtt_hist, sizeof out->redis_rtt_buckets);
+    out->redis_rtt_sum_us = cs.redis.rtt_sum_us;
+}
+
 void server_metrics_gather(void *ud, struct metrics_source *out)
 {
     struct wh_server *s = ud;
@@ -691,6 +720,7 @@ void server_metrics_gather(void *ud, struct metrics_source *out)
     out->otel_export_failures = tc.export_failures;
     out->otel_export_retries = tc.export_retries;
     out->otel_spans_queued = tc.queue_pending;
+    gather_cluster(s, out);
 }
 
 int server_reload_tls(struct wh_server *s)
