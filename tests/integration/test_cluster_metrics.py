@@ -10,19 +10,26 @@ exactly N, and the number of Redis subscriptions must be what Redis itself repor
 Redis is started again on the same port: the node reconnects by itself, /readyz is
 200 again, the reconnection is counted and publishing works again.
 
-A node without --redis has none of these metrics (its exposition is unchanged).
+A node without --redis has none of these metrics (its exposition is unchanged). The
+OTLP metrics export comes from the same registry: a receiver started here decodes the
+protobuf requests (a few lines of wire-format reading) and finds the cluster metrics
+only from the node with --redis, and still in the final export made after the cluster
+was stopped.
 
 Run: WSHUB_BIN=/path/to/wshub /usr/bin/python3 -m unittest -v test_cluster_metrics
 """
 
 import asyncio
+import http.server
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import struct
 import tempfile
+import threading
 import time
 import unittest
 
@@ -140,6 +147,97 @@ class Redis:
         raise AssertionError("unexpected reply %r" % line)
 
 
+def pb_fields(buf):
+    """[(field number, value)] of one protobuf message: ints for varint and fixed
+    fields, bytes for length-delimited ones."""
+    out, i = [], 0
+
+    def varint():
+        nonlocal i
+        v = shift = 0
+        while True:
+            b = buf[i]
+            i += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                return v
+
+    while i < len(buf):
+        key = varint()
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            out.append((field, varint()))
+        elif wire == 1:
+            out.append((field, struct.unpack_from("<q", buf, i)[0]))
+            i += 8
+        elif wire == 2:
+            n = varint()
+            out.append((field, bytes(buf[i:i + n])))
+            i += n
+        elif wire == 5:
+            out.append((field, struct.unpack_from("<i", buf, i)[0]))
+            i += 4
+        else:
+            raise AssertionError("wire type %d" % wire)
+    return out
+
+
+def otlp_metrics(body):
+    """{metric name: value} of an ExportMetricsServiceRequest: the as_int of the first
+    point of sums and gauges, the count of histograms."""
+    got = {}
+    for f, rm in pb_fields(body):
+        for f2, sm in pb_fields(rm) if f == 1 else ():
+            for f3, m in pb_fields(sm) if f2 == 2 else ():
+                if f3 != 2:
+                    continue
+                fields = pb_fields(m)
+                name = next(v for k, v in fields if k == 1).decode()
+                value = None
+                for k, data in fields:
+                    if k in (5, 7, 9):
+                        points = [pb_fields(v) for kk, v in pb_fields(data) if kk == 1]
+                        if points:
+                            want = 4 if k == 9 else 6
+                            value = next((v for kk, v in points[0] if kk == want), None)
+                got[name] = value
+    return got
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP endpoint on 127.0.0.1 keeping every /v1/metrics request body."""
+
+    def __init__(self):
+        bodies = self.bodies = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.path == "/v1/metrics":
+                    bodies.append(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self.endpoint = "http://%s:%d/v1/metrics" % (HOST, self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+    def latest(self):
+        return otlp_metrics(self.bodies[-1]) if self.bodies else {}
+
+
 def cluster_samples(samples):
     return {k: v for k, v in samples.items() if k.startswith(("wshub_cluster_", "wshub_redis_"))}
 
@@ -168,6 +266,73 @@ class ClusterMetrics(ServerTestCase):
         self.assertNotIn("wshub_cluster_", text)
         self.assertNotIn("wshub_redis_", text)
         self.assertEqual(get(node.port, "/readyz")[0], 200)
+
+    def test_otlp_export_has_the_cluster_metrics(self):
+        rx = OtlpReceiver()
+        self.addCleanup(rx.stop)
+        env = {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": rx.endpoint, "OTEL_TRACES_EXPORTER": "none",
+               "OTEL_METRIC_EXPORT_INTERVAL": "200"}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)  # the servers started below inherit it
+
+        def restore():
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        self.addCleanup(restore)
+
+        single = self.start_server()
+        poll("an OTLP export from the single node", lambda: rx.bodies, OUTAGE_TIMEOUT)
+        names = rx.latest()
+        self.assertIn("websocket.active_connections", names)
+        self.assertEqual([n for n in names if n.startswith(("wshub.cluster.", "wshub.redis."))],
+                         [])
+        rc, _, killed = single.stop()
+        single.check_stopped_cleanly(rc, killed)
+
+        tmp = tempfile.TemporaryDirectory(prefix="wshub-cmetrics-")
+        self.addCleanup(tmp.cleanup)
+        redis = Redis(_free_port(), tmp.name).start()
+        self.addCleanup(redis.kill)
+        del rx.bodies[:]
+        node = self.start_server(["--redis", "redis://%s:%d" % (HOST, redis.port)])
+
+        async def traffic():
+            async with websockets.connect("ws://%s:%d/ws?token=%s" % (HOST, node.port, USER)) as ws:
+                await ws.send(json.dumps({"type": "join_room", "id": "j1",
+                                          "payload": {"room_id": ROOM, "presence": False}}))
+                self.assertEqual((await recv_json(ws))["type"], "room_joined")
+                for i in range(3):
+                    await publish(ws, "m%d" % i, "otlp %d" % i)
+                acks = delivered = 0
+                while acks < 3 or delivered < 3:
+                    f = await recv_json(ws)
+                    acks += f["type"] == "ack"
+                    delivered += f["type"] == "send_to_room"
+            return True
+
+        self.assertTrue(asyncio.run(asyncio.wait_for(traffic(), 60)))
+        m = poll("an OTLP export with the three messages", lambda: (
+            lambda g: g if (g.get("wshub.cluster.messages.published") or 0) >= 3 else None)(
+                rx.latest()), OUTAGE_TIMEOUT)
+        for name in ("wshub.cluster.up", "wshub.cluster.messages.received",
+                     "wshub.cluster.unavailable", "wshub.redis.commands", "wshub.redis.rtt"):
+            self.assertIn(name, m)
+        self.assertEqual(m["wshub.cluster.redis.instances"], 1)
+        self.assertEqual(m["wshub.cluster.up"], 1)
+        self.assertGreaterEqual(m["wshub.cluster.messages.received"], 3)
+        self.assertGreaterEqual(m["wshub.redis.rtt"], 3)
+
+        # The final export, made after the cluster thread was stopped, still has them.
+        n_before = len(rx.bodies)
+        rc, _, killed = node.stop()
+        node.check_stopped_cleanly(rc, killed)
+        self.assertGreater(len(rx.bodies), n_before)
+        last = rx.latest()
+        self.assertEqual(last.get("wshub.cluster.redis.instances"), 1)
+        self.assertGreaterEqual(last.get("wshub.cluster.messages.published"), 3)
 
     def test_cluster_metrics_through_a_redis_outage(self):
         tmp = tempfile.TemporaryDirectory(prefix="wshub-cmetrics-")
