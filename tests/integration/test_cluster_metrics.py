@@ -328,11 +328,11 @@ class ClusterMetrics(ServerTestCase):
         # The final export, made after the cluster thread was stopped, still has them.
         n_before = len(rx.bodies)
         rc, _, killed = node.stop()
-        node.check_stopped_cleanly(rc, killed)
         self.assertGreater(len(rx.bodies), n_before)
         last = rx.latest()
         self.assertEqual(last.get("wshub.cluster.redis.instances"), 1)
         self.assertGreaterEqual(last.get("wshub.cluster.messages.published"), 3)
+        node.check_stopped_cleanly(rc, killed)
 
     def test_cluster_metrics_through_a_redis_outage(self):
         tmp = tempfile.TemporaryDirectory(prefix="wshub-cmetrics-")
