@@ -484,7 +484,8 @@ static const struct row cluster_rows[] = {
       true, {NULL}},
      emit_field, SRC(cluster_received), NULL},
     {{"wshub.cluster.unavailable", "wshub_cluster_unavailable_total", "{message}",
-      "Publishes and joins refused or lost because Redis was unreachable (error unavailable)",
+      "Publishes and joins refused or lost because Redis was unreachable or too far behind "
+      "(error unavailable)",
       C, true, {NULL}},
      emit_field, SRC(cluster_unavailable), NULL},
     {{"wshub.cluster.stream_resets", "wshub_cluster_stream_resets_total", "{stream}",
