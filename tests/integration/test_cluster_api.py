@@ -16,6 +16,7 @@ Run: WSHUB_BIN=/path/to/wshub /usr/bin/python3 -m unittest -v test_cluster_api
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -66,7 +67,12 @@ class Redis:
             self.log.close()
             self.log = None
 
+    def pause(self, on):
+        self.proc.send_signal(signal.SIGSTOP if on else signal.SIGCONT)
+
     def cleanup(self):
+        if self.proc and self.proc.poll() is None:
+            self.pause(False)
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -267,6 +273,20 @@ class ClusterApiTest(ServerTestCase):
         self.assertGreaterEqual(resp["seq"], 1)
         st, _, online = request(self.a.port, "GET", "/api/online")
         self.assertEqual(st, 200, online)
+
+    def test_redis_stalled_answers_before_the_http_timeout(self):
+        """Redis alive but silent: the publish waits for the Redis command timeout
+        (5 s), which answers 503 before the request's own deferral timeout (504)."""
+        before = refused_unavailable(self.a.port)
+        self.redis.pause(True)
+        try:
+            st, headers, resp = publish(self.a.port, {"type": "news", "room_id": "lobby",
+                                                      "payload": {}})
+        finally:
+            self.redis.pause(False)
+        self.assertEqual((st, resp["error"]["code"]), (503, "unavailable"), resp)
+        self.assertEqual(headers.get("retry-after"), "1", headers)
+        self.assertEqual(refused_unavailable(self.a.port), before + 1)
 
 
 if __name__ == "__main__":
