@@ -23,8 +23,8 @@ import tempfile
 import time
 import unittest
 
-from wshub_harness import (HOST, RawClient, ServerTestCase, WshubServer, _free_port,
-                           http_request, metrics)
+from wshub_harness import (HOST, ConnectionClosed, HttpConn, RawClient, ServerTestCase,
+                           _free_port, http_request, metrics)
 
 KEY = "cluster-key"
 DEADLINE = 10.0  # bound of every poll (presence reaching Redis, Redis coming back)
@@ -87,6 +87,12 @@ def request(port, method, path, body=None):
     return st, headers, json.loads(resp) if resp else None
 
 
+def publish_bytes(body):
+    raw = json.dumps(body).encode()
+    return (b"POST /api/publish HTTP/1.1\r\nHost: x\r\nX-API-Key: " + KEY.encode()
+            + b"\r\nContent-Length: %d\r\n\r\n" % len(raw) + raw)
+
+
 def publish(port, body):
     return request(port, "POST", "/api/publish", body)
 
@@ -102,10 +108,10 @@ class ClusterApiTest(ServerTestCase):
         super().setUp()
         self.redis = Redis().start()
         self.addCleanup(self.redis.cleanup)
-        args = ("--redis", "redis://%s:%d" % (HOST, self.redis.port), "--api-key", KEY,
-                "--presence-timeout", "5s")
-        self.a = self.start_server(args)
-        self.b = self.start_server(args)
+        self.args = ("--redis", "redis://%s:%d" % (HOST, self.redis.port), "--api-key", KEY,
+                     "--presence-timeout", "5s")
+        self.a = self.start_server(self.args)
+        self.b = self.start_server(self.args)
         self.wait_ready(self.a)
         self.wait_ready(self.b)
 
@@ -287,6 +293,64 @@ class ClusterApiTest(ServerTestCase):
         self.assertEqual((st, resp["error"]["code"]), (503, "unavailable"), resp)
         self.assertEqual(headers.get("retry-after"), "1", headers)
         self.assertEqual(refused_unavailable(self.a.port), before + 1)
+
+    def test_pipelined_publishes_answered_in_order(self):
+        """Requests behind a deferred one wait for its answer: one keep-alive
+        connection gets its answers in request order, with increasing positions."""
+        with HttpConn(self.a.port, timeout=15) as c:
+            c.send(b"".join(publish_bytes({"type": "news", "room_id": "pipe", "payload": {"n": i}})
+                            for i in range(5)) + b"GET /api/rooms HTTP/1.1\r\nHost: x\r\n\r\n")
+            seqs = []
+            for _ in range(5):
+                st, _, body = c.read_response()
+                resp = json.loads(body)
+                self.assertEqual((st, resp["status"]), (202, "published"), resp)
+                seqs.append(resp["seq"])
+            st, _, body = c.read_response()
+            self.assertEqual(st, 200, body)
+            self.assertIn("rooms", json.loads(body))
+        self.assertEqual(seqs, [1, 2, 3, 4, 5])
+
+    def in_flight(self, srv):
+        """A publish and a listing waiting on a stalled Redis, then SIGTERM."""
+        deferred = metrics(srv.port).get("wshub_http_deferred_total", 0.0)
+        self.redis.pause(True)
+        self.addCleanup(self.redis.pause, False)
+        pub = HttpConn(srv.port, timeout=15)
+        self.addCleanup(pub.close)
+        pub.send(publish_bytes({"type": "news", "room_id": "lobby", "payload": {}}))
+        lst = HttpConn(srv.port, timeout=15)
+        self.addCleanup(lst.close)
+        lst.send(b"GET /api/online HTTP/1.1\r\nHost: x\r\n\r\n")
+        # SIGTERM only once both wait on Redis (before, they would be refused with
+        # shutting_down instead).
+        deadline = time.monotonic() + DEADLINE
+        while metrics(srv.port).get("wshub_http_deferred_total", 0.0) < deferred + 2:
+            if time.monotonic() > deadline:
+                self.fail("the requests were never deferred")
+            time.sleep(0.02)
+        srv.proc.terminate()
+        return pub, lst
+
+    def test_shutdown_answers_what_waits_on_redis(self):
+        """Graceful shutdown waits for Redis's answer (here its 5 s failure) within
+        --shutdown-timeout, and the process exits cleanly."""
+        srv = self.start_server(self.args + ("--shutdown-timeout", "20s"))
+        pub, lst = self.in_flight(srv)
+        for c in (pub, lst):
+            st, _, body = c.read_response()
+            self.assertEqual((st, json.loads(body)["error"]["code"]), (503, "unavailable"), body)
+        self.assertEqual(srv.proc.wait(timeout=30), 0, srv.stderr()[-5000:])
+
+    def test_shutdown_deadline_with_answers_pending(self):
+        """The shutdown deadline drops connections whose answer is still with Redis;
+        the answer arriving afterwards (or never) must not touch them: clean exit."""
+        srv = self.start_server(self.args + ("--shutdown-timeout", "1s"))
+        pub, lst = self.in_flight(srv)
+        for c in (pub, lst):
+            with self.assertRaises(ConnectionClosed):
+                c.read_response()
+        self.assertEqual(srv.proc.wait(timeout=30), 0, srv.stderr()[-5000:])
 
 
 if __name__ == "__main__":
