@@ -39,9 +39,15 @@
 #include "cluster/presence.h"
 #include "cluster/rstream.h"
 #include "hub/internal.h"
+#include "telemetry/spans.h"
+#include "telemetry/trace.h"
 
 #define BUFFER_MAX 10000 /* messages held per stream while its position is read */
 #define FETCH_MAX  256   /* entries per read from Redis */
+/* Publishes handed to Redis and not answered yet, over the node: past this, new ones
+ * are refused `unavailable` rather than queued without bound while Redis is slow
+ * (each waits at most the command timeout, 5 s). */
+#define INFLIGHT_MAX 200000
 
 struct pend {
     uint64_t seq;
@@ -74,6 +80,7 @@ struct relay {
     struct node *node;
     struct rstate *streams; /* cluster thread only */
     atomic_uint_fast64_t published, received, unavailable, resets, catchups, fetches;
+    atomic_uint_fast64_t inflight;
 };
 
 static void deliver(struct relay *r, struct rstate *rs, uint64_t seq, const char *epoch,
@@ -92,6 +99,16 @@ static size_t frame_header_len(const struct wh_msg *f)
 {
     uint8_t l = f->len >= 2 ? f->data[1] & 0x7f : 0;
     return l == 126 ? 4 : l == 127 ? 10 : 2;
+}
+
+/* The trace context a message carries: the hub writes the ids of its websocket.send
+ * span as the last members of the JSON (`,"trace_id":"<32>","span_id":"<16>"}`), so
+ * a trace crosses nodes inside the message itself. */
+static bool text_parent(const char *t, size_t len, struct trace_ctx *out)
+{
+    static const char key[] = ",\"trace_id\":\"";
+    if (len < 76 || memcmp(t + len - 76, key, sizeof key - 1)) return false;
+    return trace_ids_parse(t + len - 76 + 13, 32, t + len - 76 + 58, 16, out) == 0;
 }
 
 static size_t stream_name(enum hist_kind kind, const char *id, char *out, size_t cap)
@@ -327,6 +344,16 @@ static void deliver(struct relay *r, struct rstate *rs, uint64_t seq, const char
     }
     size_t off = frame_header_len(frame);
     bool presence = is_presence((const char *)frame->data + off, frame->len - off);
+    struct span sp;
+    struct trace_ctx parent;
+    bool traced = trace_on() &&
+                  text_parent((const char *)frame->data + off, frame->len - off, &parent) &&
+                  span_start(&sp, "cluster.receive", SPAN_CONSUMER, &parent);
+    if (traced) {
+        span_attr_str(&sp, "messaging.destination.name", rs->name, rs->name_len);
+        span_attr_int(&sp, "wshub.seq", (int64_t)seq);
+        span_attr_cstr(&sp, "wshub.node", node_id(r->node));
+    }
     hist_append(s, frame, presence);
     struct item it = {.kind = rs->kind == HIST_ROOM ? IT_ROOM : IT_USER,
                       .presence = presence,
@@ -337,6 +364,7 @@ static void deliver(struct relay *r, struct rstate *rs, uint64_t seq, const char
                       .published_us = stats_now_us()};
     post_item(r->h, &it);
     hist_unlock(s);
+    if (traced) span_end(&sp);
     hist_enforce_cap(r->h->hist);
 }
 
@@ -398,10 +426,21 @@ struct pub_job {
     int inst, ok;
     uint32_t maxlen, ttl_ms;
     uint64_t seq;
+    struct span *span; /* redis.publish, when the message is traced */
     char *text;
     size_t text_len, split, name_len;
     char name[];
 };
+
+static void pub_span_end(struct pub_job *j)
+{
+    if (!j->span) return;
+    if (j->ok == 0 && j->seq) span_attr_int(j->span, "wshub.seq", (int64_t)j->seq);
+    if (j->ok != 0) span_set_status(j->span, SPAN_ERROR, "unavailable");
+    span_end(j->span);
+    free(j->span);
+    j->span = NULL;
+}
 
 static void pub_back(struct loop *loop, void *arg)
 {
@@ -425,6 +464,8 @@ static void pub_cb_back(struct loop *loop, void *arg)
 
 static void pub_finish(struct pub_job *j)
 {
+    pub_span_end(j);
+    atomic_fetch_sub_explicit(&j->r->inflight, 1, memory_order_relaxed);
     if (j->ok != 0) atomic_fetch_add(&j->r->unavailable, 1);
     if (j->cb) {
         if (loop_post(j->cb_loop, pub_cb_back, j) == 0) return;
@@ -460,6 +501,19 @@ static void pub_run(void *arg)
     struct pub_job *j = arg;
     struct redis_conn *rc = node_cmd(j->r->node, j->inst);
     int rv = -1;
+    struct trace_ctx parent;
+    if (trace_on() && text_parent(j->text, j->text_len, &parent) &&
+        (j->span = malloc(sizeof *j->span))) {
+        if (span_start(j->span, "redis.publish", SPAN_CLIENT, &parent)) {
+            span_attr_cstr(j->span, "db.system", "redis");
+            span_attr_str(j->span, "messaging.destination.name", j->broadcast ? "all" : j->name,
+                          j->broadcast ? 3 : j->name_len);
+            span_attr_int(j->span, "wshub.redis.instance", j->inst);
+        } else {
+            free(j->span);
+            j->span = NULL;
+        }
+    }
     if (!rc) {
     } else if (j->broadcast) {
         const char *argv[3] = {"PUBLISH", "wshub:{all}", j->text};
@@ -481,7 +535,8 @@ static int publish(struct hub *h, enum hist_kind kind, const char *id, const cha
                    void (*cb)(void *arg, int ok, uint64_t seq), void *cb_arg)
 {
     struct relay *r = h->relay;
-    if (!node_ready(r->node)) {
+    if (!node_ready(r->node) ||
+        atomic_load_explicit(&r->inflight, memory_order_relaxed) >= INFLIGHT_MAX) {
         atomic_fetch_add(&r->unavailable, 1);
         return -1;
     }
@@ -489,6 +544,10 @@ static int publish(struct hub *h, enum hist_kind kind, const char *id, const cha
     size_t nl = id ? stream_name(kind, id, name, sizeof name) : 0;
     struct pub_job *j = calloc(1, sizeof *j + nl + 1);
     if (!j) return -1;
+    /* hub.broadcast and websocket.send, as for one node: the send span's ids go into
+     * the message, and the nodes that receive it continue the trace from them. */
+    struct pub_trace pt;
+    pub_trace_begin(&pt, type, !id ? "all" : kind == HIST_ROOM ? "room" : "user", id);
     j->r = r;
     j->broadcast = id == NULL;
     if (id) {
@@ -509,19 +568,22 @@ static int publish(struct hub *h, enum hist_kind kind, const char *id, const cha
             msg_unref(f);
         }
     }
+    pub_trace_end(&pt, 0); /* the recipients are on every node: not counted here */
     if (!j->text) {
         free(j);
         return -1;
     }
     if (c) {
         j->c = client_hold(c);
-        j->origin = c->sh;
+        j->origin = client_sh(c);
         j->id = env_id ? json_incref(env_id) : NULL;
     }
     j->cb_loop = cb_loop;
     j->cb = cb;
     j->cb_arg = cb_arg;
+    atomic_fetch_add_explicit(&r->inflight, 1, memory_order_relaxed);
     if (node_post(r->node, pub_run, j) != 0) {
+        atomic_fetch_sub_explicit(&r->inflight, 1, memory_order_relaxed);
         if (c) client_release(c);
         json_decref(j->id);
         free(j->text);
@@ -624,14 +686,14 @@ static void fetch_run(void *arg)
 int relay_fetch(struct client *c, bool user, const char *id, const char *epoch, uint64_t since,
                 uint32_t max)
 {
-    struct relay *r = c->sh->hub->relay;
+    struct relay *r = client_sh(c)->hub->relay;
     char name[HIST_MAX_NAME + 8];
     size_t nl = stream_name(user ? HIST_USER : HIST_ROOM, id, name, sizeof name);
     if (!nl || strlen(epoch) != RSTREAM_EPOCH_LEN) return -1;
     struct fetch_job *j = calloc(1, sizeof *j + nl + 1);
     if (!j) return -1;
     *j = (struct fetch_job){.r = r,
-                            .origin = c->sh,
+                            .origin = client_sh(c),
                             .c = client_hold(c),
                             .user = user,
                             .since = since,
