@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -767,3 +768,169 @@ async def publish_window(client, make, n, window=32, start=0):
 def contiguous(seqs):
     """True when seqs is exactly a, a+1, ..., b (no gap, no duplicate, in order)."""
     return all(b == a + 1 for a, b in zip(seqs, seqs[1:]))
+
+
+# --------------------------------------------------------------------------- resilient subscribers
+
+
+class ResilientSub:
+    """A Python subscriber that behaves like the JavaScript client: it reconnects
+    (after 0.1 s) when its connection drops, with `?since=&epoch=` for its user
+    stream and `join_room` with `since` for each room, from the last positions it
+    saw. `raw` keeps every frame of every connection in arrival order, so the test
+    can count losses and duplicates itself; `events` records connects and the
+    recovery answers."""
+
+    def __init__(self, url, user, rooms):
+        self.url = url
+        self.user = user
+        self.rooms = list(rooms)
+        self.raw = []
+        self.events = []
+        self.room_pos = {r: None for r in self.rooms}  # room -> [seq, epoch]
+        self.user_pos = None  # [seq, epoch]
+        self.connects = 0
+        self.stopping = False
+        self.ready = asyncio.Event()
+        self.ws = None
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self):
+        while not self.stopping:
+            try:
+                await self._connection()
+            except (OSError, websockets.WebSocketException, asyncio.TimeoutError) as e:
+                self.events.append(("error", repr(e)))
+            if not self.stopping:
+                await asyncio.sleep(0.1)
+
+    async def _connection(self):
+        q = "token=%s&since=%d" % (self.user, self.user_pos[0] if self.user_pos else 0)
+        if self.user_pos and self.user_pos[1]:
+            q += "&epoch=" + self.user_pos[1]
+        url = self.url + ("&" if "?" in self.url else "?") + q
+        ws = await asyncio.wait_for(websockets.connect(url, max_queue=None, ping_interval=None,
+                                                       close_timeout=1), 5)
+        self.ws = ws
+        self.connects += 1
+        self.events.append(("connect", self.connects))
+        for room in self.rooms:
+            p = {"room_id": room}
+            pos = self.room_pos[room]
+            if pos is not None:
+                p["since"] = {"seq": pos[0], "epoch": pos[1]}
+            await ws.send(json.dumps({"type": "join_room", "payload": p, "id": "j-" + room}))
+        joined = set()
+        async for text in ws:
+            m = json.loads(text)
+            self.raw.append(m)
+            t, p = m["type"], m.get("payload") or {}
+            if t == "session":
+                self.events.append(("session", p))
+                if p.get("recovered") is True and self.user_pos:
+                    self.user_pos[1] = p["epoch"]
+                else:
+                    self.user_pos = [p["seq"], p["epoch"]]
+            elif t == "room_joined":
+                self.events.append(("joined", p))
+                room = p["room_id"]
+                pos = self.room_pos.get(room)
+                if p.get("recovered") is True and pos is not None:
+                    pos[1] = p["epoch"]
+                else:
+                    self.room_pos[room] = [p["seq"], p["epoch"]]
+                joined.add(room)
+                if joined == set(self.rooms):
+                    self.ready.set()
+            elif "seq" in m and m.get("room_id") in self.room_pos:
+                pos = self.room_pos[m["room_id"]]
+                if pos is not None:
+                    pos[0] = max(pos[0], m["seq"])
+            elif "seq" in m and "room_id" not in m and self.user_pos is not None:
+                self.user_pos[0] = max(self.user_pos[0], m["seq"])
+
+    def room_frames(self, room):
+        return [m for m in self.raw if m.get("room_id") == room and "seq" in m and
+                m["type"] not in ("room_joined", "ack", "error")]
+
+    def user_frames(self):
+        return [m for m in self.raw if "seq" in m and "room_id" not in m and m["type"] != "session"]
+
+    async def stop(self):
+        self.stopping = True
+        if self.ws is not None:
+            try:
+                await asyncio.wait_for(self.ws.close(), 5)
+            except Exception:
+                self.ws.transport.abort()
+        self.task.cancel()
+        try:
+            await self.task
+        except (asyncio.CancelledError, Exception):
+            pass
+
+
+class JsSub:
+    """tests/integration/cluster_client.js (the JavaScript client of clients/js) in a
+    node process: `lines` collects its JSON events as they are printed."""
+
+    SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster_client.js")
+
+    def __init__(self, url, user, rooms):
+        node = shutil.which("node")
+        if not node:
+            raise RuntimeError("node not found: run scripts/setup.sh test (make test does)")
+        self.lines = []
+        self._stderr = tempfile.TemporaryFile(prefix="wshub-jssub-")
+        self.proc = _track(subprocess.Popen([node, self.SCRIPT, url, user, ",".join(rooms)],
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=self._stderr))
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                self.lines.append(json.loads(line))
+            except ValueError:
+                self.lines.append({"ev": "unparsed", "line": line.decode("utf-8", "replace")})
+
+    def stderr(self):
+        fd = self._stderr.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
+
+    def events(self, ev):
+        return [x for x in list(self.lines) if x.get("ev") == ev]
+
+    def raw(self):
+        return [x["m"] for x in list(self.lines) if x.get("ev") == "raw"]
+
+    def room_frames(self, room):
+        return [m for m in self.raw() if m.get("room_id") == room and "seq" in m and
+                m["type"] not in ("room_joined", "ack", "error")]
+
+    def user_frames(self):
+        return [m for m in self.raw() if "seq" in m and "room_id" not in m and m["type"] != "session"]
+
+    def check_alive(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("the JS client exited with %s; stderr:\n%s\nlast events: %r"
+                                 % (self.proc.returncode, self.stderr(), self.lines[-5:]))
+        fatal = self.events("fatal")
+        if fatal:
+            raise AssertionError("the JS client failed: %r" % fatal)
+
+    def stop(self):
+        try:
+            if self.proc.poll() is None:
+                self.proc.stdin.write(b'{"cmd":"close"}\n')
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        _untrack(self.proc)
+        self._reader.join(timeout=5)
+        self._stderr.close()
