@@ -1,6 +1,6 @@
 """Two Redis instances under the nodes (issue 12): rooms and users are sharded over
 both by a hash of the stream name. The layout is checked in Redis itself (each
-stream's keys, its channel's subscribers and its EVALSHA calls on exactly one
+stream's keys (`:x`, `:seq`, `:epoch`), its channel's subscribers and its EVALSHA calls on exactly one
 instance, some streams on each), and the three-node tests of test_cluster.py run
 again unchanged on top of the two instances.
 
@@ -51,9 +51,10 @@ class ShardLayoutTests(ClusterTestCase):
             owner = {}
             for name in rooms + users:
                 kind = "room" if name.startswith("sh-room") else "user"
-                where = [k for k, r in enumerate((r0, r1)) if r.keys("wshub:{%s:%s}*" % (kind, name))]
-                self.assertEqual(len(where), 1, "%s:%s keys on instances %r" % (kind, name, where))
-                owner[name] = where[0]
+                keys = ["wshub:{%s:%s}:%s" % (kind, name, k) for k in ("x", "seq", "epoch")]
+                found = [r.cmd("EXISTS", *keys) for r in (r0, r1)]
+                self.assertEqual(sorted(found), [0, 3], "%s:%s stream keys per instance: %r" % (kind, name, found))
+                owner[name] = found.index(3)
             for group in (rooms, users):
                 on = {owner[x] for x in group}
                 self.assertEqual(on, {0, 1}, "streams on both instances: %r" % {x: owner[x] for x in group})
