@@ -507,7 +507,7 @@ class Cluster:
     """`redis` Redis instances, `nodes` wshub nodes, optional haproxy."""
 
     def __init__(self, nodes=3, redis=1, node_args=(), threads=2, presence_timeout="3s",
-                 balancer=False, redis_persist=False):
+                 balancer=False, redis_persist=False, via_proxy=()):
         self.n_nodes = nodes
         self.node_args = [str(a) for a in node_args]
         self.threads = threads
@@ -516,19 +516,30 @@ class Cluster:
         self.nodes = []
         self.balancer = balancer
         self.haproxy = None
+        # Nodes whose Redis connections go through a TcpProxy (self.proxies[i]), so a
+        # test can cut that node off. One instance only: with several, the node
+        # would hash streams over the proxies' addresses, not the instances'.
+        self.via_proxy = set(via_proxy)
+        assert not self.via_proxy or redis == 1
+        self.proxies = {}
 
     def args_for(self, i):
         args = ["--api-key", API_KEY, "--query-rate", "100000", "--query-burst", "100000"]
         if self.presence_timeout is not None:
             args += ["--presence-timeout", self.presence_timeout]
-        for r in self.redis:
-            args += ["--redis", r.url]
+        if i in self.proxies:
+            args += ["--redis", self.proxies[i].url]
+        else:
+            for r in self.redis:
+                args += ["--redis", r.url]
         return args + self.node_args
 
     def start(self):
         try:
             for r in self.redis:
                 r.start()
+            for i in self.via_proxy:
+                self.proxies[i] = TcpProxy(self.redis[0].port)
             for i in range(self.n_nodes):
                 n = Node(self.args_for(i), threads=self.threads)
                 n.name = "n%d" % i
@@ -568,6 +579,8 @@ class Cluster:
                 problems.append(e)
             finally:
                 n.close_files()
+        for p in self.proxies.values():
+            p.stop()
         for r in self.redis:
             r.stop()
         if problems:
@@ -934,3 +947,91 @@ class JsSub:
         _untrack(self.proc)
         self._reader.join(timeout=5)
         self._stderr.close()
+
+
+# --------------------------------------------------------------------------- partition
+
+
+class TcpProxy:
+    """A TCP relay from a free loopback port to `target_port`, to cut one node off
+    from Redis: blackhole() stops forwarding in both directions while keeping every
+    connection open (packets lost, no RST: only the node's own watchdogs can tell),
+    heal() resumes forwarding. One thread; only sockets it made are touched."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((HOST, 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.peer = {}  # socket -> the other socket of its pair
+        self.forwarding = True
+        self.running = True
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return "redis://%s:%d" % (HOST, self.port)
+
+    def blackhole(self):
+        with self.lock:
+            self.forwarding = False
+
+    def heal(self):
+        with self.lock:
+            self.forwarding = True
+
+    def _close_pair(self, s):
+        o = self.peer.pop(s, None)
+        if o is not None:
+            self.peer.pop(o, None)
+            o.close()
+        s.close()
+
+    def _loop(self):
+        import select
+        while self.running:
+            with self.lock:
+                fwd = self.forwarding
+            rlist = [self.lsock] + (list(self.peer) if fwd else [])
+            try:
+                ready, _, _ = select.select(rlist, [], [], 0.05)
+            except (OSError, ValueError):
+                continue
+            for s in ready:
+                if s is self.lsock:
+                    try:
+                        c, _ = self.lsock.accept()
+                    except OSError:
+                        continue
+                    try:
+                        u = socket.create_connection((HOST, self.target_port), timeout=2)
+                    except OSError:
+                        c.close()  # the target is down: refuse like it would
+                        continue
+                    self.peer[c], self.peer[u] = u, c
+                    continue
+                if s not in self.peer:
+                    continue
+                try:
+                    data = s.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    self._close_pair(s)
+                    continue
+                try:
+                    self.peer[s].sendall(data)
+                except OSError:
+                    self._close_pair(s)
+
+    def stop(self):
+        self.running = False
+        self.thread.join(timeout=5)
+        for s in list(self.peer):
+            s.close()
+        self.peer.clear()
+        self.lsock.close()

@@ -12,6 +12,11 @@ the nodes reconnect and resubscribe by themselves:
   nobody is told anything, a member on the other node receives the next messages
   (it was resubscribed), and a recovery from before the outage still works.
 
+And one node cut off from Redis (a relay that stops forwarding) while the other
+keeps working: the cut-off node reports not ready and refuses publishes, its users
+leave the other node's listings after the presence timeout and come back after, and
+its members get what they missed or are told (never a silent gap).
+
 Run: WSHUB_BIN=/path/to/wshub /usr/bin/python3 -m unittest -v test_cluster_redis
 """
 
@@ -152,6 +157,68 @@ class RedisKeptDataTests(RedisLossBase):
             await c.wait_room_seq(ROOM, s5 + 3)
             self.assertEqual([m["seq"] for m in c.room_frames(ROOM)], list(range(s5 - 1, s5 + 4)))
             for x in (a, b, c):
+                await x.close()
+
+        run(go())
+
+
+class PartitionTests(ClusterTestCase):
+    """One node cut off from Redis (a relay that stops forwarding, no RST: only the
+    node's own watchdogs can notice) while the other keeps working."""
+
+    CLUSTER = dict(nodes=2, redis=1, via_proxy=[1], presence_timeout="3s", node_args=["--no-presence"])
+
+    def test_one_node_cut_off_from_redis(self):
+        n0, n1 = self.nodes
+        proxy = self.cluster.proxies[1]
+        room = "rd-part"
+        check = asyncio.to_thread
+        # Detection needs the node's command watchdog (5 s by default) or its
+        # connect timeout; the deadline leaves room for a loaded machine.
+        detect = STEP + 10
+
+        async def go():
+            a = await Client.open(n0.port, "pa")
+            b = await Client.open(n1.port, "pb")
+            await a.join(room)
+            jb = await b.join(room)
+            await check(self.assertListing, "online", ["pa", "pb"])
+            replies = await publish_window(a, lambda i: ("send_to_room", {"room_id": room, "n": i}), 3)
+            await b.wait_room_seq(room, max(r["payload"]["seq"] for r in replies.values()))
+            proxy.blackhole()
+            await async_wait_until(lambda: http_status(n1.port, "/readyz") == 503, detect,
+                                   "the cut-off node reports not ready")
+            self.assertEqual(http_status(n0.port, "/readyz"), 200, "the other node is not affected")
+            r = await b.request("send_to_room", {"room_id": room, "n": 100})
+            self.assertEqual((r["type"], r["payload"].get("code")), ("error", "unavailable"), r)
+            # Its users vanish from the other node's listings after the presence timeout.
+            await check(self.assertListing, "online", ["pa"], [n0.port], 3 + STEP)
+            await check(self.assertListing, "members:" + room, ["pa"], [n0.port], 3 + STEP)
+            during = await publish_window(a, lambda i: ("send_to_room", {"room_id": room, "n": i}), 5, start=3)
+            self.assertEqual({x["type"] for x in during.values()}, {"ack"})
+            proxy.heal()
+            await async_wait_until(lambda: http_status(n1.port, "/readyz") == 200, detect,
+                                   "the node is ready again once it reaches Redis")
+            await check(self.assertListing, "online", ["pa", "pb"])
+            await check(self.assertListing, "members:" + room, ["pa", "pb"])
+            after = await publish_window(a, lambda i: ("send_to_room", {"room_id": room, "n": i}), 2, start=8)
+            last = max(x["payload"]["seq"] for x in after.values())
+            await b.wait_room_seq(room, last)
+            # b missed the partition's messages: it must get them, or be told
+            # (room_joined, recovered: false) -- never a silent gap, never twice.
+            pos = jb["seq"]
+            for m in b.log:
+                if m["type"] == "room_joined" and "id" not in m and m["payload"]["room_id"] == room:
+                    if m["payload"].get("recovered") is False:
+                        pos = m["payload"]["seq"]
+                elif m.get("room_id") == room and "seq" in m:
+                    self.assertEqual(m["seq"], pos + 1, "b: a silent gap or a duplicate: %r" % b.log)
+                    pos = m["seq"]
+            self.assertEqual(pos, last)
+            r = await b.request("send_to_room", {"room_id": room, "n": 200})
+            self.assertEqual(r["type"], "ack", r)
+            await a.wait_room_seq(room, r["payload"]["seq"])
+            for x in (a, b):
                 await x.close()
 
         run(go())
