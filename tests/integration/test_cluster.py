@@ -170,6 +170,8 @@ class ClusterTests(ClusterTestCase):
 
     def test_listings_are_the_same_from_every_node(self):
         n0, n1, n2 = (n.port for n in self.nodes)
+        ids = [n.node_id for n in self.nodes]
+        self.assertTrue(all(ids) and len(set(ids)) == 3, "each node logs its own node id: %r" % ids)
         ra, rb = "c-list-a", "c-list-b"
 
         async def go():
