@@ -353,7 +353,26 @@ static void publish(struct http_ctx *ctx, void *ud)
         pp.raw_len = raw_len;
     }
     json_t *resp;
-    if (room) {
+    if (hub_cluster(a->hub)) {
+        /* Cluster mode: the position comes from Redis after this answer. */
+        if (!hub_ready(a->hub)) {
+            json_decref(body);
+            STAT_INC(api_publish_refused[PE_UNAVAILABLE]);
+            http_respond_error(ctx, 503, "unavailable", "the cluster's Redis cannot be reached",
+                               "Retry-After: 1\r\n");
+            return;
+        }
+        if (room)
+            hub_publish_room(a->hub, json_string_value(room), t, &pp, NULL);
+        else if (user)
+            hub_publish_user(a->hub, json_string_value(user), t, &pp, NULL);
+        else
+            hub_publish_all(a->hub, t, &pp, NULL);
+        resp = room ? json_pack("{s:s, s:s}", "status", "queued", "room_id", json_string_value(room))
+               : user
+                   ? json_pack("{s:s, s:s}", "status", "queued", "user_id", json_string_value(user))
+                   : json_pack("{s:s, s:b}", "status", "queued", "broadcast", 1);
+    } else if (room) {
         uint64_t seq = hub_publish_room(a->hub, json_string_value(room), t, &pp, NULL);
         resp = seq ? json_pack("{s:s, s:s, s:I}", "status", "published", "room_id",
                                json_string_value(room), "seq", (json_int_t)seq)
@@ -376,6 +395,8 @@ static void readyz(struct http_ctx *ctx, void *ud)
     struct api *a = ud;
     if (atomic_load(&a->shutting_down))
         http_respond_error(ctx, 503, "shutting_down", "the server is shutting down", NULL);
+    else if (!hub_ready(a->hub))
+        http_respond_error(ctx, 503, "unavailable", "the cluster's Redis cannot be reached", NULL);
     else
         http_respond(ctx, 200, "application/json", NULL, "{\"status\":\"ready\"}\n", 19);
 }

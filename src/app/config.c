@@ -395,6 +395,16 @@ static const struct opt_def options[] = {
              "Repeatable (or comma-separated). The default keeps none for the live stats "
              "stream; giving any replaces it."},
 
+    {.name = "redis",
+     .kind = K_STRING,
+     FIELD(redis),
+     .group = G_HUB,
+     .metavar = "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]",
+     .flags = F_APPEND,
+     .help = "Cluster mode (docs/cluster.md): join the other nodes that use the same Redis. "
+             "Repeatable (or comma-separated): rooms and users are then sharded over the "
+             "instances. None: a single node, no Redis needed."},
+
     {.name = "auth",
      .kind = K_ENUM,
      FIELD(auth_mode),

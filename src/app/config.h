@@ -84,6 +84,7 @@ struct wh_config {
     uint32_t history_ttl_ms;     /* --history-ttl */
     uint64_t history_memory;     /* --history-memory: cap for all history */
     char *history_rules;         /* --history PATTERN:SIZE:TTL[,...] */
+    char *redis;                 /* --redis URL[,URL...]: cluster mode */
     /* TLS */
     char *tls_cert; /* --tls-cert FILE (PEM chain); with tls_key, every listener is TLS */
     char *tls_key;  /* --tls-key FILE (PEM private key) */

@@ -198,6 +198,35 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* --redis URL[,URL...]: cluster mode's instances (none: one node). */
+static int parse_redis(const char *spec, struct hub_config *hc)
+{
+    hc->n_redis = 0;
+    for (const char *p = spec; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *why = NULL;
+        if (hc->n_redis == NODE_MAX_REDIS) {
+            fprintf(stderr, "wshub: --redis: at most %d instances\n", NODE_MAX_REDIS);
+            return -1;
+        }
+        if (redis_url_parse(p, len, &hc->redis[hc->n_redis], &why) != 0) {
+            fprintf(stderr, "wshub: --redis: \"%.*s\": %s\n", (int)len, p, why ? why : "invalid");
+            return -1;
+        }
+        for (int i = 0; i < hc->n_redis; i++) {
+            const struct redis_url *a = &hc->redis[i], *b = &hc->redis[hc->n_redis];
+            if (!strcmp(a->host, b->host) && a->port == b->port && a->db == b->db) {
+                fprintf(stderr, "wshub: --redis: \"%.*s\" is given twice\n", (int)len, p);
+                return -1;
+            }
+        }
+        hc->n_redis++;
+        p = end ? end + 1 : p + len;
+    }
+    return 0;
+}
+
 static int resolve_ports(struct wh_server *s)
 {
     /* A probe socket without SO_REUSEPORT: fails if anyone else holds the port (even
@@ -404,6 +433,7 @@ static int server_prepare(struct wh_server *s, int n_workers)
         fprintf(stderr, "wshub: --history: %s\n", err);
         return -1;
     }
+    if (parse_redis(cfg->redis, &hc) < 0) return -1;
     s->n_streams = stream_parse_list(cfg->streams ? cfg->streams : "", s->streams, STREAMS_MAX, err,
                                      sizeof err);
     if (s->n_streams < 0) {
@@ -543,8 +573,11 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
         if (cfg->web)
             snprintf(page, sizeof page, " page=%s://%s%s%s:%u/", s->tls ? "https" : "http",
                      v6 ? "[" : "", any ? "localhost" : host, v6 ? "]" : "", s->ports[i]);
-        log_info("listening", "addr=%s port=%u threads=%d tls=%s%s", host[0] ? host : "0.0.0.0",
-                 s->ports[i], n, s->tls ? "on" : "off", page);
+        char node[64] = "";
+        if (hub_node_id(s->hub))
+            snprintf(node, sizeof node, " node=%s", hub_node_id(s->hub));
+        log_info("listening", "addr=%s port=%u threads=%d tls=%s%s%s", host[0] ? host : "0.0.0.0",
+                 s->ports[i], n, s->tls ? "on" : "off", node, page);
     }
     return s;
 }
@@ -623,6 +656,9 @@ void server_wait(struct wh_server *s)
 {
     for (int i = 0; i < s->n_workers; i++)
         pthread_join(s->workers[i].thread, NULL);
+    hub_cluster_stop(s->hub);
+    for (int i = 0; i < s->n_workers; i++)
+        loop_run_posts(s->workers[i].loop); /* the cluster's last answers */
     uint32_t flush = s->cfg->shutdown_timeout_ms < TELEMETRY_FLUSH_MS ? s->cfg->shutdown_timeout_ms
                                                                       : TELEMETRY_FLUSH_MS;
     telemetry_stop(flush); /* every span is in its ring now: the final flush */

@@ -317,6 +317,58 @@ int redis_conn_command(struct redis_conn *rc, redis_reply_cb cb, void *arg, int 
     return send_argv(rc, cb, arg, argc, argv, argvlen);
 }
 
+/* Every reply of a subscriber connection: hiredis routes the "message" and
+ * "(un)subscribe" arrays of every channel here (privdata: the connection). NULL when
+ * the connection goes: lost() reports that once. */
+static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    struct redis_conn *rc = priv;
+    const redisReply *reply = r;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) return;
+    const redisReply *kind = reply->element[0], *ch = reply->element[1], *pl = reply->element[2];
+    if (kind->type != REDIS_REPLY_STRING || ch->type != REDIS_REPLY_STRING) return;
+    if (kind->len == 7 && !memcmp(kind->str, "message", 7) && pl->type == REDIS_REPLY_STRING) {
+        rc->st.messages++;
+        rc->st.bytes_in += pl->len;
+        rc->o.on_message(rc, ch->str, ch->len, pl->str, pl->len, rc->arg);
+    } else if (kind->len == 9 && !memcmp(kind->str, "subscribe", 9)) {
+        rc->st.replies++;
+        if (rc->o.on_subscribed) rc->o.on_subscribed(rc, ch->str, ch->len, rc->arg);
+    } else {
+        rc->st.replies++;
+    }
+}
+
+int redis_conn_subscribe(struct redis_conn *rc, bool subscribe, int n, const char **channels,
+                         const size_t *lens)
+{
+    if (!rc->up || !rc->io.ac || rc->kill || n < 1 || !rc->o.on_message) {
+        rc->st.refused++;
+        return -1;
+    }
+    const char **argv = malloc(sizeof *argv * (size_t)(n + 1));
+    size_t *argl = malloc(sizeof *argl * (size_t)(n + 1));
+    char *cmd = NULL;
+    long long len = -1;
+    if (argv && argl) {
+        argv[0] = subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE";
+        argl[0] = strlen(argv[0]);
+        memcpy(argv + 1, channels, sizeof *argv * (size_t)n);
+        memcpy(argl + 1, lens, sizeof *argl * (size_t)n);
+        len = redisFormatCommandArgv(&cmd, n + 1, argv, argl);
+    }
+    free(argv);
+    free(argl);
+    if (len < 0) return -1;
+    int r = redisAsyncFormattedCommand(rc->io.ac, on_sub_reply, rc, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    if (r != REDIS_OK) return -1;
+    rc->st.commands++;
+    rc->st.bytes_out += (uint64_t)len;
+    return 0;
+}
+
 const struct redis_stats *redis_conn_stats(const struct redis_conn *rc)
 {
     return &rc->st;

@@ -40,6 +40,8 @@ struct redis_stats {
     uint64_t replies;       /* received, error replies included */
     uint64_t error_replies; /* "-ERR ..." and friends */
     uint64_t bytes_out;     /* RESP bytes of the commands sent */
+    uint64_t bytes_in;      /* payload bytes of the messages received (subscriber) */
+    uint64_t messages;      /* pub/sub messages received (subscriber) */
     uint64_t connects;      /* times the connection came up */
     uint64_t reconnects;    /* connection attempts after a failure */
     uint64_t failures;      /* failed attempts and lost connections */
@@ -49,6 +51,8 @@ struct redis_stats {
     uint64_t rtt_count, rtt_sum_us;
     uint64_t rtt_hist[REDIS_RTT_BUCKETS]; /* non-cumulative */
 };
+
+struct redis_conn;
 
 struct redis_conn_opts {
     struct redis_url url;
@@ -60,6 +64,13 @@ struct redis_conn_opts {
      * strings must outlive the connection), so that EVALSHA finds them from the first
      * command on and a connection's commands are never reordered by a NOSCRIPT retry. */
     const char *const *preload;
+    /* A subscriber connection (redis_conn_subscribe): messages go to on_message, and
+     * every channel's subscription is confirmed through on_subscribed. Such a
+     * connection takes no other command once it has subscribed. */
+    void (*on_message)(struct redis_conn *rc, const char *channel, size_t channel_len,
+                       const char *msg, size_t msg_len, void *arg);
+    void (*on_subscribed)(struct redis_conn *rc, const char *channel, size_t channel_len,
+                          void *arg);
 };
 
 struct redis_conn;
@@ -81,6 +92,13 @@ bool redis_conn_up(const struct redis_conn *rc);
  * not up (counted in refused) or out of memory; cb is then never called. */
 int redis_conn_command(struct redis_conn *rc, redis_reply_cb cb, void *arg, int argc,
                        const char **argv, const size_t *argvlen);
+
+/* SUBSCRIBE / UNSUBSCRIBE to n channels (a subscriber connection: opts.on_message set).
+ * Confirmations and messages come through the opts' callbacks, with the state
+ * callback's arg. Subscriptions do not survive a reconnect: the owner subscribes again
+ * when the state callback says up. Returns 0, or -1 when not up (nothing sent). */
+int redis_conn_subscribe(struct redis_conn *rc, bool subscribe, int n, const char **channels,
+                         const size_t *lens);
 
 const struct redis_stats *redis_conn_stats(const struct redis_conn *rc);
 

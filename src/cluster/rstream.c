@@ -8,7 +8,9 @@
 #include <string.h>
 #include <sys/random.h>
 
-/* KEYS: stream, seq, epoch. ARGV: frame, maxlen, ttl_ms, epoch candidate, channel.
+/* KEYS: stream, seq, epoch. ARGV: frame, maxlen, ttl_ms, epoch candidate, channel[,
+ * suffix]. With a suffix, the frame is ARGV[1] .. seq .. suffix: the position is
+ * spliced into the message itself (the hub's JSON ends with "seq":N and its trace ids).
  * A missing epoch or seq means the history is gone or never was: everything restarts
  * under a new epoch, so no client can mistake the new positions for the old ones. */
 static const char publish_lua[] =
@@ -19,11 +21,13 @@ static const char publish_lua[] =
     "  redis.call('SET', KEYS[3], epoch)\n"
     "end\n"
     "local seq = redis.call('INCR', KEYS[2])\n"
-    "redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'f', ARGV[1])\n"
+    "local frame = ARGV[1]\n"
+    "if ARGV[6] then frame = frame .. seq .. ARGV[6] end\n"
+    "redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'f', frame)\n"
     "if tonumber(ARGV[3]) > 0 then\n"
     "  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end\n"
     "end\n"
-    "redis.call('PUBLISH', ARGV[5], epoch .. ':' .. seq .. ':' .. ARGV[1])\n"
+    "redis.call('PUBLISH', ARGV[5], epoch .. ':' .. seq .. ':' .. frame)\n"
     "return {seq, epoch}\n";
 
 /* KEYS: stream, seq, epoch. ARGV: first id ("<since+1>-0"), count. Returns {epoch or
@@ -34,9 +38,28 @@ static const char read_lua[] = "local epoch = redis.call('GET', KEYS[3])\n"
                                "return {epoch, top, redis.call('XRANGE', KEYS[1], ARGV[1], "
                                "'+', 'COUNT', ARGV[2])}\n";
 
-const char *const rstream_scripts[] = {publish_lua, read_lua, NULL};
+/* KEYS: stream, seq, epoch. ARGV: epoch candidate, ttl_ms. The position now, the
+ * stream started (epoch, seq 0) when it does not exist, so that a member joining a
+ * room nobody has written to yet gets an epoch that the first publish keeps. */
+static const char anchor_lua[] =
+    "local epoch = redis.call('GET', KEYS[3])\n"
+    "local seq = redis.call('GET', KEYS[2])\n"
+    "if not epoch or not seq then\n"
+    "  epoch = ARGV[1]\n"
+    "  seq = '0'\n"
+    "  redis.call('DEL', KEYS[1])\n"
+    "  redis.call('SET', KEYS[3], epoch)\n"
+    "  redis.call('SET', KEYS[2], seq)\n"
+    "end\n"
+    "if tonumber(ARGV[2]) > 0 then\n"
+    "  redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
+    "  redis.call('PEXPIRE', KEYS[3], ARGV[2])\n"
+    "end\n"
+    "return {tonumber(seq), epoch}\n";
 
-static char publish_sha[41], read_sha[41];
+const char *const rstream_scripts[] = {publish_lua, read_lua, anchor_lua, NULL};
+
+static char publish_sha[41], read_sha[41], anchor_sha[41];
 static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
 
 static void sha_hex(const char *s, char out[41])
@@ -51,6 +74,7 @@ static void compute_shas(void)
 {
     sha_hex(publish_lua, publish_sha);
     sha_hex(read_lua, read_sha);
+    sha_hex(anchor_lua, anchor_sha);
 }
 
 /* One script call, kept until answered so that a NOSCRIPT can be retried with EVAL.
@@ -171,9 +195,18 @@ int rstream_publish(struct redis_conn *rc, const char *name, size_t name_len, co
                     size_t frame_len, uint32_t maxlen, uint32_t ttl_ms, rstream_publish_cb cb,
                     void *arg)
 {
+    return rstream_publish_split(rc, name, name_len, frame, frame_len, NULL, 0, maxlen, ttl_ms,
+                                 cb, arg);
+}
+
+int rstream_publish_split(struct redis_conn *rc, const char *name, size_t name_len,
+                          const void *frame, size_t frame_len, const void *suffix,
+                          size_t suffix_len, uint32_t maxlen, uint32_t ttl_ms,
+                          rstream_publish_cb cb, void *arg)
+{
     if (!redis_conn_up(rc) || maxlen == 0) return -1;
     struct call *c = call_new(rc, publish_lua, publish_sha, name, name_len,
-                              frame_len + 3 * 12 + RSTREAM_EPOCH_LEN + name_len + 8);
+                              frame_len + suffix_len + 3 * 12 + RSTREAM_EPOCH_LEN + name_len + 8);
     if (!c) return -1;
     char *p = c->buf;
     for (int i = 3; i < c->argc; i++)
@@ -189,7 +222,42 @@ int rstream_publish(struct redis_conn *rc, const char *name, size_t name_len, co
     p[7 + name_len] = '}';
     c->argv[c->argc] = p;
     c->lens[c->argc++] = 8 + name_len;
+    p += 8 + name_len;
+    if (suffix) add_arg(c, &p, suffix, suffix_len);
     c->done = publish_done;
+    c->cb.publish = cb;
+    c->arg = arg;
+    return call_send(c);
+}
+
+static void anchor_done(struct call *c, const redisReply *r)
+{
+    struct rstream_published res = {0};
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer >= 0 &&
+        r->element[1]->type == REDIS_REPLY_STRING && r->element[1]->len == RSTREAM_EPOCH_LEN) {
+        res.seq = (uint64_t)r->element[0]->integer;
+        memcpy(res.epoch, r->element[1]->str, RSTREAM_EPOCH_LEN);
+        c->cb.publish(c->arg, 0, &res);
+    } else {
+        c->cb.publish(c->arg, -1, NULL);
+    }
+}
+
+int rstream_anchor(struct redis_conn *rc, const char *name, size_t name_len, uint32_t ttl_ms,
+                   rstream_publish_cb cb, void *arg)
+{
+    if (!redis_conn_up(rc)) return -1;
+    struct call *c = call_new(rc, anchor_lua, anchor_sha, name, name_len, 64);
+    if (!c) return -1;
+    char *p = c->buf;
+    for (int i = 3; i < c->argc; i++)
+        p += c->lens[i];
+    char num[24], ep[RSTREAM_EPOCH_LEN + 1];
+    new_epoch(ep);
+    add_arg(c, &p, ep, RSTREAM_EPOCH_LEN);
+    add_arg(c, &p, num, (size_t)snprintf(num, sizeof num, "%u", ttl_ms));
+    c->done = anchor_done;
     c->cb.publish = cb;
     c->arg = arg;
     return call_send(c);

@@ -49,6 +49,17 @@ int rstream_publish(struct redis_conn *rc, const char *name, size_t name_len, co
                     size_t frame_len, uint32_t maxlen, uint32_t ttl_ms, rstream_publish_cb cb,
                     void *arg);
 
+/* The same, with the position spliced into the frame: frame .. seq .. suffix. */
+int rstream_publish_split(struct redis_conn *rc, const char *name, size_t name_len,
+                          const void *frame, size_t frame_len, const void *suffix,
+                          size_t suffix_len, uint32_t maxlen, uint32_t ttl_ms,
+                          rstream_publish_cb cb, void *arg);
+
+/* The stream's position now (res->seq = top, maybe 0), creating it (new epoch, top 0)
+ * when it does not exist; refreshes the TTL of its position. */
+int rstream_anchor(struct redis_conn *rc, const char *name, size_t name_len, uint32_t ttl_ms,
+                   rstream_publish_cb cb, void *arg);
+
 enum rstream_read_status {
     RSTREAM_READ_OK,    /* entries since+1 .. top, consecutive (maybe none) */
     RSTREAM_READ_GAP,   /* since+1 is no longer in the stream (or since > top) */

@@ -22,6 +22,7 @@ struct hist_stream {
     uint64_t acct; /* bytes accounted to this stream in the store's total */
     struct hist_store *st;
     _Atomic uint64_t last_use_ms; /* last append or release: eviction order and TTL */
+    atomic_bool live;             /* a mirror whose position is known (hist_set_live) */
     char *key;                    /* kind letter + name */
     UT_hash_handle hh;
 };
@@ -203,6 +204,24 @@ struct hist_stream *hist_get(struct hist_store *st, enum hist_kind kind, const c
 const char *hist_epoch(const struct hist_stream *s)
 {
     return s->epoch;
+}
+
+void hist_reset(struct hist_stream *s, const char *epoch, uint64_t top)
+{
+    if (s->ring) drop_all(s);
+    s->count = 0;
+    snprintf(s->epoch, sizeof s->epoch, "%s", epoch);
+    s->top = top;
+}
+
+void hist_set_live(struct hist_stream *s, bool live)
+{
+    atomic_store(&s->live, live);
+}
+
+bool hist_live(const struct hist_stream *s)
+{
+    return atomic_load(&s->live);
 }
 
 void hist_lock(struct hist_stream *s)

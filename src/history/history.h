@@ -109,8 +109,16 @@ struct hist_stream *hist_ref(struct hist_stream *s);
 /* Drops a reference; the stream's time to live counts from the last release. */
 void hist_unref(struct hist_stream *s);
 
-/* Fixed at creation: safe to read without the lock. */
+/* Fixed at creation for a stream of this node: safe to read without the lock. A
+ * mirror (below) changes it under the lock. */
 const char *hist_epoch(const struct hist_stream *s);
+
+/* Mirrors (cluster mode, hub/relay.c): the stream is kept in Redis and this one holds
+ * what this node received of it. live says its position is known (set once the
+ * position was read from Redis); reset, under the lock, drops what is kept and takes
+ * the position from Redis. */
+void hist_set_live(struct hist_stream *s, bool live);
+bool hist_live(const struct hist_stream *s);
 
 void hist_lock(struct hist_stream *s);
 void hist_unlock(struct hist_stream *s);
@@ -135,6 +143,8 @@ bool hist_can_resume(struct hist_stream *s, const char *epoch, uint64_t since);
  * the number copied (0 when after >= top), or -1 when position after + 1 is no longer
  * kept (a gap: the history moved on). */
 int hist_read(struct hist_stream *s, uint64_t after, struct hist_entry *out, int max);
+
+void hist_reset(struct hist_stream *s, const char *epoch, uint64_t top);
 
 /* The first kept position (top + 1 when none is kept). */
 uint64_t hist_first(struct hist_stream *s);

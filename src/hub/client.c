@@ -127,6 +127,40 @@ static void ack(struct client *c, json_t *id, const char *room, uint64_t seq)
     send_trace_end(&st);
 }
 
+void client_reply(struct client *c, const char *type, json_t *payload, json_t *id)
+{
+    reply(c, type, payload, id);
+}
+
+void client_reject(struct client *c, enum proto_err e, const char *msg, json_t *id)
+{
+    reject(c, e, msg, id);
+}
+
+/* ---- cluster mode: answers that come back from the cluster thread ---- */
+
+struct client *client_hold(struct client *c)
+{
+    c->holds++;
+    return c;
+}
+
+void client_release(struct client *c)
+{
+    if (--c->holds == 0 && c->closed) client_free(c);
+}
+
+void client_publish_done(struct client *c, json_t *id, const char *room, uint64_t seq, bool ok)
+{
+    if (!c->closed) {
+        if (ok)
+            ack(c, id, room, seq);
+        else
+            reject(c, PE_UNAVAILABLE, "the cluster's Redis cannot be reached: not sent", id);
+    }
+    client_release(c);
+}
+
 /* May this client send to / join `room`? Token patterns first, then policy. */
 static enum proto_err may_publish(struct client *c, const char *room)
 {
@@ -201,6 +235,11 @@ static int do_join(struct client *c, struct envelope *env)
             return reject(c, PE_TOO_LARGE, "too many rooms joined on this connection", env->id);
         if (!hub_ip_room_take(c->sh->hub, c->ip))
             return reject(c, PE_LIMIT_REACHED, "too many rooms joined from this address", env->id);
+        if (!hub_ready(c->sh->hub)) {
+            hub_ip_room_give(c->sh->hub, c->ip, 1);
+            relay_count_unavailable(c->sh->hub);
+            return reject(c, PE_UNAVAILABLE, "the cluster's Redis cannot be reached", env->id);
+        }
         int rc = shard_join(c, room, presence, &snap);
         if (rc < 0) {
             hub_ip_room_give(c->sh->hub, c->ip, 1);
@@ -209,10 +248,15 @@ static int do_join(struct client *c, struct envelope *env)
                        : reject(c, PE_INTERNAL, "could not join", env->id);
         }
         m = c->rooms[c->n_rooms - 1];
+        if (c->sh->hub->relay) /* room_joined once the room's position is known */
+            return join_wait(c, m, env->id, sv != NULL, since, epoch);
     }
     struct hist_stream *s = m->lr->room->stream;
-    json_t *p = json_pack("{s:s, s:I, s:s}", "room_id", room, "seq", (json_int_t)snap, "epoch",
-                          hist_epoch(s));
+    char ep[HIST_EPOCH_LEN + 1];
+    hist_lock(s);
+    snprintf(ep, sizeof ep, "%s", hist_epoch(s)); /* a mirror's changes under the lock */
+    hist_unlock(s);
+    json_t *p = json_pack("{s:s, s:I, s:s}", "room_id", room, "seq", (json_int_t)snap, "epoch", ep);
     if (sv && !already) {
         struct recover_trace rt;
         recover_trace_begin(&rt, NULL, "room", room, since);
@@ -267,6 +311,15 @@ static int do_send_room(struct client *c, struct envelope *env, bool chat)
     }
     struct membership *m = client_membership(c, room);
     uint64_t seq;
+    if (c->sh->hub->relay) { /* acked once Redis has given it its position */
+        int rc = relay_publish(c->sh->hub, HIST_ROOM, room, env->type_str, &payload, c->user, c,
+                               env->id);
+        json_decref(chatp);
+        if (rc != 0)
+            return reject(c, PE_UNAVAILABLE, "the cluster's Redis cannot be reached: not sent",
+                          env->id);
+        return 0;
+    }
     if (m) {
         seq = room_publish(c->sh->hub, m->lr->room, env->type_str, &payload, c->user, false);
     } else {
@@ -282,6 +335,13 @@ static int do_send_user(struct client *c, struct envelope *env)
     const char *user;
     enum proto_err e = envelope_name(env, "user_id", &user);
     if (e) return reject(c, e, "send_to_user needs a user_id string (1-128 bytes)", env->id);
+    if (c->sh->hub->relay) {
+        if (relay_publish(c->sh->hub, HIST_USER, user, env->type_str, &env->out, c->user, c,
+                          env->id) != 0)
+            return reject(c, PE_UNAVAILABLE, "the cluster's Redis cannot be reached: not sent",
+                          env->id);
+        return 0;
+    }
     hub_publish_user(c->sh->hub, user, env->type_str, &env->out, c->user);
     ack(c, env->id, NULL, 0);
     return 0;
@@ -291,6 +351,13 @@ static int do_broadcast(struct client *c, struct envelope *env)
 {
     bool allowed = c->sh->hub->cfg.client_broadcast || (c->has_id && c->id.can_broadcast);
     if (!allowed) return reject(c, PE_FORBIDDEN, "broadcast is not allowed", env->id);
+    if (c->sh->hub->relay) {
+        if (relay_publish(c->sh->hub, HIST_ROOM, NULL, env->type_str, &env->out, c->user, c,
+                          env->id) != 0)
+            return reject(c, PE_UNAVAILABLE, "the cluster's Redis cannot be reached: not sent",
+                          env->id);
+        return 0;
+    }
     hub_publish_all(c->sh->hub, env->type_str, &env->out, c->user);
     ack(c, env->id, NULL, 0);
     return 0;
@@ -459,6 +526,15 @@ static void open_session(struct client *c)
     }
     if (created) registry_user_stream(h, c->user, s);
     up->stream = s;
+    if (h->relay) { /* `session` once the stream's position is known */
+        up->pending = true;
+        up->live_from = UINT64_MAX;
+        if (relay_ask(c->sh, HIST_USER, c->user) != 0) {
+            up->pending = false;
+            up->live_from = 0;
+        }
+        return;
+    }
     hist_lock(s);
     uint64_t top = hist_top(s);
     up->live_from = top; /* what was in flight before now is not delivered twice */
@@ -595,6 +671,10 @@ static void on_close(struct ws_conn *ws, unsigned code)
     registry_user_remove(c->sh->hub, c->user);
     hub_release(c->sh->hub, c->ip);
     c->ws = NULL;
+    if (c->holds) { /* answers from the cluster are on their way: freed after them */
+        c->closed = true;
+        return;
+    }
     client_free(c);
 }
 

@@ -27,6 +27,7 @@
 
 #include "auth/ratelimit.h"
 #include "auth/token.h"
+#include "cluster/node.h"
 #include "history/history.h"
 #include "loop/loop.h"
 #include "proto/envelope.h"
@@ -54,6 +55,9 @@ struct hub_config {
     uint32_t max_conns_per_ip;    /* from one address (0: unlimited) */
     struct hist_config hist;      /* streams' history (history/history.h) */
     const struct auth *auth;      /* verifies `refresh` tokens; NULL: refresh refused */
+    /* Cluster mode (docs/cluster.md): the Redis instances (--redis), none: one node. */
+    struct redis_url redis[NODE_MAX_REDIS];
+    int n_redis;
 };
 
 struct hub;
@@ -161,6 +165,28 @@ int hub_history(struct hub *h, bool user, const char *id, uint64_t after, struct
 void hub_history_totals(struct hub *h, struct hist_totals *out);
 
 struct hub *hub_of(struct shard *sh);
+
+/* Cluster mode: hub_cluster says whether it is on; hub_ready whether every Redis
+ * instance is reachable (always true for one node: /readyz); the node's id (NULL for
+ * one node). Any thread. */
+bool hub_cluster(const struct hub *h);
+bool hub_ready(const struct hub *h);
+const char *hub_node_id(const struct hub *h);
+struct hub_cluster_stats {
+    struct node_stats redis;
+    int instances;
+    uint64_t published;   /* messages handed to Redis */
+    uint64_t received;    /* messages received from Redis */
+    uint64_t unavailable; /* publishes refused or lost because Redis was unreachable */
+    uint64_t resets;      /* streams whose epoch changed under live members */
+    uint64_t catchups;    /* streams this node had missed messages of (read back) */
+    uint64_t fetches;     /* reads of history from Redis for recoveries */
+};
+void hub_cluster_stats(const struct hub *h, struct hub_cluster_stats *out);
+/* Cluster mode: stops the cluster thread. Call after every worker's loop has ended
+ * and before their loops are destroyed, then run each worker loop's last posts
+ * (loop_run_posts): answers still on their way release what they hold. */
+void hub_cluster_stop(struct hub *h);
 
 /* Graceful shutdown, first step (any thread): from now on hub_closing is true and
  * the entry points refuse new messages (error shutting_down / HTTP 503). */

@@ -47,7 +47,10 @@ struct registry {
     uint64_t seed;                          /* of the rooms' member lists */
 };
 
-enum item_kind { IT_ROOM = 0, IT_USER = 1, IT_ALL = 2 };
+/* IT_*_ANCHOR (cluster mode, relay.c): a stream's position was read from Redis;
+ * frame NULL, seq the position, published_us the mirror's top before (members catch
+ * up from there), presence set when the epoch changed (members are told). */
+enum item_kind { IT_ROOM = 0, IT_USER = 1, IT_ALL = 2, IT_ROOM_ANCHOR = 3, IT_USER_ANCHOR = 4 };
 
 /* A delivery posted to a shard. Holds one reference to frame, room and target. */
 struct item {
@@ -70,12 +73,22 @@ struct inbox {
     struct loop_task task;
 };
 
+/* A join waiting for its room's position from Redis (cluster mode). */
+struct pending_join {
+    json_t *id; /* the envelope's, for room_joined */
+    uint64_t since, top;
+    bool has_since, probing;
+    char epoch[HIST_EPOCH_LEN + 1];
+};
+
 struct membership {
     struct client *c;
+    struct pending_join *pend; /* cluster mode: room_joined not sent yet */
     struct local_room *lr;
     uint32_t index; /* in lr->m */
     bool presence;  /* wants presence events of this room */
     bool replaying; /* a recovery is being sent from the history (replay.c) */
+    bool fetching;  /* cluster mode: waiting for positions read from Redis */
     /* Deliveries with seq <= live_from are skipped: they were in flight to this
      * shard when the member joined, or are being replayed (live_from = max). */
     uint64_t live_from;
@@ -120,6 +133,8 @@ struct client {
      * it with ?since= (docs/protocol.md "Recovery"), so others pay one pointer. */
     struct user_pos *upos;
     uint16_t n_replaying; /* memberships (and the user stream) replaying */
+    uint16_t holds;       /* cluster answers on their way (relay.c): freed after them */
+    bool closed;          /* closed while held */
     bool token_warned;    /* token_expiring sent for the current token */
 };
 
@@ -131,6 +146,8 @@ struct user_pos {
     uint64_t since;
     uint64_t live_from, cursor;
     bool replaying;
+    bool pending, probing; /* cluster mode: waiting for the position / a first read */
+    bool fetching;
     char epoch[HIST_EPOCH_LEN + 1]; /* the request's; "" when the client has none */
 };
 
@@ -164,6 +181,7 @@ struct hub {
     struct hist_store *hist;
     struct timer sweep;  /* on shard 0's loop: history expiry, once a second */
     atomic_bool closing; /* hub_begin_shutdown */
+    struct relay *relay; /* cluster mode (--redis), else NULL */
     /* Per-address listing buckets: a fixed table indexed by a keyed hash of the
      * address (bounded memory however many addresses; addresses that share a slot
      * share its bucket). Under q_mu. */
@@ -218,5 +236,51 @@ struct membership *client_membership(const struct client *c, const char *room);
 /* replay.c: sends what recovering memberships (and the user stream) missed, as far as
  * the client's send queue allows; called again when the queue drains. */
 void replay_pump(struct client *c);
+
+/* relay.c: cluster mode (h->relay set). */
+int relay_start(struct hub *h);
+void relay_stop(struct hub *h);
+/* The registry starts (on) and stops following a stream when this node gets its first
+ * local member (room) or connection (user) and loses its last. */
+void relay_watch(struct hub *h, enum hist_kind kind, const char *id, struct room *room,
+                 struct hist_stream *s, bool on);
+/* Publishes through Redis (id NULL: a broadcast). c (may be NULL) gets the ack or an
+ * `unavailable` error later, on its shard (client_publish_done). -1 when Redis is
+ * unreachable now (counted) or out of memory: nothing was sent. */
+int relay_publish(struct hub *h, enum hist_kind kind, const char *id, const char *type,
+                  const struct proto_payload *payload, const char *from, struct client *c,
+                  json_t *env_id);
+/* Reads up to max positions after since from Redis for c's recovery; the answer comes
+ * to client_fetch_done on c's shard. -1 when it cannot be asked. */
+int relay_fetch(struct client *c, bool user, const char *id, const char *epoch, uint64_t since,
+                uint32_t max);
+void relay_count_unavailable(struct hub *h);
+/* A join or session on sh waits for the stream's position: an anchor item comes to sh
+ * (client_room_anchor / client_user_anchor) once it is known. */
+int relay_ask(struct shard *sh, enum hist_kind kind, const char *id);
+
+struct relay_fetched {
+    bool ok; /* false: the position is gone from Redis (gap, other epoch) or Redis failed */
+    bool user;
+    const char *room; /* NULL for the user stream */
+    uint64_t since, top;
+    struct wh_msg **frames; /* positions since+1 .. since+n, borrowed */
+    uint32_t n;
+};
+
+/* client.c: answers from the cluster thread, on the client's shard. hold/release keep
+ * a closed client's memory until its last answer is back. */
+struct client *client_hold(struct client *c);
+void client_release(struct client *c);
+void client_publish_done(struct client *c, json_t *id, const char *room, uint64_t seq, bool ok);
+void client_fetch_done(struct client *c, const struct relay_fetched *res);
+void client_reply(struct client *c, const char *type, json_t *payload, json_t *id);
+void client_reject(struct client *c, enum proto_err e, const char *msg, json_t *id);
+/* joinwait.c: a new member's room_joined waits for the room's position (m->pend). */
+int join_wait(struct client *c, struct membership *m, json_t *id, bool has_since, uint64_t since,
+              const char *epoch);
+/* An anchor item reached this shard (relay.c's IT_*_ANCHOR). */
+void client_room_anchor(struct shard *sh, const struct item *it);
+void client_user_anchor(struct shard *sh, const struct item *it);
 
 #endif

@@ -82,8 +82,10 @@ void registry_user_add(struct hub *h, const char *user)
     if (u && u->conns++ == 0) {
         HASH_ADD_KEYPTR(hh, r->users, u->user, strlen(u->user), u);
         /* Keep the user's stream (if messages were ever sent to the user) while the
-         * user is online, so its position survives a quiet hour. */
-        u->stream = hist_get(h->hist, HIST_USER, user, false, NULL);
+         * user is online, so its position survives a quiet hour. In cluster mode it
+         * is the mirror of the user's stream in Redis, followed while online here. */
+        u->stream = hist_get(h->hist, HIST_USER, user, h->relay != NULL, NULL);
+        if (h->relay && u->stream) relay_watch(h, HIST_USER, user, NULL, u->stream, true);
     }
     pthread_mutex_unlock(&r->mu);
 }
@@ -97,6 +99,7 @@ void registry_user_remove(struct hub *h, const char *user)
     if (u && --u->conns == 0) {
         HASH_DEL(r->users, u);
         skl_remove(&r->user_order, u->user);
+        if (h->relay && u->stream) relay_watch(h, HIST_USER, user, NULL, NULL, false);
         hist_unref(u->stream); /* its time to live starts now */
         free(u->user);
         free(u);
@@ -149,6 +152,7 @@ struct room *registry_join(struct hub *h, const char *room_id, const char *user,
         atomic_init(&room->refs, 1); /* the registry's */
         skl_init(&room->by_user, r->seed ^ (uint64_t)(uintptr_t)room);
         HASH_ADD_KEYPTR(hh, r->rooms, room->id, strlen(room->id), room);
+        if (h->relay) relay_watch(h, HIST_ROOM, room_id, room, room->stream, true);
     }
     struct room_user *u;
     HASH_FIND_STR(room->users, user, u);
@@ -195,7 +199,8 @@ void registry_leave(struct hub *h, struct room *room, const char *user)
         free(u->user);
         free(u);
         room->n_users--;
-        if (h->cfg.presence && room->n_users > 0) {
+        /* In cluster mode other nodes may still have members. */
+        if (h->cfg.presence && (room->n_users > 0 || h->relay)) {
             json_t *p = presence_payload(room->id, user, "leave");
             {
                 struct proto_payload pp = proto_json(p);
@@ -208,6 +213,7 @@ void registry_leave(struct hub *h, struct room *room, const char *user)
              * (position, epoch, history) if it is still kept. */
             HASH_DEL(r->rooms, room);
             skl_remove(&r->room_order, room->id);
+            if (h->relay) relay_watch(h, HIST_ROOM, room->id, NULL, NULL, false);
             room_unref(room);
         }
     }

@@ -12,6 +12,8 @@
  * reads slower than the room publishes, beyond the history's size), the recovery
  * cannot be completed honestly: the connection is closed with 1013, the slow-consumer
  * answer, and the client's next recovery attempt gets `recovered: false`. */
+#include <string.h>
+
 #include "base/log.h"
 #include "base/stats.h"
 #include "hub/internal.h"
@@ -36,18 +38,38 @@ static int budget(const struct client *c)
     return n < REPLAY_BATCH ? (int)n : REPLAY_BATCH;
 }
 
+/* Cluster mode: the positions after the cursor that the mirror no longer (or never)
+ * held are read from Redis; the pump goes on when they are here (joinwait.c). */
+struct fetch_ctx {
+    bool *fetching;
+    bool user;
+    const char *id;
+};
+
 static enum pump pump_stream(struct client *c, struct hist_stream *s, uint64_t *cursor,
-                             uint64_t *live_from, bool presence)
+                             uint64_t *live_from, bool presence, const struct fetch_ctx *fx)
 {
     struct hist_entry buf[REPLAY_BATCH];
     for (;;) {
+        if (*fx->fetching) return PUMP_PAUSED;
         int max = budget(c);
         if (max == 0) return PUMP_PAUSED;
         hist_lock(s);
         int n = hist_read(s, *cursor, buf, max);
         if (n == 0) *live_from = hist_top(s); /* caught up: live from here */
+        uint64_t first = hist_first(s);
+        char epoch[HIST_EPOCH_LEN + 1];
+        memcpy(epoch, hist_epoch(s), sizeof epoch);
         hist_unlock(s);
         if (n == 0) return PUMP_DONE;
+        if (n < 0 && c->sh->hub->relay) {
+            uint64_t want = first - 1 - *cursor;
+            if (relay_fetch(c, fx->user, fx->id, epoch, *cursor,
+                            want < (uint64_t)max * 4 ? (uint32_t)want : (uint32_t)max * 4) != 0)
+                return PUMP_ABORT;
+            *fx->fetching = true;
+            return PUMP_PAUSED;
+        }
         if (n < 0) return PUMP_ABORT;
         const struct hub_config *cfg = &c->sh->hub->cfg;
         int i = 0;
@@ -92,13 +114,16 @@ void replay_pump(struct client *c)
     if (!ws || ws->state != WS_OPEN || conn_closed(&ws->c)) return;
     struct user_pos *up = c->upos;
     if (up && up->replaying) {
-        enum pump r = pump_stream(c, up->stream, &up->cursor, &up->live_from, true);
+        struct fetch_ctx fx = {&up->fetching, true, c->user};
+        enum pump r = pump_stream(c, up->stream, &up->cursor, &up->live_from, true, &fx);
         if (!finish(c, r, &up->replaying) || r == PUMP_PAUSED) return;
     }
     for (uint32_t i = 0; i < c->n_rooms && c->n_replaying; i++) {
         struct membership *m = c->rooms[i];
         if (!m->replaying) continue;
-        enum pump r = pump_stream(c, m->lr->room->stream, &m->cursor, &m->live_from, m->presence);
+        struct fetch_ctx fx = {&m->fetching, false, m->lr->room->id};
+        enum pump r =
+            pump_stream(c, m->lr->room->stream, &m->cursor, &m->live_from, m->presence, &fx);
         if (!finish(c, r, &m->replaying) || r == PUMP_PAUSED) return;
     }
 }

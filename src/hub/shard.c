@@ -97,6 +97,12 @@ static uint64_t deliver_item(struct shard *sh, struct item *it)
         }
         break;
     }
+    case IT_ROOM_ANCHOR:
+        client_room_anchor(sh, it);
+        break;
+    case IT_USER_ANCHOR:
+        client_user_anchor(sh, it);
+        break;
     case IT_ALL: {
         struct local_user *lu, *t;
         HASH_ITER(hh, sh->users, lu, t)
@@ -280,6 +286,10 @@ static uint64_t stream_publish(struct hub *h, struct hist_stream *s, enum item_k
 uint64_t room_publish(struct hub *h, struct room *room, const char *type,
                       const struct proto_payload *payload, const char *from, bool presence)
 {
+    if (h->relay) { /* the position comes from Redis, the delivery with it */
+        relay_publish(h, HIST_ROOM, room->id, type, payload, from, NULL, NULL);
+        return 0;
+    }
     struct pub_trace pt;
     int64_t recipients = 0;
     if (pub_trace_begin(&pt, type, "room", room->id))
@@ -294,6 +304,10 @@ uint64_t room_publish(struct hub *h, struct room *room, const char *type,
 uint64_t hub_publish_room(struct hub *h, const char *room_id, const char *type,
                           const struct proto_payload *payload, const char *from)
 {
+    if (h->relay) { /* members may be on any node: 0, the position comes later */
+        relay_publish(h, HIST_ROOM, room_id, type, payload, from, NULL, NULL);
+        return 0;
+    }
     struct room *room = registry_find(h, room_id);
     if (room) {
         uint64_t seq = room_publish(h, room, type, payload, from, false);
@@ -314,6 +328,10 @@ uint64_t hub_publish_user(struct hub *h, const char *user, const char *type,
                           const struct proto_payload *payload, const char *from)
 {
     uint64_t seq = 0;
+    if (h->relay) {
+        relay_publish(h, HIST_USER, user, type, payload, from, NULL, NULL);
+        return 0;
+    }
     struct pub_trace pt;
     int64_t recipients = 0;
     if (pub_trace_begin(&pt, type, "user", user)) recipients = user_conns(h, user);
@@ -335,6 +353,10 @@ uint64_t hub_publish_user(struct hub *h, const char *user, const char *type,
 void hub_publish_all(struct hub *h, const char *type, const struct proto_payload *payload,
                      const char *from)
 {
+    if (h->relay) {
+        relay_publish(h, HIST_ROOM, NULL, type, payload, from, NULL, NULL);
+        return;
+    }
     struct pub_trace pt;
     int64_t recipients = 0;
     if (pub_trace_begin(&pt, type, "all", NULL)) recipients = (int64_t)atomic_load(&h->conns);
@@ -479,6 +501,10 @@ int shard_leave(struct client *c, struct membership *m)
         }
     }
     if (m->replaying) c->n_replaying--;
+    if (m->pend) {
+        json_decref(m->pend->id);
+        free(m->pend);
+    }
     free(m);
     registry_leave(sh->hub, room, c->user);
     local_room_drop_if_empty(sh, lr);
@@ -505,6 +531,10 @@ struct hub *hub_create(const struct hub_config *cfg, int n_shards)
     }
     for (int i = 0; i < n_shards; i++) {
         struct shard *sh = &h->shards[i];
+        sh->inbox.w.fd = -1;
+    }
+    for (int i = 0; i < n_shards; i++) {
+        struct shard *sh = &h->shards[i];
         sh->idx = i;
         sh->hub = h;
         pthread_mutex_init(&sh->inbox.mu, NULL);
@@ -515,6 +545,10 @@ struct hub *hub_create(const struct hub_config *cfg, int n_shards)
             hub_destroy(h);
             return NULL;
         }
+    }
+    if (cfg->n_redis > 0 && relay_start(h) != 0) {
+        hub_destroy(h);
+        return NULL;
     }
     return h;
 }
@@ -560,6 +594,7 @@ void hub_shard_detach(struct shard *sh)
 void hub_destroy(struct hub *h)
 {
     if (!h) return;
+    relay_stop(h); /* normally done already (hub_cluster_stop) */
     for (int i = 0; h->shards && i < h->n_shards; i++) {
         struct shard *sh = &h->shards[i];
         for (size_t k = 0; k < sh->inbox.n; k++)

@@ -285,6 +285,11 @@ static void wake_cb(struct loop *loop, struct io_watch *w, uint32_t events)
     uint64_t n;
     ssize_t r = read(w->fd, &n, sizeof n);
     (void)r;
+    loop_run_posts(loop);
+}
+
+void loop_run_posts(struct loop *loop)
+{
     pthread_mutex_lock(&loop->post_mu);
     struct post_item *p = loop->post_head;
     loop->post_head = loop->post_tail = NULL;

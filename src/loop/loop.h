@@ -75,6 +75,10 @@ void loop_defer(struct loop *loop, struct loop_task *t);
  * -ENOMEM. */
 int loop_post(struct loop *loop, void (*fn)(struct loop *, void *), void *arg);
 
+/* Runs the posts waiting now (what the loop does when woken). For a loop that no longer
+ * runs, from the thread that owns it after it stopped: work posted late is not lost. */
+void loop_run_posts(struct loop *loop);
+
 /* Monotonic milliseconds, cached at the start of each turn (cheap; good enough for
  * deadlines). loop_now_update refreshes it. */
 uint64_t loop_now(const struct loop *loop);

@@ -27,6 +27,7 @@ static const char *const err_codes[PE_COUNT] = {
     [PE_INTERNAL] = "internal",
     [PE_SHUTTING_DOWN] = "shutting_down",
     [PE_LIMIT_REACHED] = "limit_reached",
+    [PE_UNAVAILABLE] = "unavailable",
 };
 
 const char *proto_err_code(enum proto_err e)
@@ -236,8 +237,11 @@ static int put_trace_ids(const struct trace_ctx *t)
     return scratch_put(buf, 75, &scratch);
 }
 
-struct wh_msg *proto_frame(const char *type, const struct proto_payload *payload, const char *from,
-                           const char *room, uint64_t seq, json_t *id)
+/* The message's JSON text into the thread's scratch buffer. With split, the text
+ * stops its seq member after "\"seq\":" and *split records that length (the digits
+ * are the cluster's to put there). Returns 0, or -1 out of memory. */
+static int build_text(const char *type, const struct proto_payload *payload, const char *from,
+                      const char *room, uint64_t seq, json_t *id, size_t *split)
 {
     char ts[40], num[32];
     proto_timestamp(ts, sizeof ts);
@@ -254,7 +258,10 @@ struct wh_msg *proto_frame(const char *type, const struct proto_payload *payload
     bad = bad || put_lit(",\"timestamp\":\"") || put_lit(ts) || put_lit("\"");
     if (from) bad = bad || put_lit(",\"from\":") || put_str(from);
     if (room) bad = bad || put_lit(",\"room_id\":") || put_str(room);
-    if (seq) {
+    if (split) {
+        bad = bad || put_lit(",\"seq\":");
+        *split = scratch.len;
+    } else if (seq) {
         snprintf(num, sizeof num, ",\"seq\":%llu", (unsigned long long)seq);
         bad = bad || put_lit(num);
     }
@@ -263,10 +270,30 @@ struct wh_msg *proto_frame(const char *type, const struct proto_payload *payload
               json_dump_callback(id, scratch_put, &scratch, JSON_COMPACT | JSON_ENCODE_ANY) != 0;
     if (trace_on() && trace_out) bad = bad || put_trace_ids(trace_out);
     bad = bad || put_lit("}");
+    return bad ? -1 : 0;
+}
+
+struct wh_msg *proto_frame(const char *type, const struct proto_payload *payload, const char *from,
+                           const char *room, uint64_t seq, json_t *id)
+{
+    int bad = build_text(type, payload, from, room, seq, id, NULL);
     struct wh_msg *m = bad ? NULL : proto_text_frame(scratch.buf, scratch.len);
     /* Keep a modest buffer for the next message; give back a big one. */
     if (scratch.cap > 64 * 1024) proto_thread_cleanup();
     return m;
+}
+
+char *proto_text_split(const char *type, const struct proto_payload *payload, const char *from,
+                       const char *room, size_t *len, size_t *split)
+{
+    char *out = NULL;
+    if (build_text(type, payload, from, room, 0, NULL, split) == 0 &&
+        (out = malloc(scratch.len ? scratch.len : 1))) {
+        memcpy(out, scratch.buf, scratch.len);
+        *len = scratch.len;
+    }
+    if (scratch.cap > 64 * 1024) proto_thread_cleanup();
+    return out;
 }
 
 /* ---- locating a member in validated JSON text ---- */

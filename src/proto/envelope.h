@@ -45,6 +45,7 @@ enum proto_err {
     PE_INTERNAL,
     PE_SHUTTING_DOWN, /* the server is shutting down: the message was not taken */
     PE_LIMIT_REACHED, /* a node-wide or per-address limit (rooms) is used up */
+    PE_UNAVAILABLE,   /* cluster mode: Redis cannot be reached; the message was not taken */
     PE_COUNT
 };
 
@@ -110,6 +111,13 @@ enum proto_err proto_type_check(json_t *v, const char **detail);
  * NULL ({}); from, room, id optional; seq 0 means absent. NULL on allocation failure. */
 struct wh_msg *proto_frame(const char *type, const struct proto_payload *payload, const char *from,
                            const char *room, uint64_t seq, json_t *id);
+
+/* The same JSON text, unframed and cut where the seq's digits go: a malloc'd text
+ * whose first *split bytes end with "seq": and whose rest follows the number (the
+ * cluster's publish script splices the position Redis assigns in between). NULL on
+ * allocation failure. */
+char *proto_text_split(const char *type, const struct proto_payload *payload, const char *from,
+                       const char *room, size_t *len, size_t *split);
 
 /* Shorthand for a payload held as a jansson value. */
 static inline struct proto_payload proto_json(json_t *j)

@@ -1,0 +1,729 @@
+/* Cluster mode (--redis): the hub's rooms and users joined to the same rooms and users
+ * of other nodes through Redis (docs/cluster.md).
+ *
+ * The position of every stream (room or user) is Redis's: a publish goes to the
+ * cluster thread (cluster/node.h), which runs the publish script on the stream's
+ * instance; the script assigns the seq, keeps the message in the stream and publishes
+ * it on the stream's channel. Every node with local members is subscribed to that
+ * channel, and delivers what it receives — its own messages included — in the order
+ * of the positions, so all members on all nodes see one order.
+ *
+ * Each watched stream has a mirror here: the node's own hist_stream, whose position
+ * follows Redis (epoch, top) and whose history is what this node received. Members
+ * join, recover and go live against the mirror exactly as on a single node (the
+ * mirror is appended to and posted to the shards under its lock, as stream_publish
+ * does); what the mirror does not hold is read from Redis (relay_fetch).
+ *
+ * Anchoring: when a stream's subscription is in place (first watch, or again after
+ * the subscriber connection came back), its position is read from Redis (the anchor
+ * script). Messages received meanwhile are buffered. Then:
+ *   - first anchor: the mirror takes the position; an anchor item tells the shards,
+ *     whose pending joins and sessions complete from that position;
+ *   - same epoch again: members go on from where they were, catching up from Redis
+ *     what this node missed (the anchor item carries the old top);
+ *   - another epoch (Redis lost its data, or the stream expired): members are told
+ *     `recovered: false` with the new position.
+ * An anchor item travels through the shards' inboxes, so it is ordered with the
+ * deliveries exactly (posted under the mirror's lock, before the buffered messages).
+ *
+ * Threads: relay_* entry points run on workers; the rest on the cluster thread;
+ * results go back to a worker with loop_post. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/stats.h"
+#include "cluster/node.h"
+#include "cluster/rstream.h"
+#include "hub/internal.h"
+
+#define BUFFER_MAX 10000 /* messages held per stream while its position is read */
+#define FETCH_MAX  256   /* entries per read from Redis */
+
+struct pend {
+    uint64_t seq;
+    char epoch[RSTREAM_EPOCH_LEN + 1];
+    struct wh_msg *frame;
+};
+
+/* A watched stream, on the cluster thread. */
+struct rstate {
+    enum hist_kind kind;
+    struct room *room;     /* HIST_ROOM: a reference */
+    struct wh_msg *target; /* HIST_USER: the user id, shared with the items */
+    struct hist_stream *s; /* the mirror; a reference */
+    int inst;
+    bool anchoring; /* subscribed, position being read: messages are buffered */
+    bool overflow;  /* the buffer overflowed: anchor again once this one is done */
+    uint32_t gen;
+    struct pend *buf;
+    uint32_t n, cap;
+    size_t name_len;
+    UT_hash_handle hh;
+    char name[]; /* "room:<id>" or "user:<id>" */
+};
+
+struct relay {
+    struct hub *h;
+    struct node *node;
+    struct rstate *streams; /* cluster thread only */
+    atomic_uint_fast64_t published, received, unavailable, resets, catchups, fetches;
+};
+
+static void deliver(struct relay *r, struct rstate *rs, uint64_t seq, const char *epoch,
+                    struct wh_msg *frame);
+
+/* ---- helpers ---- */
+
+static bool is_presence(const char *json, size_t len)
+{
+    static const char pre[] = "{\"type\":\"presence\"";
+    return len >= sizeof pre - 1 && !memcmp(json, pre, sizeof pre - 1);
+}
+
+/* A server frame's header: 2, 4 or 10 bytes by its payload length (never masked). */
+static size_t frame_header_len(const struct wh_msg *f)
+{
+    uint8_t l = f->len >= 2 ? f->data[1] & 0x7f : 0;
+    return l == 126 ? 4 : l == 127 ? 10 : 2;
+}
+
+static size_t stream_name(enum hist_kind kind, const char *id, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s:%s", kind == HIST_ROOM ? "room" : "user", id);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+static struct rstate *find(struct relay *r, const char *name, size_t len)
+{
+    struct rstate *rs;
+    HASH_FIND(hh, r->streams, name, len, rs);
+    return rs;
+}
+
+static void post_item(struct hub *h, const struct item *tmpl)
+{
+    for (int i = 0; i < h->n_shards; i++) {
+        struct item it = *tmpl;
+        if (it.frame) msg_ref(it.frame);
+        if (it.room) room_ref(it.room);
+        if (it.target) msg_ref(it.target);
+        inbox_push(&h->shards[i], &it);
+    }
+}
+
+/* ---- watching ---- */
+
+struct watch_job {
+    struct relay *r;
+    bool on;
+    enum hist_kind kind;
+    struct room *room;
+    struct wh_msg *target;
+    struct hist_stream *s;
+    size_t name_len;
+    char name[];
+};
+
+static void rstate_free(struct rstate *rs)
+{
+    for (uint32_t i = 0; i < rs->n; i++)
+        msg_unref(rs->buf[i].frame);
+    free(rs->buf);
+    if (rs->room) room_unref(rs->room);
+    if (rs->target) msg_unref(rs->target);
+    if (rs->s) hist_unref(rs->s);
+    free(rs);
+}
+
+static void watch_run(void *arg)
+{
+    struct watch_job *j = arg;
+    struct relay *r = j->r;
+    struct rstate *rs = find(r, j->name, j->name_len);
+    if (j->on && !rs && (rs = calloc(1, sizeof *rs + j->name_len + 1))) {
+        memcpy(rs->name, j->name, j->name_len);
+        rs->name_len = j->name_len;
+        rs->kind = j->kind;
+        rs->room = j->room, j->room = NULL;
+        rs->target = j->target, j->target = NULL;
+        rs->s = j->s, j->s = NULL;
+        rs->inst = node_instance_of(r->node, rs->name, rs->name_len);
+        rs->anchoring = true; /* until the subscription is confirmed and read */
+        HASH_ADD(hh, r->streams, name, rs->name_len, rs);
+        node_watch(r->node, rs->name, rs->name_len, 1);
+    } else if (!j->on && rs) {
+        HASH_DEL(r->streams, rs);
+        node_watch(r->node, rs->name, rs->name_len, -1);
+        hist_set_live(rs->s, false); /* its position is no longer followed */
+        rstate_free(rs);
+    }
+    if (j->room) room_unref(j->room);
+    if (j->target) msg_unref(j->target);
+    if (j->s) hist_unref(j->s);
+    free(j);
+}
+
+void relay_watch(struct hub *h, enum hist_kind kind, const char *id, struct room *room,
+                 struct hist_stream *s, bool on)
+{
+    struct relay *r = h->relay;
+    char name[HIST_MAX_NAME + 8];
+    size_t len = stream_name(kind, id, name, sizeof name);
+    struct watch_job *j = len ? calloc(1, sizeof *j + len + 1) : NULL;
+    if (!j) {
+        log_error("cluster: out of memory, stream not followed", "stream=%s", id);
+        return;
+    }
+    *j = (struct watch_job){.r = r, .on = on, .kind = kind, .name_len = len};
+    memcpy(j->name, name, len);
+    if (on) {
+        j->room = room ? room_ref(room) : NULL;
+        j->s = hist_ref(s);
+        if (kind == HIST_USER && (j->target = msg_new(strlen(id) + 1)))
+            memcpy(j->target->data, id, strlen(id) + 1);
+    }
+    if (node_post(r->node, watch_run, j) != 0) {
+        if (j->room) room_unref(j->room);
+        if (j->target) msg_unref(j->target);
+        if (j->s) hist_unref(j->s);
+        free(j);
+    }
+}
+
+/* ---- anchoring ---- */
+
+struct anchor_job {
+    struct relay *r;
+    uint32_t gen;
+    size_t name_len;
+    char name[];
+};
+
+static void anchor_start(struct relay *r, struct rstate *rs);
+
+/* The anchor item: frame NULL; seq the position now; published_us the mirror's top
+ * before (catch-up from there); presence set when the epoch changed. */
+static void post_anchor(struct relay *r, struct rstate *rs, uint64_t top, uint64_t old_top,
+                        bool reset)
+{
+    struct item it = {.kind = rs->kind == HIST_ROOM ? IT_ROOM_ANCHOR : IT_USER_ANCHOR,
+                      .presence = reset,
+                      .room = rs->room,
+                      .target = rs->target,
+                      .seq = top,
+                      .published_us = old_top};
+    post_item(r->h, &it);
+}
+
+static void anchor_done(void *arg, int ok, const struct rstream_published *res)
+{
+    struct anchor_job *j = arg;
+    struct relay *r = j->r;
+    struct rstate *rs = find(r, j->name, j->name_len);
+    if (!rs || rs->gen != j->gen) { /* gone, or anchored again since */
+        free(j);
+        return;
+    }
+    free(j);
+    if (ok != 0) {
+        /* The command connection went down: anchored again when it is back. */
+        log_warn("cluster: could not read a stream's position", "stream=%s", rs->name);
+        return;
+    }
+    struct hist_stream *s = rs->s;
+    hist_lock(s);
+    bool was_live = hist_live(s);
+    bool same = !strcmp(res->epoch, hist_epoch(s));
+    uint64_t old_top = hist_top(s);
+    if (!same || res->seq != old_top) hist_reset(s, res->epoch, res->seq);
+    hist_set_live(s, true);
+    rs->anchoring = false;
+    /* First anchor: joins wait for it. Again with the same epoch: members catch up
+     * from old_top. Another epoch: members are told. */
+    bool reset = was_live && (!same || res->seq < old_top);
+    if (reset) atomic_fetch_add(&r->resets, 1);
+    if (was_live && same && res->seq > old_top) atomic_fetch_add(&r->catchups, 1);
+    post_anchor(r, rs, res->seq, was_live && same ? old_top : res->seq, reset);
+    hist_unlock(s);
+    /* What arrived while the position was read: those after it, in order. */
+    struct pend *buf = rs->buf;
+    uint32_t n = rs->n;
+    rs->buf = NULL, rs->n = rs->cap = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        deliver(r, rs, buf[i].seq, buf[i].epoch, buf[i].frame);
+        msg_unref(buf[i].frame);
+    }
+    free(buf);
+    if (rs->overflow) {
+        rs->overflow = false;
+        anchor_start(r, rs);
+    }
+}
+
+static void anchor_start(struct relay *r, struct rstate *rs)
+{
+    rs->anchoring = true;
+    rs->gen++;
+    struct anchor_job *j = malloc(sizeof *j + rs->name_len + 1);
+    if (!j) return;
+    *j = (struct anchor_job){.r = r, .gen = rs->gen, .name_len = rs->name_len};
+    memcpy(j->name, rs->name, rs->name_len + 1);
+    struct hist_limits lim = hist_limits_for(&r->h->cfg.hist, rs->kind, rs->name + 5);
+    struct redis_conn *rc = node_cmd(r->node, rs->inst);
+    if (!rc || rstream_anchor(rc, rs->name, rs->name_len, (uint32_t)lim.ttl_ms,
+                       anchor_done, j) != 0)
+        free(j); /* down: anchored when the instance is back (on_state) */
+}
+
+static void on_subscribed(void *arg, const char *stream, size_t len)
+{
+    struct relay *r = arg;
+    struct rstate *rs = find(r, stream, len);
+    if (rs) anchor_start(r, rs);
+}
+
+static void on_state(void *arg, int inst, bool up)
+{
+    struct relay *r = arg;
+    log_info(up ? "cluster: redis instance up" : "cluster: redis instance down", "instance=%d",
+             inst);
+    if (!up) return;
+    /* Anchors that failed while the command connection was down. */
+    struct rstate *rs, *tmp;
+    HASH_ITER(hh, r->streams, rs, tmp)
+    {
+        if (rs->inst == inst && rs->anchoring) anchor_start(r, rs);
+    }
+}
+
+/* ---- receiving ---- */
+
+/* A message in the stream's order to the mirror and every shard, under the mirror's
+ * lock (as stream_publish does for a single node). */
+static void deliver(struct relay *r, struct rstate *rs, uint64_t seq, const char *epoch,
+                    struct wh_msg *frame)
+{
+    struct hist_stream *s = rs->s;
+    hist_lock(s);
+    uint64_t top = hist_top(s);
+    if (!strcmp(epoch, hist_epoch(s)) && seq <= top) { /* already had it */
+        hist_unlock(s);
+        return;
+    }
+    if (strcmp(epoch, hist_epoch(s)) || seq != top + 1) {
+        /* A gap or a new epoch under a live subscription: read the position again
+         * (members catch up or are told). */
+        hist_unlock(s);
+        log_info("cluster: stream out of step, reading its position again", "stream=%s",
+                 rs->name);
+        anchor_start(r, rs);
+        return;
+    }
+    size_t off = frame_header_len(frame);
+    bool presence = is_presence((const char *)frame->data + off, frame->len - off);
+    hist_append(s, frame, presence);
+    struct item it = {.kind = rs->kind == HIST_ROOM ? IT_ROOM : IT_USER,
+                      .presence = presence,
+                      .frame = frame,
+                      .room = rs->room,
+                      .target = rs->target,
+                      .seq = seq,
+                      .published_us = stats_now_us()};
+    post_item(r->h, &it);
+    hist_unlock(s);
+    hist_enforce_cap(r->h->hist);
+}
+
+static void on_message(void *arg, const char *stream, size_t stream_len, const char *msg,
+                       size_t len)
+{
+    struct relay *r = arg;
+    atomic_fetch_add_explicit(&r->received, 1, memory_order_relaxed);
+    if (!stream) { /* a broadcast: the JSON text as it is */
+        struct wh_msg *frame = proto_text_frame(msg, len);
+        if (!frame) return;
+        struct item it = {.kind = IT_ALL, .frame = frame, .published_us = stats_now_us()};
+        post_item(r->h, &it);
+        msg_unref(frame);
+        return;
+    }
+    struct rstate *rs = find(r, stream, stream_len);
+    struct rstream_published hdr;
+    const char *json;
+    size_t jl;
+    if (!rs || rstream_msg_parse(msg, len, &hdr, &json, &jl) != 0) return;
+    struct wh_msg *frame = proto_text_frame(json, jl);
+    if (!frame) return;
+    if (rs->anchoring) {
+        if (rs->n == BUFFER_MAX) {
+            rs->overflow = true; /* read the position again after this anchor */
+        } else {
+            if (rs->n == rs->cap) {
+                uint32_t nc = rs->cap ? rs->cap * 2 : 16;
+                struct pend *nb = realloc(rs->buf, nc * sizeof *nb);
+                if (!nb) {
+                    rs->overflow = true;
+                    msg_unref(frame);
+                    return;
+                }
+                rs->buf = nb, rs->cap = nc;
+            }
+            rs->buf[rs->n].seq = hdr.seq;
+            memcpy(rs->buf[rs->n].epoch, hdr.epoch, sizeof hdr.epoch);
+            rs->buf[rs->n++].frame = msg_ref(frame);
+        }
+    } else {
+        deliver(r, rs, hdr.seq, hdr.epoch, frame);
+    }
+    msg_unref(frame);
+}
+
+/* ---- publishing ---- */
+
+struct pub_job {
+    struct relay *r;
+    struct shard *origin;
+    struct client *c; /* held (client_hold) until the answer is back on origin */
+    json_t *id;       /* the envelope's, for the ack; touched on origin only */
+    bool broadcast;
+    int inst, ok;
+    uint32_t maxlen, ttl_ms;
+    uint64_t seq;
+    char *text;
+    size_t text_len, split, name_len;
+    char name[];
+};
+
+static void pub_back(struct loop *loop, void *arg)
+{
+    (void)loop;
+    struct pub_job *j = arg;
+    const char *room = !strncmp(j->name, "room:", 5) ? j->name + 5 : NULL;
+    client_publish_done(j->c, j->id, room, j->seq, j->ok == 0);
+    json_decref(j->id);
+    free(j->text);
+    free(j);
+}
+
+static void pub_finish(struct pub_job *j)
+{
+    if (j->ok != 0) atomic_fetch_add(&j->r->unavailable, 1);
+    if (j->c && loop_post(j->origin->loop, pub_back, j) == 0) return;
+    json_decref(j->id); /* no client waits (or no memory to tell it) */
+    free(j->text);
+    free(j);
+}
+
+static void pub_done(void *arg, int ok, const struct rstream_published *res)
+{
+    struct pub_job *j = arg;
+    j->ok = ok;
+    if (ok == 0) j->seq = res->seq;
+    pub_finish(j);
+}
+
+static void bcast_done(struct redis_conn *rc, const redisReply *reply, void *arg)
+{
+    (void)rc;
+    struct pub_job *j = arg;
+    j->ok = reply && reply->type == REDIS_REPLY_INTEGER ? 0 : -1;
+    pub_finish(j);
+}
+
+static void pub_run(void *arg)
+{
+    struct pub_job *j = arg;
+    struct redis_conn *rc = node_cmd(j->r->node, j->inst);
+    int rv = -1;
+    if (!rc) {
+    } else if (j->broadcast) {
+        const char *argv[3] = {"PUBLISH", "wshub:{all}", j->text};
+        size_t lens[3] = {7, 11, j->text_len};
+        rv = redis_conn_command(rc, bcast_done, j, 3, argv, lens);
+    } else {
+        rv = rstream_publish_split(rc, j->name, j->name_len, j->text, j->split,
+                                   j->text + j->split, j->text_len - j->split, j->maxlen,
+                                   j->ttl_ms, pub_done, j);
+    }
+    if (rv != 0) {
+        j->ok = -1;
+        pub_finish(j);
+    }
+}
+
+int relay_publish(struct hub *h, enum hist_kind kind, const char *id, const char *type,
+                  const struct proto_payload *payload, const char *from, struct client *c,
+                  json_t *env_id)
+{
+    struct relay *r = h->relay;
+    if (!node_ready(r->node)) {
+        atomic_fetch_add(&r->unavailable, 1);
+        return -1;
+    }
+    char name[HIST_MAX_NAME + 8];
+    size_t nl = id ? stream_name(kind, id, name, sizeof name) : 0;
+    struct pub_job *j = calloc(1, sizeof *j + nl + 1);
+    if (!j) return -1;
+    j->r = r;
+    j->broadcast = id == NULL;
+    if (id) {
+        memcpy(j->name, name, nl);
+        j->name_len = nl;
+        j->inst = node_instance_of(r->node, name, nl);
+        struct hist_limits lim = hist_limits_for(&h->cfg.hist, kind, id);
+        j->maxlen = lim.size ? lim.size : 1; /* Redis keeps at least the last one */
+        j->ttl_ms = (uint32_t)lim.ttl_ms;
+        j->text = proto_text_split(type, payload, from, kind == HIST_ROOM ? id : NULL,
+                                   &j->text_len, &j->split);
+    } else {
+        struct wh_msg *f = proto_frame(type, payload, from, NULL, 0, NULL);
+        if (f) { /* the JSON text, without the frame header */
+            size_t off = frame_header_len(f);
+            if ((j->text = malloc(f->len - off))) memcpy(j->text, f->data + off, f->len - off);
+            j->text_len = f->len - off;
+            msg_unref(f);
+        }
+    }
+    if (!j->text) {
+        free(j);
+        return -1;
+    }
+    if (c) {
+        j->c = client_hold(c);
+        j->origin = c->sh;
+        j->id = env_id ? json_incref(env_id) : NULL;
+    }
+    if (node_post(r->node, pub_run, j) != 0) {
+        if (c) client_release(c);
+        json_decref(j->id);
+        free(j->text);
+        free(j);
+        return -1;
+    }
+    atomic_fetch_add_explicit(&r->published, 1, memory_order_relaxed);
+    return 0;
+}
+
+/* ---- reading from Redis what the mirror does not hold ---- */
+
+struct fetch_job {
+    struct relay *r;
+    struct shard *origin;
+    struct client *c;
+    bool user;
+    int status;
+    uint64_t since, top;
+    char epoch[RSTREAM_EPOCH_LEN + 1];
+    uint32_t max, n;
+    struct wh_msg **frames;
+    size_t name_len;
+    char name[];
+};
+
+static void fetch_back(struct loop *loop, void *arg)
+{
+    (void)loop;
+    struct fetch_job *j = arg;
+    struct relay_fetched res = {.ok = j->status == RSTREAM_READ_OK,
+                                .since = j->since,
+                                .top = j->top,
+                                .frames = j->frames,
+                                .n = j->n,
+                                .user = j->user,
+                                .room = j->user ? NULL : j->name + 5};
+    client_fetch_done(j->c, &res);
+    for (uint32_t i = 0; i < j->n; i++)
+        msg_unref(j->frames[i]);
+    free(j->frames);
+    free(j);
+}
+
+static void fetch_done(void *arg, enum rstream_read_status st, const char *epoch, uint64_t top,
+                       const struct rstream_entry *e, size_t n)
+{
+    (void)epoch;
+    struct fetch_job *j = arg;
+    j->status = st;
+    j->top = top;
+    if (st == RSTREAM_READ_OK && n && (j->frames = calloc(n, sizeof *j->frames))) {
+        for (size_t i = 0; i < n; i++) {
+            if (!(j->frames[i] = proto_text_frame(e[i].data, e[i].len))) {
+                j->status = RSTREAM_READ_FAILED;
+                break;
+            }
+            j->n++;
+        }
+    } else if (st == RSTREAM_READ_OK && n) {
+        j->status = RSTREAM_READ_FAILED;
+    }
+    if (loop_post(j->origin->loop, fetch_back, j) != 0) {
+        for (uint32_t i = 0; i < j->n; i++)
+            msg_unref(j->frames[i]);
+        free(j->frames);
+        client_release(j->c);
+        free(j);
+    }
+}
+
+static void fetch_run(void *arg)
+{
+    struct fetch_job *j = arg;
+    atomic_fetch_add_explicit(&j->r->fetches, 1, memory_order_relaxed);
+    int inst = node_instance_of(j->r->node, j->name, j->name_len);
+    struct redis_conn *rc = node_cmd(j->r->node, inst);
+    if (!rc || rstream_read_since(rc, j->name, j->name_len, j->epoch, j->since,
+                           j->max, fetch_done, j) != 0)
+        fetch_done(j, RSTREAM_READ_FAILED, "", 0, NULL, 0);
+}
+
+int relay_fetch(struct client *c, bool user, const char *id, const char *epoch, uint64_t since,
+                uint32_t max)
+{
+    struct relay *r = c->sh->hub->relay;
+    char name[HIST_MAX_NAME + 8];
+    size_t nl = stream_name(user ? HIST_USER : HIST_ROOM, id, name, sizeof name);
+    if (!nl || strlen(epoch) != RSTREAM_EPOCH_LEN) return -1;
+    struct fetch_job *j = calloc(1, sizeof *j + nl + 1);
+    if (!j) return -1;
+    *j = (struct fetch_job){.r = r,
+                            .origin = c->sh,
+                            .c = client_hold(c),
+                            .user = user,
+                            .since = since,
+                            .max = max ? (max < FETCH_MAX ? max : FETCH_MAX) : FETCH_MAX,
+                            .name_len = nl};
+    memcpy(j->epoch, epoch, RSTREAM_EPOCH_LEN + 1);
+    memcpy(j->name, name, nl);
+    if (node_post(r->node, fetch_run, j) != 0) {
+        client_release(c);
+        free(j);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- life ---- */
+
+int relay_start(struct hub *h)
+{
+    struct relay *r = calloc(1, sizeof *r);
+    if (!r) return -1;
+    r->h = h;
+    struct node_opts o = {.urls = h->cfg.redis,
+                          .n_urls = h->cfg.n_redis,
+                          .preload = rstream_scripts,
+                          .arg = r,
+                          .on_message = on_message,
+                          .on_subscribed = on_subscribed,
+                          .on_state = on_state};
+    if (!(r->node = node_start(&o))) {
+        free(r);
+        return -1;
+    }
+    h->relay = r;
+    return 0;
+}
+
+void hub_cluster_stop(struct hub *h)
+{
+    relay_stop(h);
+}
+
+void relay_stop(struct hub *h)
+{
+    struct relay *r = h->relay;
+    if (!r) return;
+    node_stop(r->node);
+    struct rstate *rs, *tmp;
+    HASH_ITER(hh, r->streams, rs, tmp)
+    {
+        HASH_DEL(r->streams, rs);
+        rstate_free(rs);
+    }
+    free(r);
+    h->relay = NULL;
+}
+
+bool hub_cluster(const struct hub *h)
+{
+    return h->relay != NULL;
+}
+
+bool hub_ready(const struct hub *h)
+{
+    return !h->relay || node_ready(h->relay->node);
+}
+
+const char *hub_node_id(const struct hub *h)
+{
+    return h->relay ? node_id(h->relay->node) : NULL;
+}
+
+void hub_cluster_stats(const struct hub *h, struct hub_cluster_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    struct relay *r = h->relay;
+    if (!r) return;
+    node_stats(r->node, &out->redis);
+    out->instances = node_instances(r->node);
+    out->published = atomic_load(&r->published);
+    out->received = atomic_load(&r->received);
+    out->unavailable = atomic_load(&r->unavailable);
+    out->resets = atomic_load(&r->resets);
+    out->catchups = atomic_load(&r->catchups);
+    out->fetches = atomic_load(&r->fetches);
+}
+
+void relay_count_unavailable(struct hub *h)
+{
+    if (h->relay) atomic_fetch_add(&h->relay->unavailable, 1);
+}
+
+/* ---- joins and sessions waiting for a position ---- */
+
+struct ask_job {
+    struct relay *r;
+    struct shard *sh;
+    size_t name_len;
+    char name[];
+};
+
+/* A join (or session) on sh waits for the stream's position: when the stream is
+ * anchored, an anchor item that changes nothing else goes to sh alone, ordered with
+ * the deliveries; while it is being anchored, the anchor's own item will come. */
+static void ask_run(void *arg)
+{
+    struct ask_job *j = arg;
+    struct rstate *rs = find(j->r, j->name, j->name_len);
+    if (rs && !rs->anchoring) {
+        hist_lock(rs->s);
+        uint64_t top = hist_top(rs->s);
+        struct item it = {.kind = rs->kind == HIST_ROOM ? IT_ROOM_ANCHOR : IT_USER_ANCHOR,
+                          .room = rs->room ? room_ref(rs->room) : NULL,
+                          .target = rs->target ? msg_ref(rs->target) : NULL,
+                          .seq = top,
+                          .published_us = top};
+        inbox_push(j->sh, &it);
+        hist_unlock(rs->s);
+    }
+    free(j);
+}
+
+int relay_ask(struct shard *sh, enum hist_kind kind, const char *id)
+{
+    struct relay *r = sh->hub->relay;
+    char name[HIST_MAX_NAME + 8];
+    size_t nl = stream_name(kind, id, name, sizeof name);
+    struct ask_job *j = nl ? malloc(sizeof *j + nl + 1) : NULL;
+    if (!j) return -1;
+    *j = (struct ask_job){.r = r, .sh = sh, .name_len = nl};
+    memcpy(j->name, name, nl + 1);
+    if (node_post(r->node, ask_run, j) != 0) {
+        free(j);
+        return -1;
+    }
+    return 0;
+}
