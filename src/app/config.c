@@ -404,6 +404,15 @@ static const struct opt_def options[] = {
      .help = "Cluster mode (docs/cluster.md): join the other nodes that use the same Redis. "
              "Repeatable (or comma-separated): rooms and users are then sharded over the "
              "instances. None: a single node, no Redis needed."},
+    {.name = "presence-timeout",
+     .kind = K_DURATION,
+     FIELD(presence_timeout_ms),
+     .def = "30s",
+     .min = 1000,
+     .max = DAY,
+     .group = G_HUB,
+     .help = "Cluster mode: the longest a node that died without a goodbye keeps its users "
+             "and room members listed on the others."},
 
     {.name = "auth",
      .kind = K_ENUM,

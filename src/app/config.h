@@ -85,6 +85,7 @@ struct wh_config {
     uint64_t history_memory;     /* --history-memory: cap for all history */
     char *history_rules;         /* --history PATTERN:SIZE:TTL[,...] */
     char *redis;                 /* --redis URL[,URL...]: cluster mode */
+    uint32_t presence_timeout_ms; /* --presence-timeout */
     /* TLS */
     char *tls_cert; /* --tls-cert FILE (PEM chain); with tls_key, every listener is TLS */
     char *tls_key;  /* --tls-key FILE (PEM private key) */

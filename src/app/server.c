@@ -434,6 +434,7 @@ static int server_prepare(struct wh_server *s, int n_workers)
         return -1;
     }
     if (parse_redis(cfg->redis, &hc) < 0) return -1;
+    hc.presence_timeout_ms = cfg->presence_timeout_ms;
     s->n_streams = stream_parse_list(cfg->streams ? cfg->streams : "", s->streams, STREAMS_MAX, err,
                                      sizeof err);
     if (s->n_streams < 0) {

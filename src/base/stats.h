@@ -32,9 +32,11 @@ struct wh_stats {
     uint64_t conns_open; /* gauge */
     uint64_t accept_backoffs;
     uint64_t http_requests;
-    uint64_t http_status[6];     /* by class: [1]=1xx .. [5]=5xx */
-    uint64_t http_bad_requests;  /* malformed or over a limit: 400/408/413/414/431/505 */
-    uint64_t handshake_failures; /* upgrade requests refused (STAT_HANDSHAKE_FAILED) */
+    uint64_t http_status[6];         /* by class: [1]=1xx .. [5]=5xx */
+    uint64_t http_bad_requests;      /* malformed or over a limit: 400/408/413/414/431/505 */
+    uint64_t http_deferred;          /* requests answered later (http_defer) */
+    uint64_t http_deferred_timeouts; /* ... not answered in time: 504 */
+    uint64_t handshake_failures;     /* upgrade requests refused (STAT_HANDSHAKE_FAILED) */
     uint64_t handshake_timeouts;
     uint64_t ws_upgrades;
     uint64_t ws_open; /* gauge */

@@ -14,7 +14,9 @@
 #include "base/stats.h"
 #include "net/tls_io.h"
 
-enum { HC_IDLE = 0, HC_READING = 1 };
+/* HC_DEFERRED: a request was handed to a handler that answers later (http_defer);
+ * the conn's timer is then the deferred request's timeout. */
+enum { HC_IDLE = 0, HC_READING = 1, HC_DEFERRED = 2 };
 
 struct http_conn {
     struct conn c; /* first: conn callbacks hand back this pointer */
@@ -25,6 +27,24 @@ struct http_conn {
     bool close_after;
     bool upgraded;
     uint64_t started_ms;
+    struct http_deferred *deferred; /* the request awaiting its answer, or NULL */
+    struct http_deferred *resuming; /* answered; its task serves the input that waited */
+};
+
+/* What the access line needs of a deferred request, copied out of the request (which
+ * does not outlive the handler's call). */
+struct http_deferred {
+    struct http_conn *hc; /* NULL once gone (closed, timed out); after the answer, the
+                             connection the resume task serves, or NULL */
+    struct loop_task resume;
+    uint64_t start_ms;
+    int status; /* 504 or 499 once gone without the owner's answer, else 0 */
+    bool head;
+    int minor_version;
+    char trace_id[2 * 32 + 1];
+    char peer[64];
+    uint32_t method_len, path_len;
+    char text[]; /* the method, then the path */
 };
 
 static void hc_on_data(struct conn *c, uint8_t *data, size_t len);
@@ -91,6 +111,8 @@ const char *http_status_text(int status)
         return "Not Implemented";
     case 503:
         return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
     case 505:
         return "HTTP Version Not Supported";
     default:
@@ -124,30 +146,51 @@ int http_conn_start(struct http_server *srv, struct loop *loop, int fd, struct c
     return 0;
 }
 
+static void deferred_abandon(struct http_deferred *d, struct http_conn *hc);
+
 static void hc_on_free(struct conn *c)
 {
     struct http_conn *hc = (struct http_conn *)c;
+    if (hc->deferred) deferred_abandon(hc->deferred, hc);
+    if (hc->resuming) hc->resuming->hc = NULL; /* its task then only frees it */
     free(hc->buf);
     STAT_DEC(conns_open);
 }
 
-static void access_log(struct http_ctx *ctx, int status, size_t bytes)
+static void log_access(int status, size_t bytes, const char *method, size_t method_len,
+                       const char *path, size_t path_len, int minor, uint64_t duration_ms,
+                       const char *peer, const char *trace_id)
 {
     if (LOG_INFO < log_min_level) return;
     if (status == 101 && LOG_DEBUG < log_min_level)
         return; /* one line per upgrade is
                    noise at scale */
-    char peer[64];
-    const struct http_request *r = ctx->req;
     /* The fields of chi's middleware.Logger (method, path, proto, status, bytes,
      * duration, remote), and the trace when the request was traced. */
     log_write(status == 101 ? LOG_DEBUG : LOG_INFO, "http request",
               "method=%.*s path=%.*s proto=HTTP/1.%d status=%d bytes=%zu duration_ms=%llu "
               "remote=%s%s%s",
-              (int)r->method_len, r->method, (int)r->path_len, r->path, r->minor_version, status,
-              bytes, (unsigned long long)(loop_now(ctx->conn->loop) - ctx->start_ms),
-              conn_peer(ctx->conn, peer, sizeof peer), ctx->trace_id ? " trace_id=" : "",
-              ctx->trace_id ? ctx->trace_id : "");
+              (int)method_len, method, (int)path_len, path, minor, status, bytes,
+              (unsigned long long)duration_ms, peer, trace_id ? " trace_id=" : "",
+              trace_id ? trace_id : "");
+}
+
+static void access_log(struct http_ctx *ctx, int status, size_t bytes)
+{
+    if (LOG_INFO < log_min_level) return;
+    char peer[64];
+    const struct http_request *r = ctx->req;
+    log_access(status, bytes, r->method, r->method_len, r->path, r->path_len, r->minor_version,
+               loop_now(ctx->conn->loop) - ctx->start_ms, conn_peer(ctx->conn, peer, sizeof peer),
+               ctx->trace_id);
+}
+
+static void deferred_log(const struct http_deferred *d, const struct http_conn *hc, int status,
+                         size_t bytes)
+{
+    log_access(status, bytes, d->text, d->method_len, d->text + d->method_len, d->path_len,
+               d->minor_version, loop_now(hc->c.loop) - d->start_ms, d->peer,
+               d->trace_id[0] ? d->trace_id : NULL);
 }
 
 static void count_status(int status)
@@ -156,13 +199,12 @@ static void count_status(int status)
     if (cls >= 1 && cls <= 5) STAT_INC(http_status[cls]);
 }
 
-void http_respond(struct http_ctx *ctx, int status, const char *content_type,
-                  const char *extra_headers, const void *body, size_t len)
+/* Queues a response and counts its status. Returns false when the connection had to
+ * be closed instead (out of memory). */
+static bool send_response(struct http_conn *hc, bool head_only, int status,
+                          const char *content_type, const char *extra_headers, const void *body,
+                          size_t len)
 {
-    if (ctx->responded) return;
-    ctx->responded = true;
-    ctx->status = status;
-    struct http_conn *hc = ctx->hc;
     if (hc->srv->shutting_down) hc->close_after = true;
     char head[1024];
     int n = snprintf(head, sizeof head,
@@ -172,28 +214,43 @@ void http_respond(struct http_ctx *ctx, int status, const char *content_type,
                      hc->close_after ? "Connection: close\r\n" : "",
                      extra_headers ? extra_headers : "");
     if (n < 0 || (size_t)n >= sizeof head) n = 0;
-    size_t blen = ctx->head ? 0 : len;
+    size_t blen = head_only ? 0 : len;
     struct wh_msg *m = msg_new((size_t)n + blen);
     if (!m) {
         conn_close(&hc->c);
-        return;
+        return false;
     }
     memcpy(m->data, head, (size_t)n);
     if (blen) memcpy(m->data + n, body, blen);
     conn_send(&hc->c, m);
     count_status(status);
+    return true;
+}
+
+void http_respond(struct http_ctx *ctx, int status, const char *content_type,
+                  const char *extra_headers, const void *body, size_t len)
+{
+    if (ctx->responded) return;
+    ctx->responded = true;
+    ctx->status = status;
+    if (!send_response(ctx->hc, ctx->head, status, content_type, extra_headers, body, len)) return;
     if (ctx->req) access_log(ctx, status, len);
+}
+
+/* The JSON error body; code and message are our own constant strings: no escaping
+ * needed. Returns its length. */
+static size_t error_body(char *out, size_t cap, const char *code, const char *message)
+{
+    int n = snprintf(out, cap, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n", code, message);
+    return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
 }
 
 void http_respond_error(struct http_ctx *ctx, int status, const char *code, const char *message,
                         const char *extra_headers)
 {
     char body[512];
-    /* code and message are our own constant strings: no escaping needed. */
-    int n = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n", code,
-                     message);
-    if (n < 0 || (size_t)n >= sizeof body) n = 0;
-    http_respond(ctx, status, "application/json", extra_headers, body, (size_t)n);
+    size_t n = error_body(body, sizeof body, code, message);
+    http_respond(ctx, status, "application/json", extra_headers, body, n);
 }
 
 void http_conn_upgraded(struct http_ctx *ctx, int status)
@@ -201,6 +258,11 @@ void http_conn_upgraded(struct http_ctx *ctx, int status)
     ctx->responded = true;
     ctx->status = status;
     ctx->hc->upgraded = true;
+    if (ctx->hc->resuming) { /* the old struct goes without on_free: its task must not
+                                come back to it */
+        ctx->hc->resuming->hc = NULL;
+        ctx->hc->resuming = NULL;
+    }
     count_status(status);
     access_log(ctx, status, 0);
 }
@@ -302,13 +364,25 @@ static int parse_error_status(int rc, const char **code, const char **msg)
     }
 }
 
+/* A request has been answered: the connection waits for the next one, or closes. */
+static void request_done(struct http_conn *hc)
+{
+    hc->state = HC_IDLE;
+    if (hc->close_after)
+        conn_finish(&hc->c, 2000);
+    else
+        conn_timer_arm(&hc->c, hc->srv->idle_timeout_ms);
+}
+
 /* Handles every complete request in p[0..n). Returns the number of bytes consumed; the
  * caller keeps the rest for later. Returns n when the connection was closed or taken
- * over (nothing more to keep). */
+ * over (nothing more to keep). Stops behind a deferred request: what follows it waits
+ * for its answer. */
 static size_t process(struct http_conn *hc, uint8_t *p, size_t n)
 {
     size_t done = 0;
     while (done < n) {
+        if (hc->state == HC_DEFERRED) return done;
         /* Anything after a last request is ignored; but a request already under way
          * when the shutdown began is still answered (with Connection: close). */
         if (hc->close_after && hc->state == HC_IDLE) return n;
@@ -357,20 +431,85 @@ static size_t process(struct http_conn *hc, uint8_t *p, size_t n)
         dispatch(hc, &req, body, (size_t)cl, p + done + total, n - done - total);
         if (conn_closed(&hc->c)) return n;
         done += total;
-        hc->state = HC_IDLE;
-        if (hc->close_after) {
-            conn_finish(&hc->c, 2000);
-            return n;
-        }
-        conn_timer_arm(&hc->c, hc->srv->idle_timeout_ms);
+        if (hc->state == HC_DEFERRED) return done;
+        /* (A handler that deferred and answered at once has already done this.) */
+        if (hc->state != HC_IDLE) request_done(hc);
+        if (hc->close_after) return n;
     }
     return done;
+}
+
+/* Appends to the gathering buffer. Returns 0, or -1 out of memory. */
+static int buf_append(struct http_conn *hc, const uint8_t *data, size_t len)
+{
+    if (hc->len + len > hc->cap) {
+        size_t cap = hc->cap ? hc->cap : 1024;
+        while (cap < hc->len + len)
+            cap *= 2;
+        char *nb = realloc(hc->buf, cap);
+        if (!nb) return -1;
+        hc->buf = nb;
+        hc->cap = (uint32_t)cap;
+    }
+    memcpy(hc->buf + hc->len, data, len);
+    hc->len += (uint32_t)len;
+    return 0;
+}
+
+/* Drops the first `used` bytes of the gathering buffer; an empty one is freed so that
+ * an idle keep-alive connection holds no heap. */
+static void buf_consume(struct http_conn *hc, size_t used)
+{
+    if (used == hc->len) {
+        free(hc->buf);
+        hc->buf = NULL;
+        hc->len = hc->cap = 0;
+    } else if (used > 0) {
+        memmove(hc->buf, hc->buf + used, hc->len - used);
+        hc->len -= (uint32_t)used;
+    }
+}
+
+static size_t input_limit(const struct http_conn *hc)
+{
+    return hc->srv->limits.max_head_bytes + hc->srv->max_body;
+}
+
+/* Keeps bytes that arrive behind a deferred request. Reading goes on (so that a
+ * peer's close is seen) until a request's worth is held, then pauses: the answer
+ * resumes it. */
+static void stash(struct http_conn *hc, const uint8_t *data, size_t len)
+{
+    if (len && buf_append(hc, data, len) < 0) {
+        conn_close(&hc->c);
+        return;
+    }
+    if (hc->len >= input_limit(hc)) conn_pause(&hc->c);
+}
+
+/* Serves the input that waited behind a deferred request, and reads again. */
+static void serve_waiting(struct http_conn *hc)
+{
+    if (hc->len) {
+        size_t used = process(hc, (uint8_t *)hc->buf, hc->len);
+        if (hc->upgraded || conn_closed(&hc->c)) {
+            free(hc->buf);
+            hc->buf = NULL;
+            hc->len = hc->cap = 0;
+            return;
+        }
+        buf_consume(hc, used);
+    }
+    if (hc->state != HC_DEFERRED) conn_resume(&hc->c);
 }
 
 static void hc_on_data(struct conn *c, uint8_t *data, size_t len)
 {
     struct http_conn *hc = (struct http_conn *)c;
-    size_t limit = hc->srv->limits.max_head_bytes + hc->srv->max_body;
+    if (hc->state == HC_DEFERRED) {
+        stash(hc, data, len);
+        return;
+    }
     bool fresh = hc->len == 0;
     if (fresh) {
         size_t used = process(hc, data, len);
@@ -383,25 +522,19 @@ static void hc_on_data(struct conn *c, uint8_t *data, size_t len)
         }
         data += used;
         len -= used;
+        if (hc->state == HC_DEFERRED) {
+            stash(hc, data, len);
+            return;
+        }
     }
-    if ((size_t)hc->len + len > limit + 4096) {
+    if ((size_t)hc->len + len > input_limit(hc) + 4096) {
         fail(hc, 431, "request_too_large", "request too large");
         return;
     }
-    if (hc->len + len > hc->cap) {
-        size_t cap = hc->cap ? hc->cap : 1024;
-        while (cap < hc->len + len)
-            cap *= 2;
-        char *nb = realloc(hc->buf, cap);
-        if (!nb) {
-            conn_close(c);
-            return;
-        }
-        hc->buf = nb;
-        hc->cap = (uint32_t)cap;
+    if (buf_append(hc, data, len) < 0) {
+        conn_close(c);
+        return;
     }
-    memcpy(hc->buf + hc->len, data, len);
-    hc->len += (uint32_t)len;
     if (fresh) return; /* process() has just seen these bytes: still incomplete */
     size_t used = process(hc, (uint8_t *)hc->buf, hc->len);
     if (hc->upgraded || conn_closed(c)) {
@@ -410,22 +543,17 @@ static void hc_on_data(struct conn *c, uint8_t *data, size_t len)
         hc->len = hc->cap = 0;
         return;
     }
-    if (used == hc->len) {
-        /* Everything handled: drop the buffer so an idle keep-alive connection holds
-         * no heap. */
-        free(hc->buf);
-        hc->buf = NULL;
-        hc->len = hc->cap = 0;
-    } else if (used > 0) {
-        memmove(hc->buf, hc->buf + used, hc->len - used);
-        hc->len -= (uint32_t)used;
-    }
+    buf_consume(hc, used);
 }
+
+static void deferred_timeout(struct http_conn *hc);
 
 static void hc_on_timer(struct conn *c)
 {
     struct http_conn *hc = (struct http_conn *)c;
-    if (hc->state == HC_READING) {
+    if (hc->state == HC_DEFERRED) {
+        deferred_timeout(hc);
+    } else if (hc->state == HC_READING) {
         STAT_INC(handshake_timeouts);
         fail(hc, 408, "request_timeout", "request not received in time");
     } else {
@@ -442,5 +570,129 @@ void http_conn_shutdown(struct conn *c)
     else if (hc->state == HC_IDLE)
         conn_finish(c, 1000); /* deliver the last response, then close */
     else
-        hc->close_after = true; /* answer the request under way, then close */
+        hc->close_after = true; /* answer the request under way (a deferred one: its
+                                   answer or timeout), then close */
+}
+
+/* ---- deferred answers ---- */
+
+struct http_deferred *http_defer(struct http_ctx *ctx, uint32_t timeout_ms)
+{
+    struct http_conn *hc = ctx->hc;
+    const struct http_request *r = ctx->req;
+    if (ctx->responded || !r || hc->deferred || conn_closed(&hc->c)) return NULL;
+    struct http_deferred *d = malloc(sizeof *d + r->method_len + r->path_len);
+    if (!d) {
+        http_respond_error(ctx, 500, "internal", "out of memory", NULL);
+        return NULL;
+    }
+    d->hc = hc;
+    d->start_ms = ctx->start_ms;
+    d->status = 0;
+    d->head = ctx->head;
+    d->minor_version = r->minor_version;
+    snprintf(d->trace_id, sizeof d->trace_id, "%s", ctx->trace_id ? ctx->trace_id : "");
+    conn_peer(&hc->c, d->peer, sizeof d->peer);
+    d->method_len = (uint32_t)r->method_len;
+    d->path_len = (uint32_t)r->path_len;
+    memcpy(d->text, r->method, r->method_len);
+    memcpy(d->text + r->method_len, r->path, r->path_len);
+    ctx->responded = true; /* the server adds no 500, and http_respond is a no-op */
+    hc->deferred = d;
+    hc->state = HC_DEFERRED;
+    conn_timer_arm(&hc->c, timeout_ms); /* replaces the handshake timer */
+    STAT_INC(http_deferred);
+    return d;
+}
+
+bool http_deferred_gone(const struct http_deferred *d)
+{
+    return !d->hc || conn_closed(&d->hc->c);
+}
+
+int http_deferred_status(const struct http_deferred *d)
+{
+    /* A close this turn is seen before on_free has marked the handle. */
+    return d->status ? d->status : d->hc && conn_closed(&d->hc->c) ? 499 : 0;
+}
+
+/* Sends the answer of hc's deferred request d (already detached from hc) and moves
+ * on as after a synchronous answer. */
+static void deferred_send(struct http_deferred *d, struct http_conn *hc, int status,
+                          const char *content_type, const char *extra_headers, const void *body,
+                          size_t len)
+{
+    if (!send_response(hc, d->head, status, content_type, extra_headers, body, len)) return;
+    deferred_log(d, hc, status, len);
+    request_done(hc);
+}
+
+/* The peer left before the answer (hc is closing): logged with nginx's 499 "client
+ * closed request"; nothing is sent, so no status class is counted. */
+static void deferred_abandon(struct http_deferred *d, struct http_conn *hc)
+{
+    hc->deferred = NULL;
+    d->hc = NULL;
+    d->status = 499;
+    deferred_log(d, hc, 499, 0);
+}
+
+static void deferred_timeout(struct http_conn *hc)
+{
+    struct http_deferred *d = hc->deferred;
+    hc->deferred = NULL;
+    d->hc = NULL; /* the owner's answer will only free it */
+    d->status = 504;
+    STAT_INC(http_deferred_timeouts);
+    char body[128];
+    size_t n = error_body(body, sizeof body, "timeout", "no answer in time");
+    deferred_send(d, hc, 504, "application/json", NULL, body, n);
+    /* A timer callback, not the owner's call: the input can be served now. */
+    if (!(hc->c.flags & (CONN_CLOSED | CONN_FINISHING))) serve_waiting(hc);
+}
+
+static void resume_task(struct loop *loop, struct loop_task *t)
+{
+    (void)loop;
+    struct http_deferred *d =
+        (struct http_deferred *)((char *)t - offsetof(struct http_deferred, resume));
+    struct http_conn *hc = d->hc;
+    free(d);
+    if (!hc) return; /* freed meanwhile */
+    hc->resuming = NULL;
+    if (!conn_closed(&hc->c) && hc->state != HC_DEFERRED) serve_waiting(hc);
+}
+
+void http_deferred_respond(struct http_deferred *d, int status, const char *content_type,
+                           const char *extra_headers, const void *body, size_t len)
+{
+    struct http_conn *hc = d->hc;
+    if (hc && conn_closed(&hc->c)) {
+        deferred_abandon(d, hc); /* closed this turn: on_free has not run yet */
+    } else if (hc) {
+        hc->deferred = NULL;
+        d->hc = NULL;
+        deferred_send(d, hc, status, content_type, extra_headers, body, len);
+        /* Input that waited (or reading paused) is served at the end of the turn, not
+         * here: the owner's call must not run another handler. While the handler that
+         * deferred is still on the stack (an answer given at once), process() goes on
+         * by itself and the task finds nothing left to do. */
+        if (!hc->resuming && !(hc->c.flags & (CONN_CLOSED | CONN_FINISHING)) &&
+            (hc->len || (hc->c.flags & CONN_PAUSED))) {
+            d->hc = hc;
+            hc->resuming = d;
+            loop_task_init(&d->resume, resume_task);
+            loop_defer(hc->c.loop, &d->resume);
+            return; /* the task frees d */
+        }
+    }
+    free(d);
+}
+
+void http_deferred_respond_error(struct http_deferred *d, int status, const char *code,
+                                 const char *message, const char *extra_headers)
+{
+    char body[512];
+    size_t n = error_body(body, sizeof body, code, message);
+    http_deferred_respond(d, status, "application/json", extra_headers, body, n);
 }

@@ -9,9 +9,14 @@
  * handshake timeout also covers the TLS handshake: a client that has not finished it
  * in time is dropped without an answer (it has no channel to receive one).
  *
+ * A handler that can only answer later (it waits on Redis, say) defers the request
+ * (http_defer below) and answers through the handle from the same loop thread.
+ *
  * Ownership: struct http_server (routes, limits) is shared read-only by all workers
- * and outlives every connection. Request data handed to a handler is valid only
- * during the call. */
+ * and outlives every connection. Request data handed to a handler (ctx->req and what
+ * it points to, body, rest, trace_id) is valid only during the call: it lies in the
+ * loop's shared read buffer or the connection's gathering buffer, both reused as
+ * soon as the handler returns. A deferring handler copies what it needs. */
 #ifndef WSHUB_HTTP_SERVER_H
 #define WSHUB_HTTP_SERVER_H
 
@@ -35,10 +40,11 @@ struct http_ctx {
                       right behind its upgrade request) */
     size_t rest_len;
     uint64_t start_ms;
-    bool responded;
+    bool responded;       /* answered, upgraded or deferred: the server adds no 500 */
     bool head;            /* HEAD request: send headers only */
-    int status;           /* the status answered, once responded */
-    const char *trace_id; /* hex, set by a traced handler: logged on the access line */
+    int status;           /* the status answered, once responded (0 when deferred) */
+    const char *trace_id; /* hex, set by a traced handler: logged on the access line
+                             (copied by http_defer, so set it before deferring) */
 };
 
 typedef void (*http_handler_fn)(struct http_ctx *ctx, void *ud);
@@ -73,6 +79,51 @@ void http_respond(struct http_ctx *ctx, int status, const char *content_type,
 /* A JSON error body {"error":{"code":..,"message":..}} with the given status. */
 void http_respond_error(struct http_ctx *ctx, int status, const char *code, const char *message,
                         const char *extra_headers);
+
+/* ---- deferred answers ----
+ *
+ * http_defer keeps the request open after the handler returns: the handler must not
+ * respond itself (http_respond on ctx is then a no-op); the answer comes later through
+ * the handle, on the same loop thread. While a request is deferred:
+ *  - the connection parses nothing more: a pipelined request is kept and served
+ *    after the answer, in order; reading goes on so that a peer that closes is
+ *    noticed, until a request's worth (head and body limits) is held, then pauses
+ *    (the timeout then bounds a peer gone unnoticed);
+ *  - the handshake and idle timers do not cut it, but a request not answered within
+ *    timeout_ms gets 504 {"error":{"code":"timeout",...}}, so nothing waits for ever;
+ *  - if the peer closes (a half-close counts, as for any request), the connection
+ *    is torn down and the handle stays valid (the answer is dropped) until the
+ *    owner answers;
+ *  - graceful shutdown (http_conn_shutdown) waits for the answer or the timeout, then
+ *    closes (the worker's --shutdown-timeout still cuts everything).
+ * The answer behaves as a synchronous one: the same keep-alive decision, HEAD without
+ * body, status counts, and the access line with the real status, the duration since
+ * the request began and the trace id. A peer that closed first is logged as 499.
+ *
+ * The handle copies what it needs (method, path, version, peer, trace id); it holds
+ * nothing of the request's data. It is freed by http_deferred_respond or
+ * http_deferred_respond_error: the owner calls exactly one of them exactly once, even
+ * after a timeout or a close (then it is only freed). Neither calls a handler: input
+ * that waited behind the answer is served at the end of the loop turn. The answer's
+ * body and headers are copied. A handler may also answer through the handle before
+ * it returns (the answer is known at once after all).
+ *
+ * http_defer returns NULL (the handler then just returns) when the connection is
+ * already closed or out of memory; in the latter case it has answered 500 itself.
+ * Call it at most once per request, before any answer. */
+struct http_deferred;
+
+struct http_deferred *http_defer(struct http_ctx *ctx, uint32_t timeout_ms);
+void http_deferred_respond(struct http_deferred *d, int status, const char *content_type,
+                           const char *extra_headers, const void *body, size_t len);
+void http_deferred_respond_error(struct http_deferred *d, int status, const char *code,
+                                 const char *message, const char *extra_headers);
+/* True once the client can no longer get the answer (closed, timed out): the owner
+ * may skip building it. */
+bool http_deferred_gone(const struct http_deferred *d);
+/* What the client got without the owner: 504 (timed out), 499 (it closed first), or
+ * 0 (nothing yet): for the owner's span or log of the request. */
+int http_deferred_status(const struct http_deferred *d);
 
 /* Standard reason phrase for a status. */
 const char *http_status_text(int status);

@@ -58,6 +58,7 @@ struct hub_config {
     /* Cluster mode (docs/cluster.md): the Redis instances (--redis), none: one node. */
     struct redis_url redis[NODE_MAX_REDIS];
     int n_redis;
+    uint32_t presence_timeout_ms; /* a dead node's users are listed at most this long */
 };
 
 struct hub;
@@ -147,6 +148,17 @@ void hub_rooms(struct hub *h, const char *after, size_t limit, struct hub_page *
 int hub_room_members(struct hub *h, const char *room, const char *after, size_t limit,
                      struct hub_page *out);
 size_t hub_room_member_count(struct hub *h, const char *room);
+
+/* Cluster mode: listings come from Redis, so their answer comes later, on `origin`
+ * (the asking worker's loop): fn(arg, status, page) with status 0 (page filled; fn
+ * may take its items and next, hub_page_free follows), HUB_LIST_NOT_FOUND (no such
+ * room) or HUB_LIST_FAILED (Redis unreachable). -1 when it cannot be asked now. */
+enum hub_listing { HUB_LIST_ONLINE, HUB_LIST_ROOMS, HUB_LIST_MEMBERS };
+#define HUB_LIST_NOT_FOUND (-3)
+#define HUB_LIST_FAILED    (-1)
+typedef void (*hub_page_fn)(void *arg, int status, struct hub_page *pg);
+int hub_list_async(struct hub *h, enum hub_listing kind, const char *room, const char *after,
+                   size_t limit, struct loop *origin, hub_page_fn fn, void *arg);
 
 /* A stream's kept history (GET /api/rooms/{id}/history, /api/users/{id}/history). */
 #define HUB_HISTORY_MAX 1000

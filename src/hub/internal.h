@@ -181,7 +181,8 @@ struct hub {
     struct hist_store *hist;
     struct timer sweep;  /* on shard 0's loop: history expiry, once a second */
     atomic_bool closing; /* hub_begin_shutdown */
-    struct relay *relay; /* cluster mode (--redis), else NULL */
+    struct relay *relay;       /* cluster mode (--redis), else NULL */
+    struct cpresence *cpres;   /* cluster mode: presence over all nodes (cpresence.c) */
     /* Per-address listing buckets: a fixed table indexed by a keyed hash of the
      * address (bounded memory however many addresses; addresses that share a slot
      * share its bucket). Under q_mu. */
@@ -267,6 +268,16 @@ struct relay_fetched {
     struct wh_msg **frames; /* positions since+1 .. since+n, borrowed */
     uint32_t n;
 };
+
+/* cpresence.c: this node's share of the cluster's presence. The registry reports a
+ * user's first/last connection and first/last connection in a room on this node,
+ * under its lock (so in order). */
+struct node;
+int cpresence_start(struct hub *h, struct node *node);
+void cpresence_stop(struct hub *h);
+void cpresence_free(struct hub *h);
+void cpresence_user(struct hub *h, const char *user, bool online);
+void cpresence_member(struct hub *h, const char *room, const char *user, bool in);
 
 /* client.c: answers from the cluster thread, on the client's shard. hold/release keep
  * a closed client's memory until its last answer is back. */

@@ -86,6 +86,7 @@ void registry_user_add(struct hub *h, const char *user)
          * is the mirror of the user's stream in Redis, followed while online here. */
         u->stream = hist_get(h->hist, HIST_USER, user, h->relay != NULL, NULL);
         if (h->relay && u->stream) relay_watch(h, HIST_USER, user, NULL, u->stream, true);
+        if (h->relay) cpresence_user(h, user, true);
     }
     pthread_mutex_unlock(&r->mu);
 }
@@ -100,6 +101,7 @@ void registry_user_remove(struct hub *h, const char *user)
         HASH_DEL(r->users, u);
         skl_remove(&r->user_order, u->user);
         if (h->relay && u->stream) relay_watch(h, HIST_USER, user, NULL, NULL, false);
+        if (h->relay) cpresence_user(h, user, false);
         hist_unref(u->stream); /* its time to live starts now */
         free(u->user);
         free(u);
@@ -175,7 +177,9 @@ struct room *registry_join(struct hub *h, const char *room_id, const char *user,
     hist_lock(room->stream);
     *snap = hist_top(room->stream);
     hist_unlock(room->stream);
-    if (first && h->cfg.presence) {
+    if (first && h->relay) {
+        cpresence_member(h, room_id, user, true); /* the event is cluster-wide */
+    } else if (first && h->cfg.presence) {
         json_t *p = presence_payload(room_id, user, "join");
         {
             struct proto_payload pp = proto_json(p);
@@ -199,8 +203,9 @@ void registry_leave(struct hub *h, struct room *room, const char *user)
         free(u->user);
         free(u);
         room->n_users--;
-        /* In cluster mode other nodes may still have members. */
-        if (h->cfg.presence && (room->n_users > 0 || h->relay)) {
+        if (h->relay) {
+            cpresence_member(h, room->id, user, false); /* the event is cluster-wide */
+        } else if (h->cfg.presence && room->n_users > 0) {
             json_t *p = presence_payload(room->id, user, "leave");
             {
                 struct proto_payload pp = proto_json(p);

@@ -36,6 +36,7 @@
 #include "base/log.h"
 #include "base/stats.h"
 #include "cluster/node.h"
+#include "cluster/presence.h"
 #include "cluster/rstream.h"
 #include "hub/internal.h"
 
@@ -65,8 +66,11 @@ struct rstate {
     char name[]; /* "room:<id>" or "user:<id>" */
 };
 
+#define MAX_SCRIPTS 24
+
 struct relay {
     struct hub *h;
+    const char *scripts[MAX_SCRIPTS + 1];
     struct node *node;
     struct rstate *streams; /* cluster thread only */
     atomic_uint_fast64_t published, received, unavailable, resets, catchups, fetches;
@@ -612,9 +616,16 @@ int relay_start(struct hub *h)
     struct relay *r = calloc(1, sizeof *r);
     if (!r) return -1;
     r->h = h;
+    /* Every command connection loads both sets of scripts. */
+    size_t k = 0;
+    for (const char *const *q = rstream_scripts; *q; q++)
+        r->scripts[k++] = *q;
+    for (const char *const *q = presence_scripts; *q && k < MAX_SCRIPTS; q++)
+        r->scripts[k++] = *q;
+    r->scripts[k] = NULL;
     struct node_opts o = {.urls = h->cfg.redis,
                           .n_urls = h->cfg.n_redis,
-                          .preload = rstream_scripts,
+                          .preload = r->scripts,
                           .arg = r,
                           .on_message = on_message,
                           .on_subscribed = on_subscribed,
@@ -624,6 +635,10 @@ int relay_start(struct hub *h)
         return -1;
     }
     h->relay = r;
+    if (cpresence_start(h, r->node) != 0) {
+        relay_stop(h);
+        return -1;
+    }
     return 0;
 }
 
@@ -636,7 +651,9 @@ void relay_stop(struct hub *h)
 {
     struct relay *r = h->relay;
     if (!r) return;
+    cpresence_stop(h);
     node_stop(r->node);
+    cpresence_free(h);
     struct rstate *rs, *tmp;
     HASH_ITER(hh, r->streams, rs, tmp)
     {
