@@ -368,9 +368,9 @@ static void publish(struct http_ctx *ctx, void *ud)
             hub_publish_user(a->hub, json_string_value(user), t, &pp, NULL);
         else
             hub_publish_all(a->hub, t, &pp, NULL);
-        resp = room ? json_pack("{s:s, s:s}", "status", "queued", "room_id", json_string_value(room))
-               : user
-                   ? json_pack("{s:s, s:s}", "status", "queued", "user_id", json_string_value(user))
+        resp =
+            room   ? json_pack("{s:s, s:s}", "status", "queued", "room_id", json_string_value(room))
+            : user ? json_pack("{s:s, s:s}", "status", "queued", "user_id", json_string_value(user))
                    : json_pack("{s:s, s:b}", "status", "queued", "broadcast", 1);
     } else if (room) {
         uint64_t seq = hub_publish_room(a->hub, json_string_value(room), t, &pp, NULL);

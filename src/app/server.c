@@ -575,8 +575,7 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
             snprintf(page, sizeof page, " page=%s://%s%s%s:%u/", s->tls ? "https" : "http",
                      v6 ? "[" : "", any ? "localhost" : host, v6 ? "]" : "", s->ports[i]);
         char node[64] = "";
-        if (hub_node_id(s->hub))
-            snprintf(node, sizeof node, " node=%s", hub_node_id(s->hub));
+        if (hub_node_id(s->hub)) snprintf(node, sizeof node, " node=%s", hub_node_id(s->hub));
         log_info("listening", "addr=%s port=%u threads=%d tls=%s%s%s", host[0] ? host : "0.0.0.0",
                  s->ports[i], n, s->tls ? "on" : "off", node, page);
     }

@@ -10,6 +10,8 @@
 #include <uthash.h>
 
 #include "base/log.h"
+#include "base/msg.h"
+#include "proto/envelope.h"
 
 #define SUB_BATCH 256 /* channels per SUBSCRIBE when subscribing again */
 
@@ -221,6 +223,9 @@ static void *run(void *arg)
     }
     atomic_store(&n->up, 0);
     loop_drain_tasks(n->loop);
+    loop_run_posts(n->loop);
+    proto_thread_cleanup(); /* this thread's buffers: messages were built here */
+    msg_thread_cleanup();
     return NULL;
 }
 
@@ -294,7 +299,8 @@ void node_stop(struct node *n)
     while (loop_post(n->loop, stop_loop, NULL) != 0)
         ;
     pthread_join(n->thread, NULL);
-    loop_run_posts(n->loop); /* posted after the loop stopped: they fail cleanly */
+    loop_run_posts(n->loop); /* posted after the thread ended: they fail cleanly */
+    proto_thread_cleanup();
     struct watch *w, *tmp;
     HASH_ITER(hh, n->watches, w, tmp)
     {

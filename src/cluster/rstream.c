@@ -41,21 +41,20 @@ static const char read_lua[] = "local epoch = redis.call('GET', KEYS[3])\n"
 /* KEYS: stream, seq, epoch. ARGV: epoch candidate, ttl_ms. The position now, the
  * stream started (epoch, seq 0) when it does not exist, so that a member joining a
  * room nobody has written to yet gets an epoch that the first publish keeps. */
-static const char anchor_lua[] =
-    "local epoch = redis.call('GET', KEYS[3])\n"
-    "local seq = redis.call('GET', KEYS[2])\n"
-    "if not epoch or not seq then\n"
-    "  epoch = ARGV[1]\n"
-    "  seq = '0'\n"
-    "  redis.call('DEL', KEYS[1])\n"
-    "  redis.call('SET', KEYS[3], epoch)\n"
-    "  redis.call('SET', KEYS[2], seq)\n"
-    "end\n"
-    "if tonumber(ARGV[2]) > 0 then\n"
-    "  redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
-    "  redis.call('PEXPIRE', KEYS[3], ARGV[2])\n"
-    "end\n"
-    "return {tonumber(seq), epoch}\n";
+static const char anchor_lua[] = "local epoch = redis.call('GET', KEYS[3])\n"
+                                 "local seq = redis.call('GET', KEYS[2])\n"
+                                 "if not epoch or not seq then\n"
+                                 "  epoch = ARGV[1]\n"
+                                 "  seq = '0'\n"
+                                 "  redis.call('DEL', KEYS[1])\n"
+                                 "  redis.call('SET', KEYS[3], epoch)\n"
+                                 "  redis.call('SET', KEYS[2], seq)\n"
+                                 "end\n"
+                                 "if tonumber(ARGV[2]) > 0 then\n"
+                                 "  redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
+                                 "  redis.call('PEXPIRE', KEYS[3], ARGV[2])\n"
+                                 "end\n"
+                                 "return {tonumber(seq), epoch}\n";
 
 const char *const rstream_scripts[] = {publish_lua, read_lua, anchor_lua, NULL};
 
@@ -195,8 +194,8 @@ int rstream_publish(struct redis_conn *rc, const char *name, size_t name_len, co
                     size_t frame_len, uint32_t maxlen, uint32_t ttl_ms, rstream_publish_cb cb,
                     void *arg)
 {
-    return rstream_publish_split(rc, name, name_len, frame, frame_len, NULL, 0, maxlen, ttl_ms,
-                                 cb, arg);
+    return rstream_publish_split(rc, name, name_len, frame, frame_len, NULL, 0, maxlen, ttl_ms, cb,
+                                 arg);
 }
 
 int rstream_publish_split(struct redis_conn *rc, const char *name, size_t name_len,

@@ -382,6 +382,64 @@ static const char *page_args(struct envelope *env, const char **after, size_t *l
     return NULL;
 }
 
+/* Cluster mode: a listing's answer from Redis, back on the client's shard. */
+struct list_wait {
+    struct client *c;
+    json_t *id;
+    enum msg_type type;
+    char type_str[24];
+    char room[PROTO_MAX_NAME + 1];
+};
+
+static void list_back(void *arg, int status, struct hub_page *pg)
+{
+    struct list_wait *w = arg;
+    struct client *c = w->c;
+    if (!c->closed) {
+        if (status == HUB_LIST_FAILED) {
+            reject(c, PE_UNAVAILABLE, "the cluster's Redis cannot be reached", w->id);
+        } else {
+            if (status == HUB_LIST_NOT_FOUND) pg->items = json_array();
+            json_t *p = hub_page_json(pg, w->type == MT_ONLINE_USERS ? "online_users"
+                                          : w->type == MT_LIST_ROOMS ? "rooms"
+                                                                     : "members");
+            if (p && w->type == MT_ROOM_MEMBERS)
+                json_object_set_new(p, "room_id", json_string(w->room));
+            reply(c, w->type_str, p, w->id);
+            json_decref(p);
+        }
+    }
+    client_release(c);
+    json_decref(w->id);
+    free(w);
+}
+
+static int query_cluster(struct client *c, struct envelope *env, const char *after, size_t limit)
+{
+    const char *room = NULL;
+    if (env->type == MT_ROOM_MEMBERS) {
+        enum proto_err e = envelope_name(env, "room_id", &room);
+        if (e) return reject(c, e, "room_members needs a room_id string", env->id);
+    }
+    struct list_wait *w = calloc(1, sizeof *w);
+    if (!w) return reject(c, PE_INTERNAL, "out of memory", env->id);
+    w->type = env->type;
+    snprintf(w->type_str, sizeof w->type_str, "%s", env->type_str);
+    if (room) snprintf(w->room, sizeof w->room, "%s", room);
+    enum hub_listing kind = env->type == MT_ONLINE_USERS ? HUB_LIST_ONLINE
+                            : env->type == MT_LIST_ROOMS ? HUB_LIST_ROOMS
+                                                         : HUB_LIST_MEMBERS;
+    w->c = client_hold(c);
+    w->id = env->id ? json_incref(env->id) : NULL;
+    if (hub_list_async(c->sh->hub, kind, room, after, limit, c->sh->loop, list_back, w) != 0) {
+        client_release(c);
+        json_decref(w->id);
+        free(w);
+        return reject(c, PE_UNAVAILABLE, "the cluster's Redis cannot be reached", env->id);
+    }
+    return 0;
+}
+
 static int do_query(struct client *c, struct envelope *env)
 {
     struct hub *h = c->sh->hub;
@@ -397,6 +455,7 @@ static int do_query(struct client *c, struct envelope *env)
             STAT_INC(hub_query_limited);
             return reject(c, PE_RATE_LIMITED, "too many listing queries: slow down", env->id);
         }
+        if (h->relay) return query_cluster(c, env, after, limit);
     }
     switch (env->type) {
     case MT_ONLINE_USERS:

@@ -129,8 +129,7 @@ static void reset_done(void *arg, int ok, const struct presence_changes *ch)
         return;
     }
     if (ch->more) {
-        if (!conn(p) ||
-            presence_reset(conn(p), node_id(p->node), SWEEP_MAX, reset_done, p) != 0)
+        if (!conn(p) || presence_reset(conn(p), node_id(p->node), SWEEP_MAX, reset_done, p) != 0)
             p->resyncing = false;
         return;
     }
@@ -225,10 +224,18 @@ static void op_run(void *arg)
     int rv = -1;
     if (rc && !p->resyncing) {
         switch (j->op) {
-        case P_USER_ADD: rv = presence_user_add(rc, node, j->user, op_done, j); break;
-        case P_USER_REMOVE: rv = presence_user_remove(rc, node, j->user, op_done, j); break;
-        case P_JOIN: rv = presence_join(rc, node, j->room, j->user, op_done, j); break;
-        case P_LEAVE: rv = presence_leave(rc, node, j->room, j->user, op_done, j); break;
+        case P_USER_ADD:
+            rv = presence_user_add(rc, node, j->user, op_done, j);
+            break;
+        case P_USER_REMOVE:
+            rv = presence_user_remove(rc, node, j->user, op_done, j);
+            break;
+        case P_JOIN:
+            rv = presence_join(rc, node, j->room, j->user, op_done, j);
+            break;
+        case P_LEAVE:
+            rv = presence_leave(rc, node, j->room, j->user, op_done, j);
+            break;
         }
     } else if (rc) {
         p->again = true; /* a resync is under way: it must see this change */
@@ -322,8 +329,12 @@ static void q_run(void *arg)
     int rv = -1;
     if (rc) {
         switch (j->kind) {
-        case HUB_LIST_ONLINE: rv = presence_online_page(rc, j->after, j->limit, q_page, j); break;
-        case HUB_LIST_ROOMS: rv = presence_rooms_page(rc, j->after, j->limit, q_page, j); break;
+        case HUB_LIST_ONLINE:
+            rv = presence_online_page(rc, j->after, j->limit, q_page, j);
+            break;
+        case HUB_LIST_ROOMS:
+            rv = presence_rooms_page(rc, j->after, j->limit, q_page, j);
+            break;
         case HUB_LIST_MEMBERS:
             rv = presence_room_members_page(rc, j->room, j->after, j->limit, q_page, j);
             break;
@@ -339,8 +350,8 @@ int hub_list_async(struct hub *h, enum hub_listing kind, const char *room, const
     if (!p || !hub_ready(h)) return -1;
     struct qjob *j = calloc(1, sizeof *j);
     if (!j) return -1;
-    *j = (struct qjob){.p = p, .origin = origin, .kind = kind, .fn = fn, .arg = arg,
-                       .limit = (uint32_t)limit};
+    *j = (struct qjob){
+        .p = p, .origin = origin, .kind = kind, .fn = fn, .arg = arg, .limit = (uint32_t)limit};
     if ((after && !(j->after = strdup(after))) || (room && !(j->room = strdup(room))) ||
         node_post(p->node, q_run, j) != 0) {
         free(j->after);

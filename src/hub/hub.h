@@ -149,6 +149,15 @@ int hub_room_members(struct hub *h, const char *room, const char *after, size_t 
                      struct hub_page *out);
 size_t hub_room_member_count(struct hub *h, const char *room);
 
+/* Cluster mode: a publish whose position comes from Redis. done(arg, ok, seq) runs
+ * later on `origin` (the caller's loop): ok with the position Redis assigned (0 for a
+ * broadcast), or not (Redis unreachable: not sent). -1 when it cannot be sent now
+ * (Redis down, out of memory): done is not called. */
+enum { HUB_TARGET_ROOM = 0, HUB_TARGET_USER = 1, HUB_TARGET_ALL = 2 };
+int hub_publish_async(struct hub *h, int target, const char *id, const char *type,
+                      const struct proto_payload *payload, struct loop *origin,
+                      void (*done)(void *arg, int ok, uint64_t seq), void *arg);
+
 /* Cluster mode: listings come from Redis, so their answer comes later, on `origin`
  * (the asking worker's loop): fn(arg, status, page) with status 0 (page filled; fn
  * may take its items and next, hub_page_free follows), HUB_LIST_NOT_FOUND (no such

@@ -179,10 +179,10 @@ struct hub {
     int n_shards;
     struct shard *shards;
     struct hist_store *hist;
-    struct timer sweep;  /* on shard 0's loop: history expiry, once a second */
-    atomic_bool closing; /* hub_begin_shutdown */
-    struct relay *relay;       /* cluster mode (--redis), else NULL */
-    struct cpresence *cpres;   /* cluster mode: presence over all nodes (cpresence.c) */
+    struct timer sweep;      /* on shard 0's loop: history expiry, once a second */
+    atomic_bool closing;     /* hub_begin_shutdown */
+    struct relay *relay;     /* cluster mode (--redis), else NULL */
+    struct cpresence *cpres; /* cluster mode: presence over all nodes (cpresence.c) */
     /* Per-address listing buckets: a fixed table indexed by a keyed hash of the
      * address (bounded memory however many addresses; addresses that share a slot
      * share its bucket). Under q_mu. */

@@ -203,8 +203,7 @@ static void user_fetched(struct client *c, const struct relay_fetched *res)
         }
         STAT_INC(hub_recoveries[1][0]);
         epoch_of(up->stream, epoch, NULL);
-        session_msg(c, res->top, epoch, true,
-                    res->top - up->since);
+        session_msg(c, res->top, epoch, true, res->top - up->since);
         send_fetched(c, res, &up->cursor, true);
         up->replaying = true;
         c->n_replaying++;

@@ -39,6 +39,8 @@
 #include "cluster/presence.h"
 #include "cluster/rstream.h"
 #include "hub/internal.h"
+#include "telemetry/spans.h"
+#include "telemetry/trace.h"
 
 #define BUFFER_MAX 10000 /* messages held per stream while its position is read */
 #define FETCH_MAX  256   /* entries per read from Redis */
@@ -92,6 +94,16 @@ static size_t frame_header_len(const struct wh_msg *f)
 {
     uint8_t l = f->len >= 2 ? f->data[1] & 0x7f : 0;
     return l == 126 ? 4 : l == 127 ? 10 : 2;
+}
+
+/* The trace context a message carries: the hub writes the ids of its websocket.send
+ * span as the last members of the JSON (`,"trace_id":"<32>","span_id":"<16>"}`), so
+ * a trace crosses nodes inside the message itself. */
+static bool text_parent(const char *t, size_t len, struct trace_ctx *out)
+{
+    static const char key[] = ",\"trace_id\":\"";
+    if (len < 76 || memcmp(t + len - 76, key, sizeof key - 1)) return false;
+    return trace_ids_parse(t + len - 76 + 13, 32, t + len - 76 + 58, 16, out) == 0;
 }
 
 static size_t stream_name(enum hist_kind kind, const char *id, char *out, size_t cap)
@@ -277,8 +289,8 @@ static void anchor_start(struct relay *r, struct rstate *rs)
     memcpy(j->name, rs->name, rs->name_len + 1);
     struct hist_limits lim = hist_limits_for(&r->h->cfg.hist, rs->kind, rs->name + 5);
     struct redis_conn *rc = node_cmd(r->node, rs->inst);
-    if (!rc || rstream_anchor(rc, rs->name, rs->name_len, (uint32_t)lim.ttl_ms,
-                       anchor_done, j) != 0)
+    if (!rc ||
+        rstream_anchor(rc, rs->name, rs->name_len, (uint32_t)lim.ttl_ms, anchor_done, j) != 0)
         free(j); /* down: anchored when the instance is back (on_state) */
 }
 
@@ -321,13 +333,22 @@ static void deliver(struct relay *r, struct rstate *rs, uint64_t seq, const char
         /* A gap or a new epoch under a live subscription: read the position again
          * (members catch up or are told). */
         hist_unlock(s);
-        log_info("cluster: stream out of step, reading its position again", "stream=%s",
-                 rs->name);
+        log_info("cluster: stream out of step, reading its position again", "stream=%s", rs->name);
         anchor_start(r, rs);
         return;
     }
     size_t off = frame_header_len(frame);
     bool presence = is_presence((const char *)frame->data + off, frame->len - off);
+    struct span sp;
+    struct trace_ctx parent;
+    bool traced = trace_on() &&
+                  text_parent((const char *)frame->data + off, frame->len - off, &parent) &&
+                  span_start(&sp, "cluster.receive", SPAN_CONSUMER, &parent);
+    if (traced) {
+        span_attr_str(&sp, "messaging.destination.name", rs->name, rs->name_len);
+        span_attr_int(&sp, "wshub.seq", (int64_t)seq);
+        span_attr_cstr(&sp, "wshub.node", node_id(r->node));
+    }
     hist_append(s, frame, presence);
     struct item it = {.kind = rs->kind == HIST_ROOM ? IT_ROOM : IT_USER,
                       .presence = presence,
@@ -338,6 +359,7 @@ static void deliver(struct relay *r, struct rstate *rs, uint64_t seq, const char
                       .published_us = stats_now_us()};
     post_item(r->h, &it);
     hist_unlock(s);
+    if (traced) span_end(&sp);
     hist_enforce_cap(r->h->hist);
 }
 
@@ -390,16 +412,30 @@ static void on_message(void *arg, const char *stream, size_t stream_len, const c
 struct pub_job {
     struct relay *r;
     struct shard *origin;
+    struct loop *cb_loop; /* hub_publish_async: where cb runs */
+    void (*cb)(void *arg, int ok, uint64_t seq);
+    void *cb_arg;
     struct client *c; /* held (client_hold) until the answer is back on origin */
     json_t *id;       /* the envelope's, for the ack; touched on origin only */
     bool broadcast;
     int inst, ok;
     uint32_t maxlen, ttl_ms;
     uint64_t seq;
+    struct span *span; /* redis.publish, when the message is traced */
     char *text;
     size_t text_len, split, name_len;
     char name[];
 };
+
+static void pub_span_end(struct pub_job *j)
+{
+    if (!j->span) return;
+    if (j->ok == 0 && j->seq) span_attr_int(j->span, "wshub.seq", (int64_t)j->seq);
+    if (j->ok != 0) span_set_status(j->span, SPAN_ERROR, "unavailable");
+    span_end(j->span);
+    free(j->span);
+    j->span = NULL;
+}
 
 static void pub_back(struct loop *loop, void *arg)
 {
@@ -412,9 +448,26 @@ static void pub_back(struct loop *loop, void *arg)
     free(j);
 }
 
+static void pub_cb_back(struct loop *loop, void *arg)
+{
+    (void)loop;
+    struct pub_job *j = arg;
+    j->cb(j->cb_arg, j->ok == 0, j->seq);
+    free(j->text);
+    free(j);
+}
+
 static void pub_finish(struct pub_job *j)
 {
+    pub_span_end(j);
     if (j->ok != 0) atomic_fetch_add(&j->r->unavailable, 1);
+    if (j->cb) {
+        if (loop_post(j->cb_loop, pub_cb_back, j) == 0) return;
+        log_error("cluster: out of memory, a publish answer is lost", "stream=%s", j->name);
+        free(j->text);
+        free(j);
+        return;
+    }
     if (j->c && loop_post(j->origin->loop, pub_back, j) == 0) return;
     json_decref(j->id); /* no client waits (or no memory to tell it) */
     free(j->text);
@@ -442,15 +495,27 @@ static void pub_run(void *arg)
     struct pub_job *j = arg;
     struct redis_conn *rc = node_cmd(j->r->node, j->inst);
     int rv = -1;
+    struct trace_ctx parent;
+    if (trace_on() && text_parent(j->text, j->text_len, &parent) &&
+        (j->span = malloc(sizeof *j->span))) {
+        if (span_start(j->span, "redis.publish", SPAN_CLIENT, &parent)) {
+            span_attr_cstr(j->span, "db.system", "redis");
+            span_attr_str(j->span, "messaging.destination.name", j->broadcast ? "all" : j->name,
+                          j->broadcast ? 3 : j->name_len);
+            span_attr_int(j->span, "wshub.redis.instance", j->inst);
+        } else {
+            free(j->span);
+            j->span = NULL;
+        }
+    }
     if (!rc) {
     } else if (j->broadcast) {
         const char *argv[3] = {"PUBLISH", "wshub:{all}", j->text};
         size_t lens[3] = {7, 11, j->text_len};
         rv = redis_conn_command(rc, bcast_done, j, 3, argv, lens);
     } else {
-        rv = rstream_publish_split(rc, j->name, j->name_len, j->text, j->split,
-                                   j->text + j->split, j->text_len - j->split, j->maxlen,
-                                   j->ttl_ms, pub_done, j);
+        rv = rstream_publish_split(rc, j->name, j->name_len, j->text, j->split, j->text + j->split,
+                                   j->text_len - j->split, j->maxlen, j->ttl_ms, pub_done, j);
     }
     if (rv != 0) {
         j->ok = -1;
@@ -458,9 +523,10 @@ static void pub_run(void *arg)
     }
 }
 
-int relay_publish(struct hub *h, enum hist_kind kind, const char *id, const char *type,
-                  const struct proto_payload *payload, const char *from, struct client *c,
-                  json_t *env_id)
+static int publish(struct hub *h, enum hist_kind kind, const char *id, const char *type,
+                   const struct proto_payload *payload, const char *from, struct client *c,
+                   json_t *env_id, struct loop *cb_loop,
+                   void (*cb)(void *arg, int ok, uint64_t seq), void *cb_arg)
 {
     struct relay *r = h->relay;
     if (!node_ready(r->node)) {
@@ -471,6 +537,10 @@ int relay_publish(struct hub *h, enum hist_kind kind, const char *id, const char
     size_t nl = id ? stream_name(kind, id, name, sizeof name) : 0;
     struct pub_job *j = calloc(1, sizeof *j + nl + 1);
     if (!j) return -1;
+    /* hub.broadcast and websocket.send, as for one node: the send span's ids go into
+     * the message, and the nodes that receive it continue the trace from them. */
+    struct pub_trace pt;
+    pub_trace_begin(&pt, type, !id ? "all" : kind == HIST_ROOM ? "room" : "user", id);
     j->r = r;
     j->broadcast = id == NULL;
     if (id) {
@@ -480,8 +550,8 @@ int relay_publish(struct hub *h, enum hist_kind kind, const char *id, const char
         struct hist_limits lim = hist_limits_for(&h->cfg.hist, kind, id);
         j->maxlen = lim.size ? lim.size : 1; /* Redis keeps at least the last one */
         j->ttl_ms = (uint32_t)lim.ttl_ms;
-        j->text = proto_text_split(type, payload, from, kind == HIST_ROOM ? id : NULL,
-                                   &j->text_len, &j->split);
+        j->text = proto_text_split(type, payload, from, kind == HIST_ROOM ? id : NULL, &j->text_len,
+                                   &j->split);
     } else {
         struct wh_msg *f = proto_frame(type, payload, from, NULL, 0, NULL);
         if (f) { /* the JSON text, without the frame header */
@@ -491,6 +561,7 @@ int relay_publish(struct hub *h, enum hist_kind kind, const char *id, const char
             msg_unref(f);
         }
     }
+    pub_trace_end(&pt, 0); /* the recipients are on every node: not counted here */
     if (!j->text) {
         free(j);
         return -1;
@@ -500,6 +571,9 @@ int relay_publish(struct hub *h, enum hist_kind kind, const char *id, const char
         j->origin = c->sh;
         j->id = env_id ? json_incref(env_id) : NULL;
     }
+    j->cb_loop = cb_loop;
+    j->cb = cb;
+    j->cb_arg = cb_arg;
     if (node_post(r->node, pub_run, j) != 0) {
         if (c) client_release(c);
         json_decref(j->id);
@@ -509,6 +583,23 @@ int relay_publish(struct hub *h, enum hist_kind kind, const char *id, const char
     }
     atomic_fetch_add_explicit(&r->published, 1, memory_order_relaxed);
     return 0;
+}
+
+int relay_publish(struct hub *h, enum hist_kind kind, const char *id, const char *type,
+                  const struct proto_payload *payload, const char *from, struct client *c,
+                  json_t *env_id)
+{
+    return publish(h, kind, id, type, payload, from, c, env_id, NULL, NULL, NULL);
+}
+
+int hub_publish_async(struct hub *h, int target, const char *id, const char *type,
+                      const struct proto_payload *payload, struct loop *origin,
+                      void (*done)(void *arg, int ok, uint64_t seq), void *arg)
+{
+    if (!h->relay) return -1;
+    enum hist_kind kind = target == HUB_TARGET_USER ? HIST_USER : HIST_ROOM;
+    return publish(h, kind, target == HUB_TARGET_ALL ? NULL : id, type, payload, NULL, NULL, NULL,
+                   origin, done, arg);
 }
 
 /* ---- reading from Redis what the mirror does not hold ---- */
@@ -578,8 +669,8 @@ static void fetch_run(void *arg)
     atomic_fetch_add_explicit(&j->r->fetches, 1, memory_order_relaxed);
     int inst = node_instance_of(j->r->node, j->name, j->name_len);
     struct redis_conn *rc = node_cmd(j->r->node, inst);
-    if (!rc || rstream_read_since(rc, j->name, j->name_len, j->epoch, j->since,
-                           j->max, fetch_done, j) != 0)
+    if (!rc || rstream_read_since(rc, j->name, j->name_len, j->epoch, j->since, j->max, fetch_done,
+                                  j) != 0)
         fetch_done(j, RSTREAM_READ_FAILED, "", 0, NULL, 0);
 }
 
