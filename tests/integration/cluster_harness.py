@@ -167,11 +167,15 @@ def listing(port, what):
 
 
 def node_metric(port, name):
-    """The sum of a metric's samples (all label sets) on one node; 0 when absent."""
-    total = 0.0
+    """The sum of a metric's samples (all label sets) on one node. A metric the node
+    does not export at all fails the test (0 would hide it)."""
+    total, found = 0.0, False
     for k, v in metrics(port).items():
         if k == name or k.startswith(name + "{"):
             total += v
+            found = True
+    if not found:
+        raise AssertionError("the node on port %d exports no metric %s" % (port, name))
     return total
 
 
@@ -348,6 +352,10 @@ class RedisServer:
             return 0
         return int(re.search(r"calls=(\d+)", v).group(1))
 
+    def monitor(self):
+        """A MONITOR session (Monitor): every command Redis executes from now on."""
+        return Monitor(self.port)
+
     def numsub(self, channel):
         r = self.cmd("PUBSUB", "NUMSUB", channel)
         return int(r[1])
@@ -360,6 +368,64 @@ class RedisServer:
             out.update(k.decode() for k in batch)
             if cursor == b"0":
                 return out
+
+
+_MONITOR_RE = re.compile(r'^\+?[0-9.]+ \[(\d+) ([^\]]+)\] (.*)$')
+_ARG_RE = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+class Monitor:
+    """Redis MONITOR in a thread: `lines` gets (source, [args]) for every command,
+    source being the client's address or "lua" for commands a script ran."""
+
+    def __init__(self, port):
+        self.conn = Resp(port)
+        self.lines = []
+        assert self.conn.command("MONITOR") == "OK"
+        self.conn.sock.settimeout(None)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        try:
+            while True:
+                line = self.conn._line().decode("utf-8", "replace")
+                m = _MONITOR_RE.match(line)
+                if m:
+                    self.lines.append((m.group(2), [a for a in _ARG_RE.findall(m.group(3))]))
+        except (OSError, ConnectionError, ValueError):
+            pass
+
+    def sync(self, timeout=STEP):
+        """Returns once every command Redis executed before this call is in `lines`
+        (MONITOR reports in execution order: an ECHO of a fresh token closes it)."""
+        token = "wshub-test-sync-%s" % os.urandom(6).hex()
+        c = Resp(self.conn.sock.getpeername()[1])
+        try:
+            c.command("ECHO", token)
+        finally:
+            c.close()
+        wait_until(lambda: any(token in a for _, args in list(self.lines) for a in args), timeout,
+                   "MONITOR sees the sync token")
+
+    def client_commands(self, containing):
+        """Commands sent by clients (not run by scripts) with an argument that
+        contains `containing`, as [NAME, args...] with NAME upper-cased."""
+        out = []
+        for src, args in list(self.lines):
+            if src == "lua" or not args:
+                continue
+            if any(containing in a for a in args):
+                out.append([args[0].upper()] + args[1:])
+        return out
+
+    def stop(self):
+        try:
+            self.conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.conn.close()
+        self.thread.join(timeout=5)
 
 
 def room_channel(room):
