@@ -14,32 +14,123 @@
 #include "hub/internal.h"
 #include "telemetry/spans.h"
 
+struct client_cold *client_cold(struct client *c)
+{
+    if (!c->cold) c->cold = calloc(1, sizeof *c->cold);
+    return c->cold;
+}
+
+const char *client_ip(const struct client *c, char *buf)
+{
+    /* A copy even from the entry: hub_release may free the entry it is given. */
+    if (c->ipe) return memcpy(buf, c->ipe->ip, CLIENT_IP_LEN);
+    buf[0] = 0;
+    /* While it is open, the socket's peer is the address (conn_peer, as at the
+     * upgrade); after the close the descriptor may be another connection's. */
+    if (c->ws && !conn_closed(&c->ws->c)) conn_peer(&c->ws->c, buf, CLIENT_IP_LEN);
+    return buf;
+}
+
+const char *client_cid(const struct client *c, char *buf)
+{
+    /* Not stored: a keyed mix of the struct's address and its creation time, which
+     * tell live clients apart and look random (the key is the registry's random
+     * seed). Stable for the client's life. */
+    uint64_t x = client_sh(c)->hub->reg.seed ^ (uint64_t)(uintptr_t)c;
+    x ^= (uint64_t)c->opened_ms * UINT64_C(0x9e3779b97f4a7c15);
+    x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+    x ^= x >> 31;
+    trace_hex((const uint8_t *)&x, sizeof x, buf);
+    return buf;
+}
+
+/* A token's claims are kept only when they say something: under --auth none, and
+ * for a token without rooms, broadcast or exp, the connection has no cold part. */
+static bool claims_empty(const struct auth_identity *id)
+{
+    return !id->has_rooms && !id->can_broadcast && !id->exp && !id->join && !id->publish;
+}
+
+static void claims_free(struct client_claims *k)
+{
+    struct auth_identity id = {
+        .join = k->join, .n_join = k->n_join, .publish = k->publish, .n_publish = k->n_publish};
+    auth_identity_free(&id);
+    memset(k, 0, sizeof *k);
+}
+
+/* Takes id's claims (and heap parts) into c: -1 when out of memory (id untouched). */
+static int claims_take(struct client *c, struct auth_identity *id)
+{
+    if (c->cold) claims_free(&c->cold->claims);
+    if (claims_empty(id)) return 0;
+    struct client_cold *k = client_cold(c);
+    if (!k) return -1;
+    k->claims = (struct client_claims){.join = id->join,
+                                       .publish = id->publish,
+                                       .n_join = id->n_join,
+                                       .n_publish = id->n_publish,
+                                       .exp = id->exp,
+                                       .has_rooms = id->has_rooms,
+                                       .can_broadcast = id->can_broadcast};
+    id->join = id->publish = NULL;
+    id->n_join = id->n_publish = 0;
+    return 0;
+}
+
+static const struct client_claims no_claims;
+
+static const struct client_claims *claims(const struct client *c)
+{
+    return c->cold ? &c->cold->claims : &no_claims;
+}
+
+static void client_free(struct client *c)
+{
+    struct client_cold *k = c->cold;
+    if (k) {
+        if (k->upos) hist_unref(k->upos->stream);
+        free(k->upos);
+        claims_free(&k->claims);
+        free(k);
+    }
+    if (c->user_own) free((char *)(uintptr_t)c->user);
+    free(c->rooms);
+    free(c);
+}
+
 struct client *hub_client_new(struct shard *sh, const char *user, struct auth_identity *id,
                               const char *peer_ip)
 {
-    struct client *c = calloc(1, sizeof *c);
+    bool rl = sh->hub->cfg.conn_rate.rate != 0;
+    struct client *c = calloc(1, sizeof *c + (rl ? sizeof(struct rate_bucket) : 0));
     if (!c) return NULL;
-    c->sh = sh;
-    snprintf(c->ip, sizeof c->ip, "%s", peer_ip ? peer_ip : "");
-    if (id) {
-        c->id = *id; /* takes the heap parts */
-        c->has_id = true;
+    (void)sh; /* = client_sh(c): clients are created on their shard's thread */
+    c->opened_ms = (uint32_t)loop_now(sh->loop);
+    /* The address is not copied: the per-address table's entry has it, and this
+     * connection's count keeps the entry until hub_release. */
+    c->ipe = peer_ip ? hub_ip_entry(sh->hub, peer_ip) : NULL;
+    /* The client's own copy of the id until the open, when it takes the online user's
+     * (shard_user_link). Copied before id is cleared: user may point into it. */
+    c->user = strdup(user);
+    c->user_own = true;
+    if (!c->user || (id && claims_take(c, id) < 0)) {
+        client_free(c);
+        return NULL;
     }
-    /* The user id lives once, in the identity (a refresh keeps the same sub). Copied
-     * before id is cleared: user may point into it. */
-    snprintf(c->id.user, sizeof c->id.user, "%s", user);
-    c->user = c->id.user;
-    if (id) memset(id, 0, sizeof *id);
-    rate_bucket_init(&c->rl, &sh->hub->cfg.conn_rate, loop_now(sh->loop));
-    rate_bucket_init(&c->qrl, &sh->hub->cfg.query_rate, loop_now(sh->loop));
-    uint64_t r = trace_random64();
-    trace_hex((const uint8_t *)&r, sizeof r, c->cid);
+    if (id) auth_identity_free(id); /* what was not taken */
+    if (rl) rate_bucket_init(client_rl(c), &sh->hub->cfg.conn_rate, loop_now(sh->loop));
     return c;
 }
 
 const char *hub_client_id(const struct client *c)
 {
-    return c->cid;
+    /* Asked for by the upgrade's span only: the text is kept from then on. */
+    struct client_cold *k = client_cold((struct client *)(uintptr_t)c);
+    if (!k) return "";
+    if (!k->cid[0]) client_cid(c, k->cid);
+    return k->cid;
 }
 
 const char *hub_client_user(const struct client *c)
@@ -49,30 +140,31 @@ const char *hub_client_user(const struct client *c)
 
 void hub_client_trace(struct client *c, const struct trace_ctx *ctx)
 {
-    c->tctx = *ctx;
+    /* An invalid context is what an absent one means; without memory, not traced. */
+    if (ctx->valid && client_cold(c)) c->cold->tctx = *ctx;
+}
+
+static const struct trace_ctx no_trace;
+
+static const struct trace_ctx *client_tctx(const struct client *c)
+{
+    return c->cold ? &c->cold->tctx : &no_trace;
 }
 
 int hub_client_resume(struct client *c, uint64_t since, const char *epoch)
 {
-    if (!c->upos && !(c->upos = calloc(1, sizeof *c->upos))) return -1;
-    c->upos->since = since;
-    snprintf(c->upos->epoch, sizeof c->upos->epoch, "%s", epoch ? epoch : "");
+    struct client_cold *k = client_cold(c);
+    if (!k || (!k->upos && !(k->upos = calloc(1, sizeof *k->upos)))) return -1;
+    k->upos->since = since;
+    snprintf(k->upos->epoch, sizeof k->upos->epoch, "%s", epoch ? epoch : "");
     return 0;
-}
-
-static void client_free(struct client *c)
-{
-    if (c->upos) hist_unref(c->upos->stream);
-    free(c->upos);
-    if (c->has_id) auth_identity_free(&c->id);
-    free(c->rooms);
-    free(c);
 }
 
 void hub_client_abandon(struct client *c)
 {
-    if (!c || c->opened) return; /* an opened client is released by its close */
-    hub_release(c->sh->hub, c->ip);
+    if (!c || c->ws) return; /* an opened client is released by its close */
+    char ip[CLIENT_IP_LEN];
+    hub_release(client_sh(c)->hub, client_ip(c, ip));
     client_free(c);
 }
 
@@ -96,12 +188,13 @@ static int reject(struct client *c, enum proto_err e, const char *msg, json_t *i
     send_trace_end(&st);
     /* Refusals during shutdown are no fault of the client's (no strike: a 1008 must not
      * overtake the deliveries that shutdown still owes it). */
-    if (e != PE_SHUTTING_DOWN && ++c->strikes >= c->sh->hub->cfg.strikes_to_close) {
+    if (e != PE_SHUTTING_DOWN && c->strikes < UINT16_MAX &&
+        ++c->strikes >= client_sh(c)->hub->cfg.strikes_to_close) {
         STAT_INC(hub_strike_closes);
-        char tid[33];
+        char tid[33], cid[17];
         const char *t = trace_log_id(tid);
         log_info("closing client after repeated bad messages", "user=%s client=%s strikes=%u%s%s",
-                 c->user, c->cid, c->strikes, t ? " trace_id=" : "", t ? t : "");
+                 c->user, client_cid(c, cid), c->strikes, t ? " trace_id=" : "", t ? t : "");
         ws_fail(c->ws, WS_CLOSE_POLICY,
                 e == PE_RATE_LIMITED ? "rate limit exceeded" : "too many bad messages");
     }
@@ -164,16 +257,17 @@ void client_publish_done(struct client *c, json_t *id, const char *room, uint64_
 /* May this client send to / join `room`? Token patterns first, then policy. */
 static enum proto_err may_publish(struct client *c, const char *room)
 {
-    if (c->has_id && c->id.has_rooms && !auth_room_match(c->id.publish, c->id.n_publish, room))
-        return PE_FORBIDDEN;
-    if (c->sh->hub->cfg.send_policy == HUB_SEND_MEMBERS && !client_membership(c, room))
+    const struct client_claims *k = claims(c);
+    if (k->has_rooms && !auth_room_match(k->publish, k->n_publish, room)) return PE_FORBIDDEN;
+    if (client_sh(c)->hub->cfg.send_policy == HUB_SEND_MEMBERS && !client_membership(c, room))
         return PE_NOT_MEMBER;
     return PE_NONE;
 }
 
 static bool may_join(struct client *c, const char *room)
 {
-    return !(c->has_id && c->id.has_rooms && !auth_room_match(c->id.join, c->id.n_join, room));
+    const struct client_claims *k = claims(c);
+    return !(k->has_rooms && !auth_room_match(k->join, k->n_join, room));
 }
 
 /* `since` in join_room: {"seq": N, "epoch": "E"}. */
@@ -231,24 +325,25 @@ static int do_join(struct client *c, struct envelope *env)
         snap = hist_top(m->lr->room->stream);
         hist_unlock(m->lr->room->stream);
     } else {
-        if (c->n_rooms >= c->sh->hub->cfg.max_rooms_per_conn)
+        if (c->n_rooms >= client_sh(c)->hub->cfg.max_rooms_per_conn)
             return reject(c, PE_TOO_LARGE, "too many rooms joined on this connection", env->id);
-        if (!hub_ip_room_take(c->sh->hub, c->ip))
+        char ip[CLIENT_IP_LEN];
+        if (!hub_ip_room_take(client_sh(c)->hub, client_ip(c, ip)))
             return reject(c, PE_LIMIT_REACHED, "too many rooms joined from this address", env->id);
-        if (!hub_ready(c->sh->hub)) {
-            hub_ip_room_give(c->sh->hub, c->ip, 1);
-            relay_count_unavailable(c->sh->hub);
+        if (!hub_ready(client_sh(c)->hub)) {
+            hub_ip_room_give(client_sh(c)->hub, ip, 1);
+            relay_count_unavailable(client_sh(c)->hub);
             return reject(c, PE_UNAVAILABLE, "the cluster's Redis cannot be reached", env->id);
         }
         int rc = shard_join(c, room, presence, &snap);
         if (rc < 0) {
-            hub_ip_room_give(c->sh->hub, c->ip, 1);
+            hub_ip_room_give(client_sh(c)->hub, ip, 1);
             return rc == -ENOSPC
                        ? reject(c, PE_LIMIT_REACHED, "the server has its most rooms", env->id)
                        : reject(c, PE_INTERNAL, "could not join", env->id);
         }
         m = c->rooms[c->n_rooms - 1];
-        if (c->sh->hub->relay) /* room_joined once the room's position is known */
+        if (client_sh(c)->hub->relay) /* room_joined once the room's position is known */
             return join_wait(c, m, env->id, sv != NULL, since, epoch);
     }
     struct hist_stream *s = m->lr->room->stream;
@@ -281,7 +376,8 @@ static int do_leave(struct client *c, struct envelope *env)
     if (!m) return reject(c, PE_NOT_MEMBER, "not a member of this room", env->id);
     json_t *p = json_pack("{s:s}", "room_id", room); /* room points into env: copy first */
     shard_leave(c, m);
-    hub_ip_room_give(c->sh->hub, c->ip, 1);
+    char ip[CLIENT_IP_LEN];
+    hub_ip_room_give(client_sh(c)->hub, client_ip(c, ip), 1);
     reply(c, "room_left", p, env->id);
     json_decref(p);
     return 0;
@@ -311,9 +407,9 @@ static int do_send_room(struct client *c, struct envelope *env, bool chat)
     }
     struct membership *m = client_membership(c, room);
     uint64_t seq;
-    if (c->sh->hub->relay) { /* acked once Redis has given it its position */
-        int rc = relay_publish(c->sh->hub, HIST_ROOM, room, env->type_str, &payload, c->user, c,
-                               env->id);
+    if (client_sh(c)->hub->relay) { /* acked once Redis has given it its position */
+        int rc = relay_publish(client_sh(c)->hub, HIST_ROOM, room, env->type_str, &payload, c->user,
+                               c, env->id);
         json_decref(chatp);
         if (rc != 0)
             return reject(c, PE_UNAVAILABLE, "the cluster's Redis cannot be reached: not sent",
@@ -321,9 +417,9 @@ static int do_send_room(struct client *c, struct envelope *env, bool chat)
         return 0;
     }
     if (m) {
-        seq = room_publish(c->sh->hub, m->lr->room, env->type_str, &payload, c->user, false);
+        seq = room_publish(client_sh(c)->hub, m->lr->room, env->type_str, &payload, c->user, false);
     } else {
-        seq = hub_publish_room(c->sh->hub, room, env->type_str, &payload, c->user);
+        seq = hub_publish_room(client_sh(c)->hub, room, env->type_str, &payload, c->user);
     }
     json_decref(chatp);
     ack(c, env->id, room, seq);
@@ -335,30 +431,30 @@ static int do_send_user(struct client *c, struct envelope *env)
     const char *user;
     enum proto_err e = envelope_name(env, "user_id", &user);
     if (e) return reject(c, e, "send_to_user needs a user_id string (1-128 bytes)", env->id);
-    if (c->sh->hub->relay) {
-        if (relay_publish(c->sh->hub, HIST_USER, user, env->type_str, &env->out, c->user, c,
+    if (client_sh(c)->hub->relay) {
+        if (relay_publish(client_sh(c)->hub, HIST_USER, user, env->type_str, &env->out, c->user, c,
                           env->id) != 0)
             return reject(c, PE_UNAVAILABLE, "the cluster's Redis cannot be reached: not sent",
                           env->id);
         return 0;
     }
-    hub_publish_user(c->sh->hub, user, env->type_str, &env->out, c->user);
+    hub_publish_user(client_sh(c)->hub, user, env->type_str, &env->out, c->user);
     ack(c, env->id, NULL, 0);
     return 0;
 }
 
 static int do_broadcast(struct client *c, struct envelope *env)
 {
-    bool allowed = c->sh->hub->cfg.client_broadcast || (c->has_id && c->id.can_broadcast);
+    bool allowed = client_sh(c)->hub->cfg.client_broadcast || claims(c)->can_broadcast;
     if (!allowed) return reject(c, PE_FORBIDDEN, "broadcast is not allowed", env->id);
-    if (c->sh->hub->relay) {
-        if (relay_publish(c->sh->hub, HIST_ROOM, NULL, env->type_str, &env->out, c->user, c,
+    if (client_sh(c)->hub->relay) {
+        if (relay_publish(client_sh(c)->hub, HIST_ROOM, NULL, env->type_str, &env->out, c->user, c,
                           env->id) != 0)
             return reject(c, PE_UNAVAILABLE, "the cluster's Redis cannot be reached: not sent",
                           env->id);
         return 0;
     }
-    hub_publish_all(c->sh->hub, env->type_str, &env->out, c->user);
+    hub_publish_all(client_sh(c)->hub, env->type_str, &env->out, c->user);
     ack(c, env->id, NULL, 0);
     return 0;
 }
@@ -431,7 +527,8 @@ static int query_cluster(struct client *c, struct envelope *env, const char *aft
                                                          : HUB_LIST_MEMBERS;
     w->c = client_hold(c);
     w->id = env->id ? json_incref(env->id) : NULL;
-    if (hub_list_async(c->sh->hub, kind, room, after, limit, c->sh->loop, list_back, w) != 0) {
+    if (hub_list_async(client_sh(c)->hub, kind, room, after, limit, client_sh(c)->loop, list_back,
+                       w) != 0) {
         client_release(c);
         json_decref(w->id);
         free(w);
@@ -442,7 +539,7 @@ static int query_cluster(struct client *c, struct envelope *env, const char *aft
 
 static int do_query(struct client *c, struct envelope *env)
 {
-    struct hub *h = c->sh->hub;
+    struct hub *h = client_sh(c)->hub;
     json_t *p = NULL;
     const char *after = NULL, *why = NULL;
     size_t limit = 0;
@@ -495,18 +592,18 @@ static int do_query(struct client *c, struct envelope *env)
 static void token_arm(struct client *c)
 {
     if (!c->ws) return;
-    if (!c->has_id || !c->id.exp) {
+    if (!claims(c)->exp) {
         ws_set_deadline(c->ws, 0);
         return;
     }
-    uint64_t now = loop_now(c->sh->loop);
-    int64_t left_ms = (c->id.exp - (int64_t)time(NULL)) * 1000;
+    uint64_t now = loop_now(client_sh(c)->loop);
+    int64_t left_ms = (claims(c)->exp - (int64_t)time(NULL)) * 1000;
     int64_t at;
-    if (!c->token_warned) {
+    if (!c->cold->token_warned) {
         int64_t lead = left_ms / 2 < TOKEN_LEAD_MS ? left_ms / 2 : TOKEN_LEAD_MS;
         at = left_ms - (lead > 0 ? lead : 0);
     } else {
-        at = left_ms + auth_leeway(c->sh->hub->cfg.auth) * 1000;
+        at = left_ms + auth_leeway(client_sh(c)->hub->cfg.auth) * 1000;
     }
     ws_set_deadline(c->ws, now + (at > 1 ? (uint64_t)at : 1));
 }
@@ -514,21 +611,23 @@ static void token_arm(struct client *c)
 static void on_deadline(struct ws_conn *ws)
 {
     struct client *c = ws->ud;
-    if (!c->has_id || !c->id.exp) return;
+    int64_t exp = claims(c)->exp; /* non-zero: c->cold exists */
+    if (!exp) return;
     int64_t now = (int64_t)time(NULL);
-    if (!c->token_warned) {
-        c->token_warned = true;
+    if (!c->cold->token_warned) {
+        c->cold->token_warned = true;
         STAT_INC(hub_token_expiring);
-        json_t *p = json_pack("{s:I, s:I}", "expires_at", (json_int_t)c->id.exp, "expires_in",
-                              (json_int_t)(c->id.exp - now));
+        json_t *p = json_pack("{s:I, s:I}", "expires_at", (json_int_t)exp, "expires_in",
+                              (json_int_t)(exp - now));
         reply(c, "token_expiring", p, NULL);
         json_decref(p);
         token_arm(c);
         return;
     }
     STAT_INC(hub_token_expired_closes);
-    log_info("closing client: token expired", "user=%s client=%s exp=%lld", c->user, c->cid,
-             (long long)c->id.exp);
+    char cid[17];
+    log_info("closing client: token expired", "user=%s client=%s exp=%lld", c->user,
+             client_cid(c, cid), (long long)exp);
     ws_close(ws, 4001, "token expired");
 }
 
@@ -540,7 +639,7 @@ static int do_refresh(struct client *c, struct envelope *env)
     json_t *t = json_object_get(env->payload, "token");
     if (!t) return reject(c, PE_MISSING_FIELD, "refresh needs a token", env->id);
     if (!json_is_string(t)) return reject(c, PE_BAD_FIELD, "token must be a string", env->id);
-    const struct auth *a = c->sh->hub->cfg.auth;
+    const struct auth *a = client_sh(c)->hub->cfg.auth;
     struct auth_identity id;
     enum auth_error ae =
         a ? auth_verify(a, json_string_value(t), json_string_length(t), (int64_t)time(NULL), &id)
@@ -558,13 +657,17 @@ static int do_refresh(struct client *c, struct envelope *env)
         STAT_INC(hub_token_refused);
         return reject(c, PE_FORBIDDEN, msg, env->id);
     }
-    if (c->has_id) auth_identity_free(&c->id);
-    c->id = id; /* takes the heap parts */
-    c->has_id = true;
-    c->token_warned = false;
+    if (claims_take(c, &id) < 0) { /* the old claims are gone: the new ones must hold */
+        auth_identity_free(&id);
+        ws_fail(c->ws, WS_CLOSE_INTERNAL, "out of memory");
+        return -1;
+    }
+    auth_identity_free(&id); /* what was not taken */
+    if (c->cold) c->cold->token_warned = false;
     token_arm(c);
     STAT_INC(hub_token_refreshes);
-    json_t *p = c->id.exp ? json_pack("{s:I}", "expires_at", (json_int_t)c->id.exp) : json_object();
+    json_t *p = claims(c)->exp ? json_pack("{s:I}", "expires_at", (json_int_t)claims(c)->exp)
+                               : json_object();
     reply(c, "token_refreshed", p, env->id);
     json_decref(p);
     return 0;
@@ -574,13 +677,13 @@ static int do_refresh(struct client *c, struct envelope *env)
  * the position, then what it missed when it can be recovered. */
 static void open_session(struct client *c)
 {
-    struct hub *h = c->sh->hub;
-    struct user_pos *up = c->upos;
+    struct hub *h = client_sh(c)->hub;
+    struct user_pos *up = c->cold->upos;
     bool created = false;
     struct hist_stream *s = hist_get(h->hist, HIST_USER, c->user, true, &created);
     if (!s) {
         free(up); /* no position: the connection works as one without ?since= */
-        c->upos = NULL;
+        c->cold->upos = NULL;
         return;
     }
     if (created) registry_user_stream(h, c->user, s);
@@ -588,7 +691,7 @@ static void open_session(struct client *c)
     if (h->relay) { /* `session` once the stream's position is known */
         up->pending = true;
         up->live_from = UINT64_MAX;
-        if (relay_ask(c->sh, HIST_USER, c->user) != 0) {
+        if (relay_ask(client_sh(c), HIST_USER, c->user) != 0) {
             up->pending = false;
             up->live_from = 0;
         }
@@ -602,7 +705,7 @@ static void open_session(struct client *c)
     uint64_t replayed = 0;
     if (up->epoch[0]) {
         struct recover_trace rt;
-        recover_trace_begin(&rt, &c->tctx, "user", c->user, up->since);
+        recover_trace_begin(&rt, client_tctx(c), "user", c->user, up->since);
         ok = begin_recovery(c, s, 1, up->since, up->epoch, &up->cursor, &up->live_from);
         up->replaying = ok;
         replayed = ok && top > up->since ? top - up->since : 0;
@@ -620,18 +723,21 @@ static void on_open(struct ws_conn *ws)
 {
     struct client *c = ws->ud;
     c->ws = ws;
-    c->opened = true;
-    shard_user_link(c->sh, c);
-    registry_user_add(c->sh->hub, c->user);
-    c->opened_ms = loop_now(c->sh->loop);
+    registry_user_add(client_sh(c)->hub, c->user);
+    /* From here the id is the online user's (one copy for the registry, the shards
+     * and the client); without memory the client keeps its own and is not linked
+     * (it then gets no messages sent to its user, as before when a link failed). */
+    struct online_user *u = registry_user_find(client_sh(c)->hub, c->user);
+    if (u) shard_user_link(client_sh(c), c, u);
     token_arm(c);
-    if (c->upos) open_session(c);
+    if (client_upos(c)) open_session(c);
     if (LOG_DEBUG >= log_min_level) {
-        char tid[33];
-        bool t = c->tctx.valid && (c->tctx.flags & TRACE_FLAG_SAMPLED);
-        if (t) trace_hex(c->tctx.trace_id, TRACE_ID_LEN, tid);
-        log_debug("client connected", "client=%s user=%s remote=%s%s%s", c->cid, c->user, c->ip,
-                  t ? " trace_id=" : "", t ? tid : "");
+        char tid[33], cid[17], ip[CLIENT_IP_LEN];
+        const struct trace_ctx *tc = client_tctx(c);
+        bool t = tc->valid && (tc->flags & TRACE_FLAG_SAMPLED);
+        if (t) trace_hex(tc->trace_id, TRACE_ID_LEN, tid);
+        log_debug("client connected", "client=%s user=%s remote=%s%s%s", client_cid(c, cid),
+                  c->user, client_ip(c, ip), t ? " trace_id=" : "", t ? tid : "");
     }
 }
 
@@ -642,10 +748,12 @@ static void on_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, siz
         reject(c, PE_BINARY, "messages on /ws are JSON text frames", NULL);
         return;
     }
-    uint64_t now = loop_now(c->sh->loop);
-    const struct hub_config *cfg = &c->sh->hub->cfg;
-    bool ok = rate_bucket_take(&c->rl, &cfg->conn_rate, now);
-    if (ok && c->lu) ok = rate_bucket_take(&c->lu->rl, &cfg->user_rate, now);
+    uint64_t now = loop_now(client_sh(c)->loop);
+    const struct hub_config *cfg = &client_sh(c)->hub->cfg;
+    /* (The buckets exist only when their limits are on.) */
+    bool ok = !cfg->conn_rate.rate || rate_bucket_take(client_rl(c), &cfg->conn_rate, now);
+    if (ok && cfg->user_rate.rate && !c->user_own)
+        ok = rate_bucket_take(ou_bucket(client_ou(c), client_sh(c)), &cfg->user_rate, now);
     struct envelope env;
     const char *detail = NULL;
     enum proto_err e = envelope_parse((const char *)data, len, &env, &detail);
@@ -656,7 +764,10 @@ static void on_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, siz
         return;
     }
     struct msg_trace mt;
-    msg_trace_begin(&mt, &c->tctx, env.root, env.type_str, c->cid, c->user, len);
+    char cid[17] = "";
+    const struct trace_ctx *tc = client_tctx(c);
+    if (tc->valid) client_cid(c, cid); /* only a traced connection's spans name it */
+    msg_trace_begin(&mt, tc, env.root, env.type_str, cid, c->user, len);
     if (e) {
         reject(c, e, detail, env.id);
         msg_trace_end(&mt);
@@ -666,7 +777,7 @@ static void on_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, siz
     int rc;
     bool publishes = env.type == MT_SEND_TO_ROOM || env.type == MT_CHAT_MESSAGE ||
                      env.type == MT_SEND_TO_USER || env.type == MT_BROADCAST;
-    if (publishes && hub_closing(c->sh->hub)) {
+    if (publishes && hub_closing(client_sh(c)->hub)) {
         /* Shutdown has begun: nothing new is taken, so nothing is acked that the
          * shutdown's drain would not deliver (server.c). */
         STAT_INC(hub_shutdown_refused);
@@ -710,10 +821,10 @@ static void on_drain(struct ws_conn *ws)
 {
     struct client *c = ws->ud;
     if (c->n_replaying) replay_pump(c);
-    if (!c->dropped) return;
+    if (!c->cold || !c->cold->dropped) return;
     /* Tell a drop-oldest client what it lost, once its queue has room again. */
-    json_t *p = json_pack("{s:I}", "count", (json_int_t)c->dropped);
-    c->dropped = 0;
+    json_t *p = json_pack("{s:I}", "count", (json_int_t)c->cold->dropped);
+    c->cold->dropped = 0;
     reply(c, "dropped", p, NULL);
     json_decref(p);
 }
@@ -721,14 +832,24 @@ static void on_drain(struct ws_conn *ws)
 static void on_close(struct ws_conn *ws, unsigned code)
 {
     struct client *c = ws->ud;
-    log_debug("client disconnected", "client=%s user=%s remote=%s duration_ms=%llu code=%u", c->cid,
-              c->user, c->ip, (unsigned long long)(loop_now(c->sh->loop) - c->opened_ms), code);
-    hub_ip_room_give(c->sh->hub, c->ip, c->n_rooms);
+    char ip[CLIENT_IP_LEN];
+    client_ip(c, ip);
+    if (LOG_DEBUG >= log_min_level) {
+        char cid[17];
+        /* 32-bit milliseconds: right for connections shorter than 49 days */
+        uint32_t ms = (uint32_t)loop_now(client_sh(c)->loop) - c->opened_ms;
+        log_debug("client disconnected", "client=%s user=%s remote=%s duration_ms=%u code=%u",
+                  client_cid(c, cid), c->user, ip, ms, code);
+    }
+    hub_ip_room_give(client_sh(c)->hub, ip, c->n_rooms);
     while (c->n_rooms)
         shard_leave(c, c->rooms[c->n_rooms - 1]);
-    shard_user_unlink(c->sh, c);
-    registry_user_remove(c->sh->hub, c->user);
-    hub_release(c->sh->hub, c->ip);
+    shard_user_unlink(client_sh(c), c);
+    /* c->user may be the online user's id, which the last remove frees: a copy. */
+    char user[AUTH_MAX_USER + 1];
+    snprintf(user, sizeof user, "%s", c->user);
+    registry_user_remove(client_sh(c)->hub, user);
+    hub_release(client_sh(c)->hub, ip);
     c->ws = NULL;
     if (c->holds) { /* answers from the cluster are on their way: freed after them */
         c->closed = true;

@@ -93,7 +93,7 @@ static void sync_now(struct cpresence *p)
         struct online_user *u, *ut;
         HASH_ITER(hh, r->users, u, ut)
         {
-            if (!(strs[is] = strdup(u->user))) break;
+            if (!(strs[is] = strdup(ou_key(u)))) break;
             users[iu++] = (struct presence_user_count){strs[is++], 1};
         }
         HASH_ITER(hh, r->rooms, room, rt)

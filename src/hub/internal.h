@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <uthash.h>
 
+#include "base/ordset.h"
 #include "base/skiplist.h"
 #include "history/history.h"
 #include "hub/hub.h"
@@ -32,19 +33,45 @@ struct room {
     UT_hash_handle hh;
 };
 
+/* An online user: the one record of a user id while any of its connections is open
+ * (issue 13, memory). The id is stored once, at the end of the record (hh.key points
+ * at it); the registry indexes it (reg.users, user_order) under registry.mu, and each
+ * shard keeps, in the same allocation, its own part: the head of the shard's list of
+ * that user's connections (ou_head) and, only when --user-rate-limit is on, the
+ * per-user message bucket (ou_bucket). A shard reads and writes only its own part,
+ * without the lock: the record outlives it, since conns counts the shard's
+ * connections, which leave it before they are uncounted (on_close). Layout, n the
+ * number of shards: [rate_bucket x n, when on][client * x n][online_user][id, NUL].
+ * The parts go first so that the id starts in the record's tail padding (offset
+ * 68): 96 bytes of malloc chunk for an id of up to 19 bytes. */
 struct online_user {
-    char *user;
-    uint32_t conns;
+    UT_hash_handle hh;          /* reg.users; hh.key is the id, hh.hashv its hash (also the
+                                 * shards' tables') */
     struct hist_stream *stream; /* the user's stream while online, once it exists */
-    UT_hash_handle hh;
+    uint32_t conns;
+    char key[]; /* the id, NUL-terminated */
+};
+
+static inline const char *ou_key(const struct online_user *u)
+{
+    return u->key;
+}
+
+/* The online users that have connections on one shard: open addressing (linear
+ * probing) on pointers, 8 bytes a slot at a load of at most 3/4, against uthash's
+ * 56-byte handle and its bucket array. Owned by the shard's thread. */
+struct user_tab {
+    struct online_user **slot; /* [cap], NULL: free */
+    uint32_t cap, n;           /* cap: 0 or a power of two */
 };
 
 struct registry {
     pthread_mutex_t mu;
     struct room *rooms;
     struct online_user *users;
-    struct skiplist room_order, user_order; /* the same entries in id order */
-    uint64_t seed;                          /* of the rooms' member lists */
+    struct skiplist room_order; /* the same entries in id order */
+    struct ordset user_order;   /* the online users in id order (8-16 B each) */
+    uint64_t seed;              /* of the rooms' member lists */
 };
 
 /* IT_*_ANCHOR (cluster mode, relay.c): a stream's position was read from Redis;
@@ -102,42 +129,77 @@ struct local_room {
     UT_hash_handle hh;
 };
 
-struct local_user {
-    char *user;
-    struct client **clients;
-    uint32_t n, cap;
-    struct rate_bucket rl;
-    UT_hash_handle hh;
+/* Claims of a token that restrict or extend a connection (auth_identity's, without
+ * the user id, which the client has already). */
+struct client_claims {
+    char **join, **publish; /* patterns (heap) */
+    size_t n_join, n_publish;
+    uint32_t exp; /* Unix seconds; 0: never expires */
+    bool has_rooms, can_broadcast;
 };
 
+/* What few connections use, out of line (issue 13, memory): allocated at the first
+ * need, so an idle connection under --auth none without tracing or ?since= pays one
+ * pointer for all of it. */
+struct client_cold {
+    struct client_claims claims; /* a token's rooms, broadcast right and exp */
+    struct user_pos *upos;       /* the user's stream position: ?since= connections */
+    struct trace_ctx tctx;       /* the upgrade's, when it was traced */
+    struct rate_bucket qrl;      /* listing queries; full until the first listing */
+    bool qrl_set;
+    bool token_warned; /* token_expiring sent for the current token */
+    char cid[17];      /* hub_client_id's text, once asked for */
+    uint32_t dropped;  /* messages lost to drop-oldest since the client was last told */
+};
+
+/* A hub client: 72 bytes (an 80-byte malloc chunk), measured in docs/design.md
+ * ("Memory of an idle hub connection"). Everything an idle connection does not need
+ * is in cold; its shard is the thread's (client_sh); its id is computed (client_cid);
+ * its message bucket follows it only when --rate-limit is on (client_rl). */
 struct client {
-    struct ws_conn *ws;
-    struct shard *sh;
-    struct local_user *lu;
-    uint32_t lu_index;
-    bool opened;
-    struct membership **rooms;
-    uint32_t n_rooms, cap_rooms;
-    struct auth_identity id;
-    bool has_id;
-    struct rate_bucket rl;
-    struct rate_bucket qrl; /* listing queries */
-    uint32_t strikes;
-    uint64_t dropped; /* messages lost to drop-oldest since the client was last told */
-    const char *user; /* = id.user: the identity holds the one copy */
-    char ip[46];
-    char cid[17];          /* client id, hex */
-    uint64_t opened_ms;    /* loop time of the open, for the close line's duration */
-    struct trace_ctx tctx; /* the upgrade's; invalid when tracing is off */
-    /* The user's stream position: allocated only for a connection that asked for
-     * it with ?since= (docs/protocol.md "Recovery"), so others pay one pointer. */
-    struct user_pos *upos;
+    struct ws_conn *ws; /* from the open to the close */
+    /* Before the open, the client's own copy (user_own); from the open, the online
+     * user's id (container: client_ou). */
+    const char *user;
+    struct client *u_prev, *u_next; /* this shard's connections of the same user */
+    struct membership **rooms;      /* [n_rooms]; capacity: rooms_cap(n_rooms) */
+    struct client_cold *cold;       /* NULL until needed */
+    /* Its address's entry in the per-address table (which is the address text), when
+     * that table is kept (--max-rooms-per-ip, on by default, or
+     * --max-connections-per-ip); else the text is asked of the socket (client_ip). */
+    struct ip_count *ipe;
+    uint32_t n_rooms;
+    uint32_t opened_ms; /* loop time of hub_client_new (the open's turn), mod 2^32: the
+                         * close line's duration, and part of the client id */
+    uint16_t strikes;
     uint16_t n_replaying; /* memberships (and the user stream) replaying */
+    bool user_own;        /* user is the client's heap copy, not an online user's id */
     uint16_t holds;       /* cluster answers on their way (relay.c): freed after them */
     bool closed;          /* closed while held */
-    bool token_warned;    /* token_expiring sent for the current token */
 };
 
+/* Capacity of a client's rooms array holding n (it grows 4, 8, 16, ... when full). */
+static inline uint32_t rooms_cap(uint32_t n)
+{
+    if (n == 0) return 0;
+    uint32_t cap = 4;
+    while (cap < n)
+        cap *= 2;
+    return cap;
+}
+
+/* The peer's address as text (as conn_peer wrote it at the upgrade), into
+ * buf[CLIENT_IP_LEN]; "" when unknown (no table entry and the socket closed). */
+#define CLIENT_IP_LEN 46
+const char *client_ip(const struct client *c, char *buf);
+/* The client id as 16 hex digits and NUL, into buf[17]. */
+const char *client_cid(const struct client *c, char *buf);
+/* The cold part, allocated (zeroed) on first call; NULL when out of memory. */
+struct client_cold *client_cold(struct client *c);
+static inline struct user_pos *client_upos(const struct client *c)
+{
+    return c->cold ? c->cold->upos : NULL;
+}
 /* A client's position in its user stream. Until the open it holds the ?since=
  * request (since, epoch); from the open, the stream and the same fields as a
  * membership's (live_from, cursor, replaying). */
@@ -157,7 +219,7 @@ struct shard {
     struct loop *loop;
     struct inbox inbox;
     struct local_room *rooms;
-    struct local_user *users;
+    struct user_tab users; /* online users with connections here */
     size_t n_clients;
 };
 
@@ -191,6 +253,46 @@ struct hub {
     struct rate_bucket *q_slots; /* [HUB_QUERY_SLOTS] */
 };
 
+/* The shard a client lives on: the calling thread's, since a client is only ever
+ * touched by its own worker (the hub's callbacks, deliveries from its inbox). */
+extern _Thread_local struct shard *shard_cur;
+static inline struct shard *client_sh(const struct client *c)
+{
+    (void)c;
+    return shard_cur;
+}
+
+/* A linked client's online user (its id is the record's key). Only when !c->user_own. */
+static inline struct online_user *client_ou(const struct client *c)
+{
+    return (struct online_user *)(uintptr_t)(c->user - offsetof(struct online_user, key));
+}
+
+/* Shard sh's parts of an online user (see struct online_user for the layout). */
+static inline struct client **ou_head(struct online_user *u, const struct shard *sh)
+{
+    return (struct client **)(void *)u - sh->hub->n_shards + sh->idx;
+}
+
+static inline struct rate_bucket *ou_bucket(struct online_user *u, const struct shard *sh)
+{
+    /* only when sh->hub->cfg.user_rate.rate != 0 */
+    return (struct rate_bucket *)(void *)ou_head(u, sh) - sh->hub->n_shards;
+}
+
+/* Bytes of an online user's allocation before the record. */
+static inline size_t ou_prefix(const struct hub *h)
+{
+    size_t per = sizeof(struct client *) + (h->cfg.user_rate.rate ? sizeof(struct rate_bucket) : 0);
+    return (size_t)h->n_shards * per;
+}
+
+/* The client's message bucket: after the struct, only when --rate-limit is on. */
+static inline struct rate_bucket *client_rl(struct client *c)
+{
+    return (struct rate_bucket *)(void *)(c + 1);
+}
+
 /* registry.c */
 void registry_init(struct registry *r);
 void registry_destroy(struct registry *r);
@@ -198,6 +300,9 @@ struct room *room_ref(struct room *room);
 void room_unref(struct room *room);
 void registry_user_add(struct hub *h, const char *user);
 void registry_user_remove(struct hub *h, const char *user);
+/* The online user of an id, or NULL; the caller holds one of its connection counts
+ * (registry_user_add), which keeps the record alive. */
+struct online_user *registry_user_find(struct hub *h, const char *user);
 /* Gives an online user without one a reference to its (new) stream. */
 void registry_user_stream(struct hub *h, const char *user, struct hist_stream *s);
 /* Joins user to room (creating it); returns the room with one reference for the
@@ -214,6 +319,9 @@ struct room *registry_find(struct hub *h, const char *room);
 /* limits.c: the per-address membership budget (max_rooms_per_ip). take returns
  * false when the address has used it up. */
 bool hub_ip_room_take(struct hub *h, const char *ip);
+/* The admitted address's entry (kept until its last connection is released), or NULL
+ * when the table is not kept (no per-address limit) or has none. */
+struct ip_count *hub_ip_entry(struct hub *h, const char *ip);
 void hub_ip_room_give(struct hub *h, const char *ip, uint32_t n);
 /* A listing of `cost` tokens from this client: its connection's bucket, then its
  * address's (hub_query_take). */
@@ -226,13 +334,21 @@ void inbox_push(struct shard *to, const struct item *it);
 uint64_t room_publish(struct hub *h, struct room *room, const char *type,
                       const struct proto_payload *payload, const char *from, bool presence);
 bool shard_deliver(struct client *c, struct wh_msg *frame);
-void shard_user_link(struct shard *sh, struct client *c);
+/* Puts c on its online user's list on sh and makes c->user that user's id (the
+ * client's own copy is freed); without memory, c stays unlinked with its own copy. */
+void shard_user_link(struct shard *sh, struct client *c, struct online_user *u);
 void shard_user_unlink(struct shard *sh, struct client *c);
 /* Joins; on success *snap is the room's position at the join (deliveries after it
  * reach the member; see registry_join). */
 int shard_join(struct client *c, const char *room, bool presence, uint64_t *snap);
 int shard_leave(struct client *c, struct membership *m);
 struct membership *client_membership(const struct client *c, const char *room);
+
+/* usertab.c: a shard's table of online users (struct user_tab). */
+int user_tab_add(struct user_tab *t, struct online_user *u); /* 0 or -ENOMEM */
+void user_tab_del(struct user_tab *t, struct online_user *u);
+struct online_user *user_tab_find(const struct user_tab *t, const char *user);
+void user_tab_free(struct user_tab *t);
 
 /* replay.c: sends what recovering memberships (and the user stream) missed, as far as
  * the client's send queue allows; called again when the queue drains. */

@@ -29,9 +29,10 @@ int join_wait(struct client *c, struct membership *m, json_t *id, bool has_since
               const char *epoch)
 {
     struct pending_join *pj = calloc(1, sizeof *pj);
-    if (!pj || relay_ask(c->sh, HIST_ROOM, m->lr->room->id) != 0) {
+    if (!pj || relay_ask(client_sh(c), HIST_ROOM, m->lr->room->id) != 0) {
         free(pj);
-        hub_ip_room_give(c->sh->hub, c->ip, 1);
+        char ip[CLIENT_IP_LEN];
+        hub_ip_room_give(client_sh(c)->hub, client_ip(c, ip), 1);
         shard_leave(c, m);
         client_reject(c, PE_INTERNAL, "could not join", id);
         return -1;
@@ -135,8 +136,9 @@ static void send_fetched(struct client *c, const struct relay_fetched *res, uint
 static void abort_recovery(struct client *c)
 {
     STAT_INC(hub_replay_aborts);
+    char cid[17];
     log_info("recovery could not be completed from Redis, closing", "user=%s client=%s", c->user,
-             c->cid);
+             client_cid(c, cid));
     ws_fail(c->ws, WS_CLOSE_TRY_AGAIN, "recovery fell behind the history");
 }
 
@@ -187,7 +189,7 @@ static void session_msg(struct client *c, uint64_t top, const char *epoch, bool 
 
 static void user_fetched(struct client *c, const struct relay_fetched *res)
 {
-    struct user_pos *up = c->upos;
+    struct user_pos *up = client_upos(c);
     if (!up) return;
     char epoch[HIST_EPOCH_LEN + 1];
     if (up->probing) {
@@ -272,7 +274,7 @@ void client_room_anchor(struct shard *sh, const struct item *it)
 
 static void complete_session(struct client *c, uint64_t top)
 {
-    struct user_pos *up = c->upos;
+    struct user_pos *up = client_upos(c);
     char epoch[HIST_EPOCH_LEN + 1];
     epoch_of(up->stream, epoch, NULL);
     up->pending = false;
@@ -307,14 +309,12 @@ static void complete_session(struct client *c, uint64_t top)
 
 void client_user_anchor(struct shard *sh, const struct item *it)
 {
-    struct local_user *lu;
-    HASH_FIND_STR(sh->users, (const char *)it->target->data, lu);
-    if (!lu) return;
+    struct online_user *u = user_tab_find(&sh->users, (const char *)it->target->data);
+    if (!u) return;
     bool reset = it->presence;
     uint64_t top = it->seq, old_top = it->published_us;
-    for (uint32_t i = 0; i < lu->n; i++) {
-        struct client *c = lu->clients[i];
-        struct user_pos *up = c->upos;
+    for (struct client *c = *ou_head(u, sh); c; c = c->u_next) {
+        struct user_pos *up = client_upos(c);
         if (!up || !up->stream || !c->ws || c->ws->state != WS_OPEN) continue;
         if (up->pending) {
             if (!up->probing) complete_session(c, top);

@@ -52,6 +52,16 @@ void hub_release(struct hub *h, const char *ip)
     pthread_mutex_unlock(&h->ip_mu);
 }
 
+struct ip_count *hub_ip_entry(struct hub *h, const char *ip)
+{
+    if (!h->cfg.max_conns_per_ip && !h->cfg.max_rooms_per_ip) return NULL;
+    pthread_mutex_lock(&h->ip_mu);
+    struct ip_count *e;
+    HASH_FIND_STR(h->ips, ip, e);
+    pthread_mutex_unlock(&h->ip_mu);
+    return e;
+}
+
 bool hub_ip_room_take(struct hub *h, const char *ip)
 {
     if (!h->cfg.max_rooms_per_ip) return true;
@@ -110,10 +120,19 @@ static bool bucket_take_n(struct rate_bucket *b, const struct rate_limit *l, uin
 
 bool hub_client_query_take(struct client *c, uint32_t cost)
 {
-    struct hub *h = c->sh->hub;
-    uint64_t now = loop_now(c->sh->loop);
-    return bucket_take_n(&c->qrl, &h->cfg.query_rate, cost, now) &&
-           hub_query_take(h, c->ip, cost, now);
+    struct hub *h = client_sh(c)->hub;
+    uint64_t now = loop_now(client_sh(c)->loop);
+    /* The connection's bucket lives in its cold part, set up full at the first
+     * listing: the same as full at the open, since a bucket only fills up to full. */
+    struct client_cold *k = client_cold(c);
+    if (!k) return false;
+    if (!k->qrl_set) {
+        rate_bucket_init(&k->qrl, &h->cfg.query_rate, now);
+        k->qrl_set = true;
+    }
+    char ip[CLIENT_IP_LEN];
+    return bucket_take_n(&k->qrl, &h->cfg.query_rate, cost, now) &&
+           hub_query_take(h, client_ip(c, ip), cost, now);
 }
 
 bool hub_query_take(struct hub *h, const char *ip, uint32_t cost, uint64_t now_ms)

@@ -11,6 +11,11 @@
 #include "hub/internal.h"
 #include "telemetry/trace.h"
 
+static const char *user_order_key(const void *u)
+{
+    return ou_key(u);
+}
+
 void registry_init(struct registry *r)
 {
     pthread_mutex_init(&r->mu, NULL);
@@ -18,7 +23,12 @@ void registry_init(struct registry *r)
     r->users = NULL;
     r->seed = trace_random64();
     skl_init(&r->room_order, trace_random64());
-    skl_init(&r->user_order, trace_random64());
+    ordset_init(&r->user_order, user_order_key);
+}
+
+static void online_user_free(struct hub *h, struct online_user *u)
+{
+    free((char *)u - ou_prefix(h));
 }
 
 void registry_destroy(struct registry *r)
@@ -34,11 +44,10 @@ void registry_destroy(struct registry *r)
     {
         HASH_DEL(r->users, u);
         hist_unref(u->stream);
-        free(u->user);
-        free(u);
+        online_user_free((struct hub *)(void *)((char *)r - offsetof(struct hub, reg)), u);
     }
     skl_clear(&r->room_order);
-    skl_clear(&r->user_order);
+    ordset_clear(&r->user_order);
     pthread_mutex_destroy(&r->mu);
 }
 
@@ -64,30 +73,41 @@ void room_unref(struct room *room)
     free(room);
 }
 
+/* One allocation per online user: the record, each shard's part, the id (see struct
+ * online_user). */
+static struct online_user *online_user_new(struct hub *h, const char *user)
+{
+    size_t len = strlen(user), locals = ou_prefix(h);
+    char *base = calloc(1, locals + offsetof(struct online_user, key) + len + 1);
+    if (!base) return NULL;
+    struct online_user *u = (struct online_user *)(void *)(base + locals);
+    char *key = u->key;
+    memcpy(key, user, len + 1);
+    if (ordset_insert(&h->reg.user_order, u) != 0) {
+        free(base); /* not listed anywhere: as if the allocation had failed */
+        return NULL;
+    }
+    HASH_ADD_KEYPTR(hh, h->reg.users, key, len, u);
+    /* Keep the user's stream (if messages were ever sent to the user) while the user
+     * is online, so its position survives a quiet hour. */
+    u->stream = hist_get(h->hist, HIST_USER, user, false, NULL);
+    return u;
+}
+
 void registry_user_add(struct hub *h, const char *user)
 {
     struct registry *r = &h->reg;
     pthread_mutex_lock(&r->mu);
     struct online_user *u;
     HASH_FIND_STR(r->users, user, u);
-    if (!u && (u = calloc(1, sizeof *u)) && !(u->user = strdup(user))) {
-        free(u);
-        u = NULL;
-    }
-    if (u && u->conns == 0 && skl_insert(&r->user_order, u->user, u) < 0) {
-        free(u->user); /* not listed anywhere: as if the allocation had failed */
-        free(u);
-        u = NULL;
-    }
-    if (u && u->conns++ == 0) {
-        HASH_ADD_KEYPTR(hh, r->users, u->user, strlen(u->user), u);
-        /* Keep the user's stream (if messages were ever sent to the user) while the
-         * user is online, so its position survives a quiet hour. In cluster mode it
-         * is the mirror of the user's stream in Redis, followed while online here. */
-        u->stream = hist_get(h->hist, HIST_USER, user, h->relay != NULL, NULL);
+    if (!u && (u = online_user_new(h, user))) {
+        /* In cluster mode the user's stream is the mirror of its stream in Redis,
+         * followed while the user is online here. */
+        if (h->relay && !u->stream) u->stream = hist_get(h->hist, HIST_USER, user, true, NULL);
         if (h->relay && u->stream) relay_watch(h, HIST_USER, user, NULL, u->stream, true);
         if (h->relay) cpresence_user(h, user, true);
     }
+    if (u) u->conns++;
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -99,14 +119,23 @@ void registry_user_remove(struct hub *h, const char *user)
     HASH_FIND_STR(r->users, user, u);
     if (u && --u->conns == 0) {
         HASH_DEL(r->users, u);
-        skl_remove(&r->user_order, u->user);
+        ordset_remove(&r->user_order, ou_key(u));
         if (h->relay && u->stream) relay_watch(h, HIST_USER, user, NULL, NULL, false);
         if (h->relay) cpresence_user(h, user, false);
-        hist_unref(u->stream); /* its time to live starts now */
-        free(u->user);
-        free(u);
+        hist_unref(u->stream);  /* its time to live starts now */
+        online_user_free(h, u); /* user may have pointed into it: not read after this */
     }
     pthread_mutex_unlock(&r->mu);
+}
+
+struct online_user *registry_user_find(struct hub *h, const char *user)
+{
+    struct registry *r = &h->reg;
+    pthread_mutex_lock(&r->mu);
+    struct online_user *u;
+    HASH_FIND_STR(r->users, user, u);
+    pthread_mutex_unlock(&r->mu);
+    return u;
 }
 
 void registry_user_stream(struct hub *h, const char *user, struct hist_stream *s)
@@ -287,6 +316,23 @@ static void page_walk(const struct skiplist *s, const char *after, size_t limit,
     if (x && last) out->next = json_string(last);
 }
 
+/* The same over the online users' ordered set. */
+static void page_walk_users(const struct ordset *s, const char *after, size_t limit,
+                            struct hub_page *out)
+{
+    out->items = json_array();
+    out->next = NULL;
+    out->total = ordset_count(s);
+    struct ordset_pos p;
+    const struct online_user *u = ordset_after(s, after, &p);
+    const char *last = NULL;
+    for (size_t k = 0; u && k < limit; k++, u = ordset_next(s, &p)) {
+        json_array_append_new(out->items, json_string(ou_key(u)));
+        last = ou_key(u);
+    }
+    if (u && last) out->next = json_string(last);
+}
+
 static json_t *id_item(const struct skl_node *x)
 {
     return json_string(x->key);
@@ -301,7 +347,7 @@ static json_t *room_item(const struct skl_node *x)
 void hub_online_users(struct hub *h, const char *after, size_t limit, struct hub_page *out)
 {
     pthread_mutex_lock(&h->reg.mu);
-    page_walk(&h->reg.user_order, after, limit, id_item, out);
+    page_walk_users(&h->reg.user_order, after, limit, out);
     pthread_mutex_unlock(&h->reg.mu);
 }
 

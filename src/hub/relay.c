@@ -44,6 +44,10 @@
 
 #define BUFFER_MAX 10000 /* messages held per stream while its position is read */
 #define FETCH_MAX  256   /* entries per read from Redis */
+/* Publishes handed to Redis and not answered yet, over the node: past this, new ones
+ * are refused `unavailable` rather than queued without bound while Redis is slow
+ * (each waits at most the command timeout, 5 s). */
+#define INFLIGHT_MAX 200000
 
 struct pend {
     uint64_t seq;
@@ -76,6 +80,7 @@ struct relay {
     struct node *node;
     struct rstate *streams; /* cluster thread only */
     atomic_uint_fast64_t published, received, unavailable, resets, catchups, fetches;
+    atomic_uint_fast64_t inflight;
 };
 
 static void deliver(struct relay *r, struct rstate *rs, uint64_t seq, const char *epoch,
@@ -460,6 +465,7 @@ static void pub_cb_back(struct loop *loop, void *arg)
 static void pub_finish(struct pub_job *j)
 {
     pub_span_end(j);
+    atomic_fetch_sub_explicit(&j->r->inflight, 1, memory_order_relaxed);
     if (j->ok != 0) atomic_fetch_add(&j->r->unavailable, 1);
     if (j->cb) {
         if (loop_post(j->cb_loop, pub_cb_back, j) == 0) return;
@@ -529,7 +535,8 @@ static int publish(struct hub *h, enum hist_kind kind, const char *id, const cha
                    void (*cb)(void *arg, int ok, uint64_t seq), void *cb_arg)
 {
     struct relay *r = h->relay;
-    if (!node_ready(r->node)) {
+    if (!node_ready(r->node) ||
+        atomic_load_explicit(&r->inflight, memory_order_relaxed) >= INFLIGHT_MAX) {
         atomic_fetch_add(&r->unavailable, 1);
         return -1;
     }
@@ -568,13 +575,15 @@ static int publish(struct hub *h, enum hist_kind kind, const char *id, const cha
     }
     if (c) {
         j->c = client_hold(c);
-        j->origin = c->sh;
+        j->origin = client_sh(c);
         j->id = env_id ? json_incref(env_id) : NULL;
     }
     j->cb_loop = cb_loop;
     j->cb = cb;
     j->cb_arg = cb_arg;
+    atomic_fetch_add_explicit(&r->inflight, 1, memory_order_relaxed);
     if (node_post(r->node, pub_run, j) != 0) {
+        atomic_fetch_sub_explicit(&r->inflight, 1, memory_order_relaxed);
         if (c) client_release(c);
         json_decref(j->id);
         free(j->text);
@@ -677,14 +686,14 @@ static void fetch_run(void *arg)
 int relay_fetch(struct client *c, bool user, const char *id, const char *epoch, uint64_t since,
                 uint32_t max)
 {
-    struct relay *r = c->sh->hub->relay;
+    struct relay *r = client_sh(c)->hub->relay;
     char name[HIST_MAX_NAME + 8];
     size_t nl = stream_name(user ? HIST_USER : HIST_ROOM, id, name, sizeof name);
     if (!nl || strlen(epoch) != RSTREAM_EPOCH_LEN) return -1;
     struct fetch_job *j = calloc(1, sizeof *j + nl + 1);
     if (!j) return -1;
     *j = (struct fetch_job){.r = r,
-                            .origin = c->sh,
+                            .origin = client_sh(c),
                             .c = client_hold(c),
                             .user = user,
                             .since = since,

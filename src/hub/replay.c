@@ -30,7 +30,7 @@ enum pump { PUMP_DONE, PUMP_PAUSED, PUMP_ABORT };
 static int budget(const struct client *c)
 {
     const struct conn *cn = &c->ws->c;
-    const struct hub_config *cfg = &c->sh->hub->cfg;
+    const struct hub_config *cfg = &client_sh(c)->hub->cfg;
     uint32_t half = cfg->queue_msgs / 2 ? cfg->queue_msgs / 2 : 1;
     if (cn->out_count >= half || (cn->out_count > 0 && cn->out_bytes >= cfg->queue_bytes / 2))
         return 0;
@@ -62,7 +62,7 @@ static enum pump pump_stream(struct client *c, struct hist_stream *s, uint64_t *
         memcpy(epoch, hist_epoch(s), sizeof epoch);
         hist_unlock(s);
         if (n == 0) return PUMP_DONE;
-        if (n < 0 && c->sh->hub->relay) {
+        if (n < 0 && client_sh(c)->hub->relay) {
             uint64_t want = first - 1 - *cursor;
             if (relay_fetch(c, fx->user, fx->id, epoch, *cursor,
                             want < (uint64_t)max * 4 ? (uint32_t)want : (uint32_t)max * 4) != 0)
@@ -71,7 +71,7 @@ static enum pump pump_stream(struct client *c, struct hist_stream *s, uint64_t *
             return PUMP_PAUSED;
         }
         if (n < 0) return PUMP_ABORT;
-        const struct hub_config *cfg = &c->sh->hub->cfg;
+        const struct hub_config *cfg = &client_sh(c)->hub->cfg;
         int i = 0;
         for (; i < n; i++) {
             struct conn *cn = &c->ws->c;
@@ -100,8 +100,9 @@ static bool finish(struct client *c, enum pump r, bool *flag)
     }
     if (r == PUMP_ABORT) {
         STAT_INC(hub_replay_aborts);
+        char cid[17];
         log_info("recovery overtaken by the history, closing", "user=%s client=%s", c->user,
-                 c->cid);
+                 client_cid(c, cid));
         ws_fail(c->ws, WS_CLOSE_TRY_AGAIN, "recovery fell behind the history");
         return false;
     }
@@ -112,7 +113,7 @@ void replay_pump(struct client *c)
 {
     struct ws_conn *ws = c->ws;
     if (!ws || ws->state != WS_OPEN || conn_closed(&ws->c)) return;
-    struct user_pos *up = c->upos;
+    struct user_pos *up = client_upos(c);
     if (up && up->replaying) {
         struct fetch_ctx fx = {&up->fetching, true, c->user};
         enum pump r = pump_stream(c, up->stream, &up->cursor, &up->live_from, true, &fx);

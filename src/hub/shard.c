@@ -18,7 +18,7 @@
 #include "hub/internal.h"
 #include "telemetry/spans.h"
 
-static _Thread_local struct shard *shard_cur;
+_Thread_local struct shard *shard_cur;
 
 struct shard *hub_shard_current(void)
 {
@@ -87,13 +87,10 @@ static uint64_t deliver_item(struct shard *sh, struct item *it)
         break;
     }
     case IT_USER: {
-        struct local_user *lu;
-        const char *user = (const char *)it->target->data;
-        HASH_FIND_STR(sh->users, user, lu);
-        if (!lu) break;
-        for (uint32_t i = 0; i < lu->n; i++) {
-            struct client *c = lu->clients[i];
-            if (!c->upos || it->seq > c->upos->live_from) n += shard_deliver(c, it->frame);
+        struct online_user *u = user_tab_find(&sh->users, (const char *)it->target->data);
+        for (struct client *c = u ? *ou_head(u, sh) : NULL; c; c = c->u_next) {
+            const struct user_pos *up = client_upos(c);
+            if (!up || it->seq > up->live_from) n += shard_deliver(c, it->frame);
         }
         break;
     }
@@ -104,11 +101,11 @@ static uint64_t deliver_item(struct shard *sh, struct item *it)
         client_user_anchor(sh, it);
         break;
     case IT_ALL: {
-        struct local_user *lu, *t;
-        HASH_ITER(hh, sh->users, lu, t)
-        {
-            for (uint32_t i = 0; i < lu->n; i++)
-                n += shard_deliver(lu->clients[i], it->frame);
+        /* (A delivery never unlinks a client: closes complete at the end of the turn.) */
+        for (uint32_t s = 0; s < sh->users.cap; s++) {
+            struct online_user *u = sh->users.slot[s];
+            for (struct client *c = u ? *ou_head(u, sh) : NULL; c; c = c->u_next)
+                n += shard_deliver(c, it->frame);
         }
         break;
     }
@@ -197,7 +194,7 @@ bool shard_deliver(struct client *c, struct wh_msg *frame)
     struct ws_conn *ws = c->ws;
     if (!ws || ws->state != WS_OPEN || conn_closed(&ws->c)) return false;
     struct conn *cn = &ws->c;
-    const struct hub_config *cfg = &c->sh->hub->cfg;
+    const struct hub_config *cfg = &client_sh(c)->hub->cfg;
     if (over_limit(cn, cfg, frame->len) && (cn->flags & CONN_WRITABLE)) {
         /* Writes are corked until the end of the turn; a burst that fills the queue
          * within one turn is written out now rather than taken for a slow reader. */
@@ -208,7 +205,7 @@ bool shard_deliver(struct client *c, struct wh_msg *frame)
         if (cfg->slow_policy == HUB_SLOW_DROP_OLDEST) {
             while (over_limit(cn, cfg, frame->len)) {
                 if (conn_drop_oldest(cn) == 0) break;
-                c->dropped++;
+                if (client_cold(c)) c->cold->dropped++; /* (no memory: not told) */
                 STAT_INC(hub_dropped_oldest);
             }
         } else {
@@ -384,41 +381,37 @@ static int grow(void **arr, uint32_t *cap, size_t elem)
     return 0;
 }
 
-void shard_user_link(struct shard *sh, struct client *c)
+void shard_user_link(struct shard *sh, struct client *c, struct online_user *u)
 {
-    struct local_user *lu;
-    HASH_FIND_STR(sh->users, c->user, lu);
-    if (!lu) {
-        lu = calloc(1, sizeof *lu);
-        if (!lu || !(lu->user = strdup(c->user))) {
-            free(lu);
-            return;
-        }
-        rate_bucket_init(&lu->rl, &sh->hub->cfg.user_rate, loop_now(sh->loop));
-        HASH_ADD_KEYPTR(hh, sh->users, lu->user, strlen(lu->user), lu);
+    struct client **head = ou_head(u, sh);
+    if (!*head) {
+        if (user_tab_add(&sh->users, u) < 0) return;
+        if (sh->hub->cfg.user_rate.rate)
+            rate_bucket_init(ou_bucket(u, sh), &sh->hub->cfg.user_rate, loop_now(sh->loop));
     }
-    if (lu->n == lu->cap && grow((void **)&lu->clients, &lu->cap, sizeof *lu->clients) < 0) return;
-    c->lu = lu;
-    c->lu_index = lu->n;
-    lu->clients[lu->n++] = c;
+    c->u_prev = NULL;
+    c->u_next = *head;
+    if (*head) (*head)->u_prev = c;
+    *head = c;
+    free((char *)(uintptr_t)c->user);
+    c->user = ou_key(u); /* the one copy of the id */
+    c->user_own = false;
     sh->n_clients++;
 }
 
 void shard_user_unlink(struct shard *sh, struct client *c)
 {
-    struct local_user *lu = c->lu;
-    if (!lu) return;
-    uint32_t i = c->lu_index;
-    lu->clients[i] = lu->clients[--lu->n];
-    lu->clients[i]->lu_index = i;
-    c->lu = NULL;
+    if (c->user_own) return; /* never linked */
+    struct online_user *u = client_ou(c);
+    struct client **head = ou_head(u, sh);
+    if (c->u_prev)
+        c->u_prev->u_next = c->u_next;
+    else
+        *head = c->u_next;
+    if (c->u_next) c->u_next->u_prev = c->u_prev;
+    c->u_prev = c->u_next = NULL;
     sh->n_clients--;
-    if (lu->n == 0) {
-        HASH_DEL(sh->users, lu);
-        free(lu->clients);
-        free(lu->user);
-        free(lu);
-    }
+    if (!*head) user_tab_del(&sh->users, u);
 }
 
 struct membership *client_membership(const struct client *c, const char *room)
@@ -442,9 +435,12 @@ static void local_room_drop_if_empty(struct shard *sh, struct local_room *lr)
 
 int shard_join(struct client *c, const char *room_id, bool presence, uint64_t *snap)
 {
-    struct shard *sh = c->sh;
-    if (c->n_rooms == c->cap_rooms && grow((void **)&c->rooms, &c->cap_rooms, sizeof *c->rooms))
-        return -ENOMEM;
+    struct shard *sh = client_sh(c);
+    /* The array's capacity is not stored: it is rooms_cap(n_rooms), so it grows
+     * when n_rooms reaches it (a realloc to the next size; leaving never shrinks it,
+     * and a later realloc to a computed size only keeps or shrinks it above n). */
+    uint32_t cap = rooms_cap(c->n_rooms);
+    if (c->n_rooms == cap && grow((void **)&c->rooms, &cap, sizeof *c->rooms)) return -ENOMEM;
     struct membership *m = calloc(1, sizeof *m);
     if (!m) return -ENOMEM;
     struct local_room *lr;
@@ -488,7 +484,7 @@ int shard_join(struct client *c, const char *room_id, bool presence, uint64_t *s
 
 int shard_leave(struct client *c, struct membership *m)
 {
-    struct shard *sh = c->sh;
+    struct shard *sh = client_sh(c);
     struct local_room *lr = m->lr;
     struct room *room = lr->room;
     uint32_t i = m->index;
@@ -601,6 +597,7 @@ void hub_destroy(struct hub *h)
             item_release(&sh->inbox.items[k]);
         free(sh->inbox.items);
         free(sh->inbox.work);
+        user_tab_free(&sh->users);
         if (sh->inbox.w.fd >= 0) close(sh->inbox.w.fd);
         pthread_mutex_destroy(&sh->inbox.mu);
     }

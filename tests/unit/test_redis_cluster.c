@@ -262,13 +262,13 @@ static void test_connect_auth_select(void **state)
     assert_int_equal(command(rc, &r, 2, (const char *[]){"subscribe", "c"}), -1);
     const struct redis_stats *st = redis_conn_stats(rc);
     assert_int_equal(st->connects, 1);
-    assert_int_equal(st->commands, 6); /* AUTH, SELECT, 2 SCRIPT LOAD, PING, SET */
-    assert_int_equal(st->replies, 6);
-    assert_int_equal(st->rtt_count, 6);
+    assert_int_equal(st->commands, 7); /* AUTH, SELECT, 3 SCRIPT LOAD, PING, SET */
+    assert_int_equal(st->replies, 7);
+    assert_int_equal(st->rtt_count, 7);
     uint64_t in_hist = 0;
     for (int i = 0; i < REDIS_RTT_BUCKETS; i++)
         in_hist += st->rtt_hist[i];
-    assert_int_equal(in_hist, 6);
+    assert_int_equal(in_hist, 7);
     assert_true(st->bytes_out > 0);
 
     /* The key went to database 3, not 0. */
