@@ -60,8 +60,11 @@ class RedisLossBase(ClusterTestCase):
         delivered; RSS stays bounded. Returns nothing; Redis is still down after."""
         n0, n1 = self.nodes
         redis = self.cluster.redis[0]
+        reconnects = [node_metric(n.port, "wshub_redis_reconnects_total") for n in self.nodes]
         redis.kill()
         await self.ready_on_all(503)
+        self.assertEqual([node_metric(n.port, "wshub_cluster_up") for n in self.nodes], [0, 0],
+                         "the outage is visible in the metrics too")
         u0, u1 = node_metric(n0.port, UNAVAILABLE), node_metric(n1.port, UNAVAILABLE)
         k = 50
         replies = await publish_window(a, lambda i: ("send_to_room", {"room_id": ROOM, "outage": i}), k)
@@ -92,6 +95,9 @@ class RedisLossBase(ClusterTestCase):
             self.assertFalse([m for m in x.room_frames(ROOM) if "outage" in (m.get("payload") or {})],
                              "%s: a refused message was delivered" % x.name)
         self.assertTrue(all(n.alive() for n in self.nodes))
+        await async_wait_until(lambda: all(node_metric(n.port, "wshub_redis_reconnects_total") > r
+                                           for n, r in zip(self.nodes, reconnects)), STEP,
+                               "the nodes try to reconnect (wshub_redis_reconnects_total)")
 
 
 class RedisLostDataTests(RedisLossBase):
@@ -101,6 +107,7 @@ class RedisLostDataTests(RedisLossBase):
             await self.outage(a, b)
             self.cluster.redis[0].restart()  # same port, no data: every stream is new
             await self.ready_on_all(200)
+            self.assertEqual([node_metric(n.port, "wshub_cluster_up") for n in self.nodes], [1, 1])
             told = {}
             for x in (a, b):
                 m = await x.until(is_unsolicited_rejoin, what="room_joined with recovered: false")
