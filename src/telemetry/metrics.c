@@ -432,7 +432,7 @@ static const struct row rows[] = {
       "Messages dropped from the history for being older than their TTL", C, true, {NULL}},
      emit_field, SRC(hist_expired_messages), NULL},
     {{"api.publish.refused", "wshub_api_publish_refused_total", "{request}",
-      "POST /api/publish requests refused with 400, by error code", C, true, {"code", NULL}},
+      "POST /api/publish requests refused (400, or 503 unavailable in cluster mode), by error code", C, true, {"code", NULL}},
      emit_api_refused, 0, NULL},
     {{"hub.rooms", "wshub_hub_rooms", "{room}",
       "Rooms with at least one member", G, false, {NULL}},
