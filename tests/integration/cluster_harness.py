@@ -1012,6 +1012,11 @@ class JsSub:
             self.proc.wait(timeout=5)
         _untrack(self.proc)
         self._reader.join(timeout=5)
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
         self._stderr.close()
 
 
