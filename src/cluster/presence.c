@@ -107,6 +107,7 @@
 static const char heartbeat_lua[] =
     LUA_HELPERS "local now = now_ms()\n"
                 "local d = alive(ARGV[1])\n"
+                "if not d and ARGV[3] ~= '1' then return 0 end\n"
                 "redis.call('ZADD', 'wshub:nodes', string.format('%.0f', now + tonumber(ARGV[2])), "
                 "ARGV[1])\n"
                 "if d and tonumber(d) > 0 then return 1 end\n"
@@ -440,16 +441,29 @@ static int count_call(struct call *c, presence_count_cb cb, void *arg)
     return call_send(c);
 }
 
-int presence_heartbeat(struct redis_conn *rc, const char *node, uint32_t ttl_ms,
-                       presence_count_cb cb, void *arg)
+static int beat(struct redis_conn *rc, const char *node, uint32_t ttl_ms, bool reg,
+                presence_count_cb cb, void *arg)
 {
     if (!node_ok(node) || ttl_ms == 0 || ttl_ms > 86400000u || !cb) return refuse();
     if (!redis_conn_up(rc)) return -1;
-    struct call *c = call_new(rc, S_HEARTBEAT, 2, PRESENCE_NODE_LEN + NUM_BYTES);
+    struct call *c = call_new(rc, S_HEARTBEAT, 3, PRESENCE_NODE_LEN + NUM_BYTES + 2);
     if (!c) return -1;
     add_str(c, node);
     add_num(c, ttl_ms);
+    add_str(c, reg ? "1" : "0");
     return count_call(c, cb, arg);
+}
+
+int presence_heartbeat(struct redis_conn *rc, const char *node, uint32_t ttl_ms,
+                       presence_count_cb cb, void *arg)
+{
+    return beat(rc, node, ttl_ms, false, cb, arg);
+}
+
+int presence_register(struct redis_conn *rc, const char *node, uint32_t ttl_ms,
+                      presence_count_cb cb, void *arg)
+{
+    return beat(rc, node, ttl_ms, true, cb, arg);
 }
 
 static int user_op(struct redis_conn *rc, const char *node, const char *user, bool add,

@@ -79,12 +79,17 @@ bool presence_name_ok(const char *s);
 
 typedef void (*presence_count_cb)(void *arg, long long result);
 
-/* Moves the node's deadline to Redis' time + ttl_ms (1..86400000). result: 1 when the
+/* Moves the node's deadline (a node not listed is not added: it gets 0, and registers
+ * with presence_register, which is the same and adds it; so a heartbeat that reaches
+ * Redis late, from a connection that died, cannot bring back a node that was swept).
+ * Moves the node's deadline to Redis' time + ttl_ms (1..86400000). result: 1 when the
  * node's entries are intact (it was listed and no sweep has started on it: alive, or
  * late but not swept yet), 0 when they may not be (new, swept wholly or in part, Redis
  * restarted or flushed): the caller then resets and syncs. */
 int presence_heartbeat(struct redis_conn *rc, const char *node, uint32_t ttl_ms,
                        presence_count_cb cb, void *arg);
+int presence_register(struct redis_conn *rc, const char *node, uint32_t ttl_ms,
+                      presence_count_cb cb, void *arg);
 
 /* One connection of user on node came / went. result: the user's connections over all
  * nodes after the change (1 after an add: first connection cluster-wide; 0 after a

@@ -249,7 +249,9 @@ void client_publish_done(struct client *c, json_t *id, const char *room, uint64_
         if (ok)
             ack(c, id, room, seq);
         else
-            reject(c, PE_UNAVAILABLE, "the cluster's Redis cannot be reached: not sent", id);
+            /* Lost with the connection to Redis: Redis may or may not have run it. */
+            reject(c, PE_UNAVAILABLE,
+                   "the cluster's Redis did not answer: the message may not have been sent", id);
     }
     client_release(c);
 }

@@ -24,6 +24,7 @@
 #include "cluster/node.h"
 #include "cluster/presence.h"
 #include "hub/internal.h"
+#include "telemetry/trace.h"
 
 #define SWEEP_MAX  200 /* fields per sweep or reset call: ~2 ms of Redis */
 #define SYNC_LIMIT 100000
@@ -36,8 +37,17 @@ struct cpresence {
     uint32_t ttl_ms, sweep_ms;
     struct timer beat, sweep;
     bool resyncing, again, sweeping;
-    atomic_bool registered; /* the first sync is done: this node's presence is in Redis */
+    atomic_bool registered;          /* the first sync is done: this node's presence is in Redis */
+    char pid[PRESENCE_NODE_LEN + 1]; /* this registration's id in Redis */
 };
+
+static void new_pid(struct cpresence *p)
+{
+    uint64_t r = trace_random64();
+    for (int i = 0; i < PRESENCE_NODE_LEN; i++)
+        p->pid[i] = "0123456789abcdef"[(r >> (4 * i)) & 15];
+    p->pid[PRESENCE_NODE_LEN] = 0;
+}
 
 static struct redis_conn *conn(struct cpresence *p)
 {
@@ -74,6 +84,7 @@ static void sync_done(void *arg, int ok, const struct presence_changes *ch)
         return;
     }
     atomic_store(&p->registered, true);
+    log_info("cluster presence: this node's entries are set", "node=%s", p->pid);
     if (p->again) {
         p->again = false;
         resync_start(p);
@@ -113,7 +124,7 @@ static void sync_now(struct cpresence *p)
     }
     pthread_mutex_unlock(&r->mu);
     if (!users || !mem || !strs || iu + im > SYNC_LIMIT * 10 ||
-        presence_sync(conn(p), node_id(p->node), users, iu, mem, im, sync_done, p) != 0) {
+        presence_sync(conn(p), p->pid, users, iu, mem, im, sync_done, p) != 0) {
         p->resyncing = false;
         log_warn("cluster presence: could not sync", "users=%zu memberships=%zu", iu, im);
     }
@@ -132,7 +143,7 @@ static void reset_done(void *arg, int ok, const struct presence_changes *ch)
         return;
     }
     if (ch->more) {
-        if (!conn(p) || presence_reset(conn(p), node_id(p->node), SWEEP_MAX, reset_done, p) != 0)
+        if (!conn(p) || presence_reset(conn(p), p->pid, SWEEP_MAX, reset_done, p) != 0)
             p->resyncing = false;
         return;
     }
@@ -154,9 +165,14 @@ static void resync_start(struct cpresence *p)
     struct redis_conn *rc = conn(p);
     if (!rc) return;
     /* A node not listed gets its heartbeat first (changes from it are refused). */
+    log_info("cluster presence: setting this node's entries again", "node=%s", p->pid);
     p->resyncing = true;
-    if (presence_heartbeat(rc, node_id(p->node), p->ttl_ms, noop_count, NULL) != 0 ||
-        presence_reset(rc, node_id(p->node), SWEEP_MAX, reset_done, p) != 0)
+    /* A new presence id for each registration: changes still on their way from an
+     * earlier connection (delayed by a network that held them) are refused as from an
+     * unknown node instead of counting twice, and the old id's entries are swept. */
+    new_pid(p);
+    if (presence_register(rc, p->pid, p->ttl_ms, noop_count, NULL) != 0 ||
+        presence_reset(rc, p->pid, SWEEP_MAX, reset_done, p) != 0)
         p->resyncing = false;
 }
 
@@ -164,7 +180,7 @@ static void on_beat(struct loop *loop, struct timer *t)
 {
     struct cpresence *p = (struct cpresence *)((char *)t - offsetof(struct cpresence, beat));
     struct redis_conn *rc = conn(p);
-    if (rc && redis_conn_up(rc)) presence_heartbeat(rc, node_id(p->node), p->ttl_ms, beat_done, p);
+    if (rc && redis_conn_up(rc)) presence_heartbeat(rc, p->pid, p->ttl_ms, beat_done, p);
     loop_timer_arm(loop, t, p->ttl_ms / 3 ? p->ttl_ms / 3 : 1);
 }
 
@@ -235,7 +251,7 @@ static void op_send(void *arg)
     struct pjob *j = arg;
     struct cpresence *p = j->p;
     struct redis_conn *rc = conn(p);
-    const char *node = node_id(p->node);
+    const char *node = p->pid;
     int rv = -1;
     /* Sent even while a resync runs: the sync sets counts (it does not add), so a change
      * sent meanwhile is not counted twice, and its event is not lost. */
@@ -410,6 +426,7 @@ int cpresence_start(struct hub *h, struct node *node)
     p->sweep_ms = timeout / 4 < 5000 ? timeout / 4 : 5000;
     if (!p->sweep_ms) p->sweep_ms = 1;
     p->ttl_ms = timeout - p->sweep_ms;
+    new_pid(p);
     if (node_post(node, start_timers, p) != 0) {
         free(p);
         return -1;

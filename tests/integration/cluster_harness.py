@@ -698,7 +698,10 @@ class ClusterTestCase(unittest.TestCase):
         try:
             wait_until(same, timeout, what)
         except AssertionError:
-            self.fail("%s: expected %r on every node, got %r" % (what, expect, seen))
+            logs = "".join("\n--- %s:\n%s" % (n.name, "\n".join(
+                [l for l in n.stderr().splitlines() if 'msg="http request"' not in l][-30:]))
+                for n in self.cluster.nodes)
+            self.fail("%s: expected %r on every node, got %r%s" % (what, expect, seen, logs))
 
 
 # --------------------------------------------------------------------------- clients

@@ -249,7 +249,15 @@ static long long wait_count(int sent, struct count_res *r)
     return r->v;
 }
 
+/* Registers (or heartbeats a listed node): presence_register. */
 static long long HB(struct redis_conn *rc, const char *node, uint32_t ttl)
+{
+    struct count_res r = {0};
+    return wait_count(presence_register(rc, node, ttl, on_count, &r), &r);
+}
+
+/* A plain heartbeat: never adds a node that is not listed. */
+static long long BEAT(struct redis_conn *rc, const char *node, uint32_t ttl)
 {
     struct count_res r = {0};
     return wait_count(presence_heartbeat(rc, node, ttl, on_count, &r), &r);
@@ -913,8 +921,13 @@ static void test_redis_restart_heartbeat_zero(void **state)
     rcmd0("FLUSHALL");
     struct watch w = {0};
     struct redis_conn *rc = open_conn(&w);
+    /* A heartbeat alone does not list a node (a late one from a dead connection must
+     * not bring back a swept node without its entries); registering does. */
+    assert_int_equal(BEAT(rc, NODE_A, 60000), 0);
+    assert_int_equal(BEAT(rc, NODE_A, 60000), 0);
+    assert_int_equal(UADD(rc, NODE_A, "u"), PRESENCE_UNKNOWN_NODE);
     assert_int_equal(HB(rc, NODE_A, 60000), 0);
-    assert_int_equal(HB(rc, NODE_A, 60000), 1);
+    assert_int_equal(BEAT(rc, NODE_A, 60000), 1);
     assert_int_equal(UADD(rc, NODE_A, "u"), 1);
     stop_redis();
     assert_true(run_until(loop, is_down, &w));
