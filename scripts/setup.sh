@@ -22,6 +22,9 @@ if [ "$mode" = test ]; then
     # The Redis tests (tests/unit/test_redis_*.c) start their own redis-server on a free
     # loopback port; `make run` never needs it.
     want redis-server
+    # The multi-node tests (tests/integration/test_cluster*.py) put Debian's haproxy in
+    # front of the nodes they start.
+    want haproxy
     command -v node >/dev/null 2>&1 || need+=(nodejs npm)
     # The web page's browser test drives Debian's chromium through playwright-core.
     want chromium

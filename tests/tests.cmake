@@ -34,6 +34,13 @@ find_program(PROMETHEUS prometheus)
 if(NOT PROMTOOL OR NOT PROMETHEUS)
   message(WARNING "promtool/prometheus not found: test_metrics will fail; run scripts/setup.sh test")
 endif()
+# redis-server and haproxy for the multi-node tests (test_cluster*.py start their own);
+# the tests fail with a clear message when they are missing, the build does not.
+find_program(REDIS_SERVER redis-server)
+find_program(HAPROXY haproxy PATHS /usr/sbin /sbin)
+if(NOT REDIS_SERVER OR NOT HAPROXY)
+  message(WARNING "redis-server/haproxy not found: the cluster tests will fail; run scripts/setup.sh test")
+endif()
 foreach(variant IN LISTS WSHUB_VARIANTS)
   wshub_suffix(${variant} v)
   set(envs "WSHUB_BIN=$<TARGET_FILE:wshub${v}>"

@@ -87,6 +87,8 @@ export interface RecoveryFailedInfo {
   epoch?: string;
   lastSeq: number | null;
   lastEpoch: string | null;
+  /** Cluster mode: the room's stream started over while joined (Redis lost it). */
+  reset?: boolean;
 }
 
 export interface DisconnectInfo { code: number; reason: string; delay: number; attempt: number }

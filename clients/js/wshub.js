@@ -562,6 +562,7 @@ export class WshubClient {
     if (typeof rid === 'string' && rid.startsWith('hb')) return;
     if (type === 'session') return this._onSession(m);
     if (type === 'token_expiring') return this._onTokenExpiring(m);
+    if (type === 'room_joined' && rid === undefined) return this._onRoomReset(m);
     if (typeof m.seq === 'number') {
       if (typeof m.room_id === 'string') {
         const r = this.rooms.get(m.room_id);
@@ -588,6 +589,18 @@ export class WshubClient {
         this._emit('handler_error', e, guide);
       }
     }
+  }
+
+  // Unasked room_joined (cluster mode): the room's stream started over (Redis lost it),
+  // so positions before are void: take the new one, or later messages would look old.
+  _onRoomReset(m) {
+    const p = m.payload || {};
+    const r = this.rooms.get(p.room_id);
+    if (!r) return;
+    this._emit('recovery_failed', { room_id: p.room_id, stream: 'room', seq: p.seq, epoch: p.epoch, recovered: false, replayed: 0, lastSeq: r.seq, lastEpoch: r.epoch, reset: true });
+    if (typeof p.seq === 'number') r.seq = p.seq;
+    if (typeof p.epoch === 'string') r.epoch = p.epoch;
+    this._emit('room_joined', p, m);
   }
 
   _onSession(m) {

@@ -31,6 +31,85 @@ static void respond_json(struct http_ctx *ctx, int status, json_t *body)
     json_decref(body);
 }
 
+/* Cluster mode: how long a request waits for Redis's answer before 504. Longer than
+ * the Redis command timeout (5 s), so that Redis's own failure answers first (503). */
+#define API_CLUSTER_WAIT_MS 10000
+
+/* respond_json through a deferred request's handle (which it frees). */
+static void deferred_json(struct http_deferred *d, int status, json_t *body)
+{
+    char *text = body && !http_deferred_gone(d) ? json_dumps(body, JSON_COMPACT) : NULL;
+    if (!text) {
+        http_deferred_respond_error(d, 500, "internal", "cannot encode the response", NULL);
+    } else {
+        size_t n = strlen(text);
+        text[n] = '\n';
+        http_deferred_respond(d, status, "application/json", NULL, text, n + 1);
+        free(text);
+    }
+    json_decref(body);
+}
+
+static void deferred_unavailable(struct http_deferred *d)
+{
+    http_deferred_respond_error(d, 503, "unavailable", "the cluster's Redis cannot be reached",
+                                "Retry-After: 1\r\n");
+}
+
+/* Cluster mode: a listing waiting for Redis's page (hub_list_async), answered with
+ * the single-node shape. */
+struct list_wait {
+    struct api *a;
+    struct http_deferred *d;
+    enum hub_listing kind;
+    char room[PROTO_MAX_NAME + 1];
+};
+
+static void list_back(void *arg, int status, struct hub_page *pg)
+{
+    struct list_wait *w = arg;
+    if (status == HUB_LIST_FAILED) {
+        deferred_unavailable(w->d);
+    } else if (status == HUB_LIST_NOT_FOUND) {
+        http_deferred_respond_error(w->d, 404, "not_found", "no such room (no members)", NULL);
+    } else {
+        json_t *body = hub_page_json(pg, w->kind == HUB_LIST_ONLINE  ? "online_users"
+                                         : w->kind == HUB_LIST_ROOMS ? "rooms"
+                                                                     : "members");
+        /* "connections" stays this node's own count: Redis keeps users, not sockets. */
+        if (body && w->kind == HUB_LIST_ONLINE)
+            json_object_set_new(body, "connections",
+                                json_integer((json_int_t)hub_connection_count(w->a->hub)));
+        if (body && w->kind == HUB_LIST_MEMBERS)
+            json_object_set_new(body, "room_id", json_string(w->room));
+        deferred_json(w->d, 200, body);
+    }
+    free(w);
+}
+
+/* Cluster mode: defers the request and asks Redis for the page. */
+static void list_cluster(struct http_ctx *ctx, struct api *a, enum hub_listing kind,
+                         const char *room, const char *after, size_t limit)
+{
+    struct list_wait *w = calloc(1, sizeof *w);
+    if (!w) {
+        http_respond_error(ctx, 500, "internal", "out of memory", NULL);
+        return;
+    }
+    w->a = a;
+    w->kind = kind;
+    if (room) snprintf(w->room, sizeof w->room, "%s", room);
+    if (!(w->d = http_defer(ctx, API_CLUSTER_WAIT_MS))) {
+        free(w);
+        return;
+    }
+    /* The answer is posted to this worker's loop, so it cannot run before this returns. */
+    if (hub_list_async(a->hub, kind, room, after, limit, ctx->conn->loop, list_back, w) != 0) {
+        deferred_unavailable(w->d);
+        free(w);
+    }
+}
+
 /* The per-address listing budget (hub_query_take): false (and 429 answered) when it
  * is used up. */
 static bool query_allowed(struct api *a, struct http_ctx *ctx, size_t limit)
@@ -104,6 +183,10 @@ static void online(struct http_ctx *ctx, void *ud)
     size_t limit;
     if (!page_query(ctx, cursor, sizeof cursor, &after, &limit) || !query_allowed(a, ctx, limit))
         return;
+    if (hub_cluster(a->hub)) {
+        list_cluster(ctx, a, HUB_LIST_ONLINE, NULL, after, limit);
+        return;
+    }
     struct hub_page pg;
     hub_online_users(a->hub, after, limit, &pg);
     json_t *body = hub_page_json(&pg, "online_users");
@@ -121,6 +204,10 @@ static void rooms(struct http_ctx *ctx, void *ud)
     size_t limit;
     if (!page_query(ctx, cursor, sizeof cursor, &after, &limit) || !query_allowed(a, ctx, limit))
         return;
+    if (hub_cluster(a->hub)) {
+        list_cluster(ctx, a, HUB_LIST_ROOMS, NULL, after, limit);
+        return;
+    }
     struct hub_page pg;
     hub_rooms(a->hub, after, limit, &pg);
     respond_json(ctx, 200, hub_page_json(&pg, "rooms"));
@@ -218,6 +305,10 @@ static void room_members(struct http_ctx *ctx, void *ud)
     size_t limit;
     if (!page_query(ctx, cursor, sizeof cursor, &after, &limit) || !query_allowed(a, ctx, limit))
         return;
+    if (hub_cluster(a->hub)) {
+        list_cluster(ctx, a, HUB_LIST_MEMBERS, room, after, limit);
+        return;
+    }
     struct hub_page pg;
     if (hub_room_members(a->hub, room, after, limit, &pg) < 0) {
         http_respond_error(ctx, 404, "not_found", "no such room (no members)", NULL);
@@ -274,6 +365,56 @@ static enum proto_err envelope_check(json_t *type, json_t *payload, json_t *room
         return PE_BAD_FIELD;
     }
     return PE_NONE;
+}
+
+/* Cluster mode: a publish waiting for the position Redis assigns. */
+struct pub_wait {
+    struct http_deferred *d;
+    int target;
+    char id[PROTO_MAX_NAME + 1];
+};
+
+static void publish_back(void *arg, int ok, uint64_t seq)
+{
+    struct pub_wait *w = arg;
+    if (!ok) {
+        STAT_INC(api_publish_refused[PE_UNAVAILABLE]);
+        deferred_unavailable(w->d);
+    } else {
+        json_t *resp = w->target == HUB_TARGET_ROOM
+                           ? json_pack("{s:s, s:s, s:I}", "status", "published", "room_id", w->id,
+                                       "seq", (json_int_t)seq)
+                       : w->target == HUB_TARGET_USER
+                           ? json_pack("{s:s, s:s, s:I}", "status", "published", "user_id", w->id,
+                                       "seq", (json_int_t)seq)
+                           : json_pack("{s:s, s:b}", "status", "published", "broadcast", 1);
+        deferred_json(w->d, 202, resp);
+    }
+    free(w);
+}
+
+/* Cluster mode: defers the request until Redis has placed the message in its stream
+ * (its seq is then the one every member receives), or 503 when Redis is unreachable.
+ * The payload is copied by hub_publish_async before it returns. */
+static void publish_cluster(struct http_ctx *ctx, int target, const char *id, const char *type,
+                            const struct proto_payload *pp, struct api *a)
+{
+    struct pub_wait *w = calloc(1, sizeof *w);
+    if (!w) {
+        http_respond_error(ctx, 500, "internal", "out of memory", NULL);
+        return;
+    }
+    w->target = target;
+    if (id) snprintf(w->id, sizeof w->id, "%s", id);
+    if (!(w->d = http_defer(ctx, API_CLUSTER_WAIT_MS))) {
+        free(w); /* the client is gone: nothing is published */
+        return;
+    }
+    if (hub_publish_async(a->hub, target, id, type, pp, ctx->conn->loop, publish_back, w) != 0) {
+        STAT_INC(api_publish_refused[PE_UNAVAILABLE]);
+        deferred_unavailable(w->d);
+        free(w);
+    }
 }
 
 static void publish(struct http_ctx *ctx, void *ud)
@@ -352,27 +493,17 @@ static void publish(struct http_ctx *ctx, void *ud)
         pp.raw = raw;
         pp.raw_len = raw_len;
     }
-    json_t *resp;
     if (hub_cluster(a->hub)) {
-        /* Cluster mode: the position comes from Redis after this answer. */
-        if (!hub_ready(a->hub)) {
-            json_decref(body);
-            STAT_INC(api_publish_refused[PE_UNAVAILABLE]);
-            http_respond_error(ctx, 503, "unavailable", "the cluster's Redis cannot be reached",
-                               "Retry-After: 1\r\n");
-            return;
-        }
-        if (room)
-            hub_publish_room(a->hub, json_string_value(room), t, &pp, NULL);
-        else if (user)
-            hub_publish_user(a->hub, json_string_value(user), t, &pp, NULL);
-        else
-            hub_publish_all(a->hub, t, &pp, NULL);
-        resp =
-            room   ? json_pack("{s:s, s:s}", "status", "queued", "room_id", json_string_value(room))
-            : user ? json_pack("{s:s, s:s}", "status", "queued", "user_id", json_string_value(user))
-                   : json_pack("{s:s, s:b}", "status", "queued", "broadcast", 1);
-    } else if (room) {
+        publish_cluster(ctx,
+                        room   ? HUB_TARGET_ROOM
+                        : user ? HUB_TARGET_USER
+                               : HUB_TARGET_ALL,
+                        json_string_value(room ? room : user), t, &pp, a);
+        json_decref(body);
+        return;
+    }
+    json_t *resp;
+    if (room) {
         uint64_t seq = hub_publish_room(a->hub, json_string_value(room), t, &pp, NULL);
         resp = seq ? json_pack("{s:s, s:s, s:I}", "status", "published", "room_id",
                                json_string_value(room), "seq", (json_int_t)seq)

@@ -9,6 +9,12 @@
  *   GET  /metrics                 Prometheus text format
  * Errors are JSON {"error":{"code","message"}} with the matching status.
  *
+ * Cluster mode (hub_cluster): publish and the three listings wait for Redis (the
+ * request is deferred, answered on the same worker when Redis replies, cut with 504
+ * after 10 s): publish answers with the seq Redis assigned, the listings with the
+ * cluster's presence; 503 unavailable when Redis cannot be reached. The history
+ * endpoints still read this node's copy (docs/protocol.md 9.7).
+ *
  * Ownership: struct api is filled by the app, shared read-only by every worker, and
  * outlives them; `shutting_down` is the one field written after start (atomically). */
 #ifndef WSHUB_API_API_H

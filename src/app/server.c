@@ -75,6 +75,12 @@ struct wh_server {
     bool trim_pending;        /* waiting for the workers to drop their caches */
     uint64_t trim_asked_ms, trim_rss, trim_load, trim_peak;
     atomic_int trim_acks; /* workers that have dropped them */
+    /* Cluster mode: the OTLP exporter's thread gathers metrics while the main thread
+     * stops the cluster (which frees what hub_cluster_stats reads); the lock orders the
+     * two, and the last figures are kept for the exports that follow. */
+    pthread_mutex_t cluster_mu;
+    bool cluster_stopped;
+    struct hub_cluster_stats cluster_last;
 };
 
 static uint64_t mono_ms(void)
@@ -332,6 +338,7 @@ static void server_free(struct wh_server *s)
     auth_destroy(s->auth);
     free(s->origins);
     free(s->origins_buf);
+    pthread_mutex_destroy(&s->cluster_mu);
     free(s);
 }
 
@@ -500,6 +507,7 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
     *exit_code = 1;
     struct wh_server *s = calloc(1, sizeof *s);
     if (!s) return NULL;
+    pthread_mutex_init(&s->cluster_mu, NULL);
     s->cfg = cfg;
     s->start_unix_nano = metrics_now_unix_nano();
     s->wsopt = (struct ws_options){
@@ -656,7 +664,11 @@ void server_wait(struct wh_server *s)
 {
     for (int i = 0; i < s->n_workers; i++)
         pthread_join(s->workers[i].thread, NULL);
+    pthread_mutex_lock(&s->cluster_mu);
+    if (hub_cluster(s->hub)) hub_cluster_stats(s->hub, &s->cluster_last);
+    s->cluster_stopped = true;
     hub_cluster_stop(s->hub);
+    pthread_mutex_unlock(&s->cluster_mu);
     for (int i = 0; i < s->n_workers; i++)
         loop_run_posts(s->workers[i].loop); /* the cluster's last answers */
     uint32_t flush = s->cfg->shutdown_timeout_ms < TELEMETRY_FLUSH_MS ? s->cfg->shutdown_timeout_ms
@@ -665,6 +677,40 @@ void server_wait(struct wh_server *s)
     server_free(s);
     ws_deflate_thread_cleanup();
     msg_thread_cleanup(); /* blocks released on this thread by hub_destroy */
+}
+
+/* Cluster mode's figures (all zero for one node: its /metrics shows none of them). */
+static void gather_cluster(struct wh_server *s, struct metrics_source *out)
+{
+    struct hub_cluster_stats cs;
+    pthread_mutex_lock(&s->cluster_mu);
+    if (s->cluster_stopped)
+        cs = s->cluster_last; /* all zero for one node */
+    else
+        hub_cluster_stats(s->hub, &cs); /* all zero for one node */
+    pthread_mutex_unlock(&s->cluster_mu);
+    out->redis_instances = cs.instances > 0 ? (uint64_t)cs.instances : 0;
+    out->redis_instances_up = cs.redis.up > 0 ? (uint64_t)cs.redis.up : 0;
+    out->cluster_subscriptions = cs.redis.subscriptions;
+    out->cluster_published = cs.published;
+    out->cluster_received = cs.received;
+    out->cluster_unavailable = cs.unavailable;
+    out->cluster_resets = cs.resets;
+    out->cluster_catchups = cs.catchups;
+    out->cluster_history_reads = cs.fetches;
+    out->redis_commands = cs.redis.commands;
+    out->redis_replies = cs.redis.replies;
+    out->redis_error_replies = cs.redis.error_replies;
+    out->redis_bytes_sent = cs.redis.bytes_out;
+    out->redis_bytes_received = cs.redis.bytes_in;
+    out->redis_connects = cs.redis.connects;
+    out->redis_reconnects = cs.redis.reconnects;
+    out->redis_failures = cs.redis.failures;
+    out->redis_timeouts = cs.redis.timeouts;
+    out->redis_refused = cs.redis.refused;
+    _Static_assert(sizeof out->redis_rtt_buckets == sizeof cs.redis.rtt_hist, "RTT buckets");
+    memcpy(out->redis_rtt_buckets, cs.redis.rtt_hist, sizeof out->redis_rtt_buckets);
+    out->redis_rtt_sum_us = cs.redis.rtt_sum_us;
 }
 
 void server_metrics_gather(void *ud, struct metrics_source *out)
@@ -691,6 +737,7 @@ void server_metrics_gather(void *ud, struct metrics_source *out)
     out->otel_export_failures = tc.export_failures;
     out->otel_export_retries = tc.export_retries;
     out->otel_spans_queued = tc.queue_pending;
+    gather_cluster(s, out);
 }
 
 int server_reload_tls(struct wh_server *s)

@@ -79,7 +79,7 @@ struct wh_stats {
     uint64_t hub_replay_aborts; /* recoveries overtaken by the history: closed 1013 */
 
     /* HTTP API */
-    uint64_t api_publish_refused[16]; /* POST /api/publish answered 400, by enum proto_err */
+    uint64_t api_publish_refused[16]; /* POST /api/publish refused (400, 503), by proto_err */
 
     /* TLS */
     uint64_t tls_handshakes;         /* handshakes completed */

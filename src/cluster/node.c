@@ -369,21 +369,21 @@ void node_stats(const struct node *n, struct node_stats *out)
             const struct redis_conn *rc = k ? n->inst[i].sub : n->inst[i].cmd;
             if (!rc) continue;
             const struct redis_stats *s = redis_conn_stats(rc);
-            out->commands += s->commands;
-            out->replies += s->replies;
-            out->error_replies += s->error_replies;
-            out->bytes_out += s->bytes_out;
-            out->bytes_in += s->bytes_in;
-            out->messages += s->messages;
-            out->connects += s->connects;
-            out->reconnects += s->reconnects;
-            out->failures += s->failures;
-            out->timeouts += s->timeouts;
-            out->refused += s->refused;
-            out->rtt_count += s->rtt_count;
-            out->rtt_sum_us += s->rtt_sum_us;
+            out->commands += __atomic_load_n(&s->commands, __ATOMIC_RELAXED);
+            out->replies += __atomic_load_n(&s->replies, __ATOMIC_RELAXED);
+            out->error_replies += __atomic_load_n(&s->error_replies, __ATOMIC_RELAXED);
+            out->bytes_out += __atomic_load_n(&s->bytes_out, __ATOMIC_RELAXED);
+            out->bytes_in += __atomic_load_n(&s->bytes_in, __ATOMIC_RELAXED);
+            out->messages += __atomic_load_n(&s->messages, __ATOMIC_RELAXED);
+            out->connects += __atomic_load_n(&s->connects, __ATOMIC_RELAXED);
+            out->reconnects += __atomic_load_n(&s->reconnects, __ATOMIC_RELAXED);
+            out->failures += __atomic_load_n(&s->failures, __ATOMIC_RELAXED);
+            out->timeouts += __atomic_load_n(&s->timeouts, __ATOMIC_RELAXED);
+            out->refused += __atomic_load_n(&s->refused, __ATOMIC_RELAXED);
+            out->rtt_count += __atomic_load_n(&s->rtt_count, __ATOMIC_RELAXED);
+            out->rtt_sum_us += __atomic_load_n(&s->rtt_sum_us, __ATOMIC_RELAXED);
             for (int b = 0; b < REDIS_RTT_BUCKETS; b++)
-                out->rtt_hist[b] += s->rtt_hist[b];
+                out->rtt_hist[b] += __atomic_load_n(&s->rtt_hist[b], __ATOMIC_RELAXED);
         }
     }
     out->subscriptions = atomic_load(&n->n_watches);

@@ -16,6 +16,10 @@ const uint32_t redis_rtt_bounds_us[REDIS_RTT_BUCKETS - 1] = {100,  250,   500,  
 
 #define WATCHDOG_MS 50u
 
+/* Counters are written by the loop thread only and read by metrics from others:
+ * relaxed atomic stores and loads (no read-modify-write needed, one writer). */
+#define STAT_BUMP(f, n) __atomic_store_n(&(f), (f) + (uint64_t)(n), __ATOMIC_RELAXED)
+
 /* One command in flight. Replies come back in order, so the list head is the oldest
  * (the one the stall watchdog looks at). */
 struct pending {
@@ -71,9 +75,9 @@ static void record_rtt(struct redis_stats *st, uint64_t us)
     int b = 0;
     while (b < REDIS_RTT_BUCKETS - 1 && us > redis_rtt_bounds_us[b])
         b++;
-    st->rtt_hist[b]++;
-    st->rtt_count++;
-    st->rtt_sum_us += us;
+    STAT_BUMP(st->rtt_hist[b], 1);
+    STAT_BUMP(st->rtt_count, 1);
+    STAT_BUMP(st->rtt_sum_us, us);
 }
 
 static void arm_watchdog(struct redis_conn *rc)
@@ -85,7 +89,7 @@ static void set_up(struct redis_conn *rc)
 {
     rc->up = true;
     rc->failures = 0;
-    rc->st.connects++;
+    STAT_BUMP(rc->st.connects, 1);
     log_info("redis up", "host=%s port=%u db=%u", rc->o.url.host, rc->o.url.port, rc->o.url.db);
     if (rc->state_cb) rc->state_cb(rc, true, rc->arg);
 }
@@ -99,8 +103,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
     p->prev->next = p->next;
     p->next->prev = p->prev;
     if (reply) {
-        rc->st.replies++;
-        if (reply->type == REDIS_REPLY_ERROR) rc->st.error_replies++;
+        STAT_BUMP(rc->st.replies, 1);
+        if (reply->type == REDIS_REPLY_ERROR) STAT_BUMP(rc->st.error_replies, 1);
         record_rtt(&rc->st, now_us() - p->sent_us);
     }
     if (p->cb) {
@@ -108,7 +112,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
     } else if (reply) { /* a handshake step */
         if (reply->type == REDIS_REPLY_ERROR && !rc->handshake_failed) {
             rc->handshake_failed = true;
-            rc->st.auth_failures++;
+            STAT_BUMP(rc->st.auth_failures, 1);
             log_warn("redis handshake refused", "host=%s port=%u error_len=%zu", rc->o.url.host,
                      rc->o.url.port, reply->len);
         }
@@ -147,8 +151,8 @@ static int send_argv(struct redis_conn *rc, redis_reply_cb cb, void *arg, int ar
     p->next = &rc->inflight;
     p->prev->next = p;
     rc->inflight.prev = p;
-    rc->st.commands++;
-    rc->st.bytes_out += (uint64_t)len;
+    STAT_BUMP(rc->st.commands, 1);
+    STAT_BUMP(rc->st.bytes_out, (uint64_t)len);
     arm_watchdog(rc);
     return 0;
 }
@@ -168,7 +172,7 @@ static void lost(struct redis_conn *rc)
     bool was_up = rc->up;
     rc->up = false;
     rc->kill = false;
-    rc->st.failures++;
+    STAT_BUMP(rc->st.failures, 1);
     loop_timer_cancel(rc->loop, &rc->watchdog);
     schedule_retry(rc);
     if (was_up) {
@@ -241,7 +245,7 @@ static void on_retry(struct loop *loop, struct timer *t)
 {
     (void)loop;
     struct redis_conn *rc = (struct redis_conn *)((char *)t - offsetof(struct redis_conn, retry));
-    rc->st.reconnects++;
+    STAT_BUMP(rc->st.reconnects, 1);
     connect_now(rc);
 }
 
@@ -257,7 +261,7 @@ static void on_watchdog(struct loop *loop, struct timer *t)
     if (oldest != &rc->inflight &&
         now_us() - oldest->sent_us >= (uint64_t)rc->o.command_timeout_ms * 1000u)
         stalled = true;
-    if (stalled) rc->st.timeouts++;
+    if (stalled) STAT_BUMP(rc->st.timeouts, 1);
     if (stalled || rc->kill) {
         if (stalled) log_warn("redis timeout", "host=%s port=%u", rc->o.url.host, rc->o.url.port);
         redisAsyncFree(ac); /* pending callbacks get NULL, then the cleanup hook: lost() */
@@ -306,7 +310,7 @@ int redis_conn_command(struct redis_conn *rc, redis_reply_cb cb, void *arg, int 
                        const char **argv, const size_t *argvlen)
 {
     if (!rc->up || !rc->io.ac || rc->kill || argc < 1 || !cb) {
-        rc->st.refused++;
+        STAT_BUMP(rc->st.refused, 1);
         return -1;
     }
     /* Subscriptions answer many times per command: they need a connection of their own,
@@ -329,14 +333,14 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
     const redisReply *kind = reply->element[0], *ch = reply->element[1], *pl = reply->element[2];
     if (kind->type != REDIS_REPLY_STRING || ch->type != REDIS_REPLY_STRING) return;
     if (kind->len == 7 && !memcmp(kind->str, "message", 7) && pl->type == REDIS_REPLY_STRING) {
-        rc->st.messages++;
-        rc->st.bytes_in += pl->len;
+        STAT_BUMP(rc->st.messages, 1);
+        STAT_BUMP(rc->st.bytes_in, pl->len);
         rc->o.on_message(rc, ch->str, ch->len, pl->str, pl->len, rc->arg);
     } else if (kind->len == 9 && !memcmp(kind->str, "subscribe", 9)) {
-        rc->st.replies++;
+        STAT_BUMP(rc->st.replies, 1);
         if (rc->o.on_subscribed) rc->o.on_subscribed(rc, ch->str, ch->len, rc->arg);
     } else {
-        rc->st.replies++;
+        STAT_BUMP(rc->st.replies, 1);
     }
 }
 
@@ -344,7 +348,7 @@ int redis_conn_subscribe(struct redis_conn *rc, bool subscribe, int n, const cha
                          const size_t *lens)
 {
     if (!rc->up || !rc->io.ac || rc->kill || n < 1 || !rc->o.on_message) {
-        rc->st.refused++;
+        STAT_BUMP(rc->st.refused, 1);
         return -1;
     }
     const char **argv = malloc(sizeof *argv * (size_t)(n + 1));
@@ -364,8 +368,8 @@ int redis_conn_subscribe(struct redis_conn *rc, bool subscribe, int n, const cha
     int r = redisAsyncFormattedCommand(rc->io.ac, on_sub_reply, rc, cmd, (size_t)len);
     redisFreeCommand(cmd);
     if (r != REDIS_OK) return -1;
-    rc->st.commands++;
-    rc->st.bytes_out += (uint64_t)len;
+    STAT_BUMP(rc->st.commands, 1);
+    STAT_BUMP(rc->st.bytes_out, (uint64_t)len);
     return 0;
 }
 

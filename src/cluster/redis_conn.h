@@ -13,7 +13,8 @@
  *   at most every backoff_max_ms, and is counted.
  * - Commands are refused (-1) while the connection is not up: the caller answers its
  *   client `unavailable` instead of losing the message silently.
- * - Counters in struct redis_stats, plain integers written by the loop thread only (a
+ * - Counters in struct redis_stats, written by the loop thread only with relaxed atomic
+ *   stores (read them with __atomic_load_n; a
  *   metrics reader on another thread gets relaxed, possibly torn-by-field, figures).
  *
  * Ownership: the caller owns the redis_conn (create/destroy) and each callback's arg.

@@ -188,7 +188,7 @@ static int reject(struct client *c, enum proto_err e, const char *msg, json_t *i
     send_trace_end(&st);
     /* Refusals during shutdown are no fault of the client's (no strike: a 1008 must not
      * overtake the deliveries that shutdown still owes it). */
-    if (e != PE_SHUTTING_DOWN && c->strikes < UINT16_MAX &&
+    if (e != PE_SHUTTING_DOWN && e != PE_UNAVAILABLE && c->strikes < UINT16_MAX &&
         ++c->strikes >= client_sh(c)->hub->cfg.strikes_to_close) {
         STAT_INC(hub_strike_closes);
         char tid[33], cid[17];

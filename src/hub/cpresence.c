@@ -16,6 +16,7 @@
  *
  * Presence lives on the first Redis instance (docs/cluster.md). Listings read it: the
  * answer comes back on the asking worker's loop. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,7 @@ struct cpresence {
     uint32_t ttl_ms, sweep_ms;
     struct timer beat, sweep;
     bool resyncing, again, sweeping;
+    atomic_bool registered; /* the first sync is done: this node's presence is in Redis */
 };
 
 static struct redis_conn *conn(struct cpresence *p)
@@ -71,6 +73,7 @@ static void sync_done(void *arg, int ok, const struct presence_changes *ch)
         log_warn("cluster presence: sync failed, again at the next heartbeat", "result=%d", ok);
         return;
     }
+    atomic_store(&p->registered, true);
     if (p->again) {
         p->again = false;
         resync_start(p);
@@ -215,14 +218,28 @@ static void op_done(void *arg, long long result)
     free(j);
 }
 
+static void op_send(void *arg);
+
+/* A join's presence event must come after the room's position that the joiner is
+ * given (as on one node, where the joiner receives its own "join"): while the room is
+ * being anchored on this node, the change waits for it. */
 static void op_run(void *arg)
+{
+    struct pjob *j = arg;
+    if (j->op == P_JOIN && relay_after_anchor(j->p->h, j->room, op_send, j)) return;
+    op_send(j);
+}
+
+static void op_send(void *arg)
 {
     struct pjob *j = arg;
     struct cpresence *p = j->p;
     struct redis_conn *rc = conn(p);
     const char *node = node_id(p->node);
     int rv = -1;
-    if (rc && !p->resyncing) {
+    /* Sent even while a resync runs: the sync sets counts (it does not add), so a change
+     * sent meanwhile is not counted twice, and its event is not lost. */
+    if (rc) {
         switch (j->op) {
         case P_USER_ADD:
             rv = presence_user_add(rc, node, j->user, op_done, j);
@@ -237,8 +254,6 @@ static void op_run(void *arg)
             rv = presence_leave(rc, node, j->room, j->user, op_done, j);
             break;
         }
-    } else if (rc) {
-        p->again = true; /* a resync is under way: it must see this change */
     }
     if (rv != 0) {
         free(j->room);
@@ -302,6 +317,7 @@ static void q_page(void *arg, int ok, const struct presence_page *pg)
 {
     struct qjob *j = arg;
     j->status = ok == 0 ? 0 : ok == PRESENCE_NOT_FOUND ? HUB_LIST_NOT_FOUND : HUB_LIST_FAILED;
+    if (j->status == HUB_LIST_FAILED) relay_count_unavailable(j->p->h);
     if (ok == 0) {
         j->pg.items = json_array();
         for (size_t i = 0; i < pg->n; i++) {
@@ -347,7 +363,10 @@ int hub_list_async(struct hub *h, enum hub_listing kind, const char *room, const
                    size_t limit, struct loop *origin, hub_page_fn fn, void *arg)
 {
     struct cpresence *p = h->cpres;
-    if (!p || !hub_ready(h)) return -1;
+    if (!p || !hub_ready(h)) {
+        relay_count_unavailable(h);
+        return -1;
+    }
     struct qjob *j = calloc(1, sizeof *j);
     if (!j) return -1;
     *j = (struct qjob){
@@ -406,6 +425,11 @@ void cpresence_stop(struct hub *h)
     if (!p) return;
     while (node_post(p->node, stop_timers, p) != 0)
         ;
+}
+
+bool cpresence_registered(const struct hub *h)
+{
+    return h->cpres && atomic_load(&h->cpres->registered);
 }
 
 void cpresence_free(struct hub *h)

@@ -372,6 +372,9 @@ int relay_publish(struct hub *h, enum hist_kind kind, const char *id, const char
 int relay_fetch(struct client *c, bool user, const char *id, const char *epoch, uint64_t since,
                 uint32_t max);
 void relay_count_unavailable(struct hub *h);
+/* Cluster thread: when room's stream is being anchored on this node, fn(arg) runs
+ * once it is (true); false when it need not wait (the caller runs it). */
+bool relay_after_anchor(struct hub *h, const char *room, void (*fn)(void *), void *arg);
 /* A join or session on sh waits for the stream's position: an anchor item comes to sh
  * (client_room_anchor / client_user_anchor) once it is known. */
 int relay_ask(struct shard *sh, enum hist_kind kind, const char *id);
@@ -392,6 +395,8 @@ struct node;
 int cpresence_start(struct hub *h, struct node *node);
 void cpresence_stop(struct hub *h);
 void cpresence_free(struct hub *h);
+/* This node's presence was synced to Redis once (until then it is not ready). */
+bool cpresence_registered(const struct hub *h);
 void cpresence_user(struct hub *h, const char *user, bool online);
 void cpresence_member(struct hub *h, const char *room, const char *user, bool in);
 

@@ -55,6 +55,12 @@ struct pend {
     struct wh_msg *frame;
 };
 
+struct after {
+    struct after *next;
+    void (*fn)(void *);
+    void *arg;
+};
+
 /* A watched stream, on the cluster thread. */
 struct rstate {
     enum hist_kind kind;
@@ -67,6 +73,7 @@ struct rstate {
     uint32_t gen;
     struct pend *buf;
     uint32_t n, cap;
+    struct after *after; /* run once anchored (relay_after_anchor) */
     size_t name_len;
     UT_hash_handle hh;
     char name[]; /* "room:<id>" or "user:<id>" */
@@ -148,8 +155,21 @@ struct watch_job {
     char name[];
 };
 
+static void run_after(struct rstate *rs)
+{
+    struct after *a = rs->after;
+    rs->after = NULL;
+    while (a) { /* in the order they were parked */
+        struct after *next = a->next;
+        a->fn(a->arg);
+        free(a);
+        a = next;
+    }
+}
+
 static void rstate_free(struct rstate *rs)
 {
+    run_after(rs); /* (they find the stream gone and do without) */
     for (uint32_t i = 0; i < rs->n; i++)
         msg_unref(rs->buf[i].frame);
     free(rs->buf);
@@ -278,6 +298,7 @@ static void anchor_done(void *arg, int ok, const struct rstream_published *res)
         msg_unref(buf[i].frame);
     }
     free(buf);
+    run_after(rs);
     if (rs->overflow) {
         rs->overflow = false;
         anchor_start(r, rs);
@@ -764,6 +785,22 @@ void relay_stop(struct hub *h)
     h->relay = NULL;
 }
 
+bool relay_after_anchor(struct hub *h, const char *room, void (*fn)(void *), void *arg)
+{
+    struct relay *r = h->relay;
+    char name[HIST_MAX_NAME + 8];
+    size_t nl = r ? stream_name(HIST_ROOM, room, name, sizeof name) : 0;
+    struct rstate *rs = nl ? find(r, name, nl) : NULL;
+    if (!rs || !rs->anchoring) return false;
+    struct after *a = malloc(sizeof *a), **tail = &rs->after;
+    if (!a) return false;
+    *a = (struct after){NULL, fn, arg};
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = a;
+    return true;
+}
+
 bool hub_cluster(const struct hub *h)
 {
     return h->relay != NULL;
@@ -771,7 +808,7 @@ bool hub_cluster(const struct hub *h)
 
 bool hub_ready(const struct hub *h)
 {
-    return !h->relay || node_ready(h->relay->node);
+    return !h->relay || (node_ready(h->relay->node) && cpresence_registered(h));
 }
 
 const char *hub_node_id(const struct hub *h)

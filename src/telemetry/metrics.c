@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "cluster/redis_conn.h"
 #include "proto/envelope.h"
+
+_Static_assert(METRICS_REDIS_RTT_BUCKETS == REDIS_RTT_BUCKETS, "Redis RTT buckets agree");
 
 struct row;
 typedef void (*emit_fn)(const struct row *r, const struct metrics_source *src,
@@ -179,6 +182,24 @@ static void emit_latency(const struct row *r, const struct metrics_source *src,
         bounds[i] = (double)stats_latency_bounds_us[i] / 1e6;
     histogram(r, v, ud, bounds, METRICS_LATENCY_BOUNDS, src->stats.hub_latency_buckets,
               (double)src->stats.hub_latency_sum_us / 1e6);
+}
+
+/* 1 when every Redis instance is up (the node is ready: /readyz), else 0. */
+static void emit_cluster_up(const struct row *r, const struct metrics_source *src,
+                            const struct metrics_visitor *v, void *ud)
+{
+    bool up = src->redis_instances > 0 && src->redis_instances_up >= src->redis_instances;
+    point_value(r, v, ud, NULL, 0, up ? 1 : 0);
+}
+
+static void emit_redis_rtt(const struct row *r, const struct metrics_source *src,
+                           const struct metrics_visitor *v, void *ud)
+{
+    double bounds[METRICS_REDIS_RTT_BUCKETS - 1];
+    for (size_t i = 0; i < METRICS_REDIS_RTT_BUCKETS - 1; i++)
+        bounds[i] = (double)redis_rtt_bounds_us[i] / 1e6;
+    histogram(r, v, ud, bounds, METRICS_REDIS_RTT_BUCKETS - 1, src->redis_rtt_buckets,
+              (double)src->redis_rtt_sum_us / 1e6);
 }
 
 /* emit_labelled reads these as arrays: keep them adjacent in struct wh_stats. */
@@ -411,7 +432,7 @@ static const struct row rows[] = {
       "Messages dropped from the history for being older than their TTL", C, true, {NULL}},
      emit_field, SRC(hist_expired_messages), NULL},
     {{"api.publish.refused", "wshub_api_publish_refused_total", "{request}",
-      "POST /api/publish requests refused with 400, by error code", C, true, {"code", NULL}},
+      "POST /api/publish requests refused (400, or 503 unavailable in cluster mode), by error code", C, true, {"code", NULL}},
      emit_api_refused, 0, NULL},
     {{"hub.rooms", "wshub_hub_rooms", "{room}",
       "Rooms with at least one member", G, false, {NULL}},
@@ -443,24 +464,114 @@ static const struct row rows[] = {
       "Spans waiting in the export queue", G, false, {NULL}},
      emit_field, offsetof(struct metrics_source, otel_spans_queued), NULL},
 };
+
+/* Cluster mode only (--redis): collected when the source has Redis instances. */
+static const struct row cluster_rows[] = {
+    {{"wshub.cluster.up", "wshub_cluster_up", "1",
+      "1 when every Redis instance is reachable (the node is ready), else 0", G, false, {NULL}},
+     emit_cluster_up, 0, NULL},
+    {{"wshub.cluster.redis.instances", "wshub_cluster_redis_instances", "{instance}",
+      "Redis instances the node is joined through (--redis)", G, false, {NULL}},
+     emit_field, SRC(redis_instances), NULL},
+    {{"wshub.cluster.redis.instances_up", "wshub_cluster_redis_instances_up", "{instance}",
+      "Redis instances whose command and subscriber connections are both up", G, false, {NULL}},
+     emit_field, SRC(redis_instances_up), NULL},
+    {{"wshub.cluster.messages.published", "wshub_cluster_messages_published_total", "{message}",
+      "Messages handed to Redis (one command each)", C, true, {NULL}},
+     emit_field, SRC(cluster_published), NULL},
+    {{"wshub.cluster.messages.received", "wshub_cluster_messages_received_total", "{message}",
+      "Messages received from Redis on the streams this node watches (its own included)", C,
+      true, {NULL}},
+     emit_field, SRC(cluster_received), NULL},
+    {{"wshub.cluster.unavailable", "wshub_cluster_unavailable_total", "{message}",
+      "Publishes and joins refused or lost because Redis was unreachable or too far behind "
+      "(error unavailable)",
+      C, true, {NULL}},
+     emit_field, SRC(cluster_unavailable), NULL},
+    {{"wshub.cluster.stream_resets", "wshub_cluster_stream_resets_total", "{stream}",
+      "Streams whose epoch changed in Redis under live members (told recovered false)", C,
+      true, {NULL}},
+     emit_field, SRC(cluster_resets), NULL},
+    {{"wshub.cluster.catchups", "wshub_cluster_catchups_total", "{stream}",
+      "Streams whose messages this node had missed, read back from Redis", C, true, {NULL}},
+     emit_field, SRC(cluster_catchups), NULL},
+    {{"wshub.cluster.history_reads", "wshub_cluster_history_reads_total", "{request}",
+      "Reads of history from Redis for recoveries", C, true, {NULL}},
+     emit_field, SRC(cluster_history_reads), NULL},
+    {{"wshub.cluster.subscriptions", "wshub_cluster_subscriptions", "{channel}",
+      "Redis channels subscribed now: one per room or user with local members", G, false,
+      {NULL}},
+     emit_field, SRC(cluster_subscriptions), NULL},
+    {{"wshub.redis.commands", "wshub_redis_commands_total", "{command}",
+      "Commands sent to Redis (connection handshakes included)", C, true, {NULL}},
+     emit_field, SRC(redis_commands), NULL},
+    {{"wshub.redis.replies", "wshub_redis_replies_total", "{reply}",
+      "Replies received from Redis (error replies included)", C, true, {NULL}},
+     emit_field, SRC(redis_replies), NULL},
+    {{"wshub.redis.error_replies", "wshub_redis_error_replies_total", "{reply}",
+      "Error replies received from Redis", C, true, {NULL}},
+     emit_field, SRC(redis_error_replies), NULL},
+    {{"wshub.redis.bytes.sent", "wshub_redis_sent_bytes_total", "By",
+      "Bytes of the commands sent to Redis (RESP)", C, true, {NULL}},
+     emit_field, SRC(redis_bytes_sent), NULL},
+    {{"wshub.redis.bytes.received", "wshub_redis_received_bytes_total", "By",
+      "Payload bytes of the pub/sub messages received from Redis", C, true, {NULL}},
+     emit_field, SRC(redis_bytes_received), NULL},
+    {{"wshub.redis.connects", "wshub_redis_connects_total", "{connection}",
+      "Redis connections that came up (handshake done)", C, true, {NULL}},
+     emit_field, SRC(redis_connects), NULL},
+    {{"wshub.redis.reconnects", "wshub_redis_reconnects_total", "{connection}",
+      "Redis connection attempts after a failure", C, true, {NULL}},
+     emit_field, SRC(redis_reconnects), NULL},
+    {{"wshub.redis.failures", "wshub_redis_failures_total", "{event}",
+      "Redis connection attempts that failed and connections lost", C, true, {NULL}},
+     emit_field, SRC(redis_failures), NULL},
+    {{"wshub.redis.timeouts", "wshub_redis_timeouts_total", "{connection}",
+      "Redis connections dropped for a stalled command or connect", C, true, {NULL}},
+     emit_field, SRC(redis_timeouts), NULL},
+    {{"wshub.redis.refused", "wshub_redis_refused_total", "{command}",
+      "Commands refused because their Redis connection was down", C, true, {NULL}},
+     emit_field, SRC(redis_refused), NULL},
+    {{"wshub.redis.rtt", "wshub_redis_rtt_seconds", "s",
+      "Round trip of a Redis command, from sending it to its reply", H, true, {NULL}},
+     emit_redis_rtt, 0, NULL},
+};
 // clang-format on
+
+#define N_ROWS    (sizeof rows / sizeof rows[0])
+#define N_CLUSTER (sizeof cluster_rows / sizeof cluster_rows[0])
+
+/* The registry is rows then cluster_rows. */
+static const struct row *row_at(size_t i)
+{
+    return i < N_ROWS ? &rows[i] : i < N_ROWS + N_CLUSTER ? &cluster_rows[i - N_ROWS] : NULL;
+}
 
 size_t metrics_count(void)
 {
-    return sizeof rows / sizeof rows[0];
+    return N_ROWS + N_CLUSTER;
 }
 
 const struct metric_desc *metrics_desc(size_t i)
 {
-    return i < metrics_count() ? &rows[i].d : NULL;
+    const struct row *r = row_at(i);
+    return r ? &r->d : NULL;
+}
+
+/* Cluster-mode metrics exist only on a node joined through Redis: a single node's
+ * exposition is unchanged by them (no family of zeros that could never move). */
+size_t metrics_collected_count(const struct metrics_source *src)
+{
+    return src->redis_instances > 0 ? metrics_count() : N_ROWS;
 }
 
 void metrics_collect(const struct metrics_source *src, const struct metrics_visitor *v, void *ud)
 {
-    for (size_t i = 0; i < metrics_count(); i++) {
-        if (v->begin) v->begin(ud, &rows[i].d);
-        rows[i].emit(&rows[i], src, v, ud);
-        if (v->end) v->end(ud, &rows[i].d);
+    for (size_t i = 0; i < metrics_collected_count(src); i++) {
+        const struct row *r = row_at(i);
+        if (v->begin) v->begin(ud, &r->d);
+        r->emit(r, src, v, ud);
+        if (v->end) v->end(ud, &r->d);
     }
 }
 

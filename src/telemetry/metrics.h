@@ -13,12 +13,12 @@
  *      may differ by what happened during the read (a histogram's count is always the
  *      sum of its buckets: it is computed from them).
  *   2. call metrics_collect(&src, &visitor, ud): it walks the registry in table order
- *      and calls visitor->begin for each metric, then visitor->point for each of its
- *      points (possibly none), then visitor->end. It allocates nothing, takes no lock
- *      and touches no shared state, so any number of threads may collect at once from
- *      their own sources. Every pointer handed to a callback (descriptor strings
- *      excepted: those are static) points into the source or the collector's stack and
- *      is valid only during that callback; copy what you keep.
+ *      (skipping the cluster-mode metrics when the source is a single node's) and calls
+ * visitor->begin for each metric, then visitor->point for each of its points (possibly none), then
+ * visitor->end. It allocates nothing, takes no lock and touches no shared state, so any number of
+ * threads may collect at once from their own sources. Every pointer handed to a callback
+ * (descriptor strings excepted: those are static) points into the source or the collector's stack
+ * and is valid only during that callback; copy what you keep.
  *
  * Values: counters and up-down counters and gauges are integers (OTLP as_int);
  * histograms have fixed explicit bounds (doubles, in the metric's unit), per-bucket
@@ -48,6 +48,10 @@ enum metric_kind {
 };
 
 #define METRIC_MAX_ATTRS 2
+
+/* Redis round trips (cluster/redis_conn.h: REDIS_RTT_BUCKETS, redis_rtt_bounds_us; a
+ * static assertion in metrics.c keeps the two equal). */
+#define METRICS_REDIS_RTT_BUCKETS 10
 
 struct metric_desc {
     const char *otel_name;   /* "websocket.messages.received" */
@@ -91,7 +95,21 @@ struct metrics_source {
     /* The OTLP span exporter's own (telemetry/export.h; zero when it is off). */
     uint64_t otel_spans_exported, otel_spans_dropped, otel_export_failures, otel_export_retries,
         otel_spans_queued;
+    /* Cluster mode (--redis: hub.h struct hub_cluster_stats). redis_instances is 0 for
+     * one node, and then no cluster metric is collected at all (a single node's
+     * /metrics stays as it was). */
+    uint64_t redis_instances, redis_instances_up, cluster_subscriptions;
+    uint64_t cluster_published, cluster_received, cluster_unavailable, cluster_resets,
+        cluster_catchups, cluster_history_reads;
+    uint64_t redis_commands, redis_replies, redis_error_replies, redis_bytes_sent,
+        redis_bytes_received, redis_connects, redis_reconnects, redis_failures, redis_timeouts,
+        redis_refused;
+    uint64_t redis_rtt_buckets[METRICS_REDIS_RTT_BUCKETS]; /* per bucket, not cumulative */
+    uint64_t redis_rtt_sum_us;
 };
+
+/* The metrics metrics_collect walks for src (the cluster ones only in cluster mode). */
+size_t metrics_collected_count(const struct metrics_source *src);
 
 /* Fills *out (entirely: it need not be initialised). Must be callable from any thread. */
 typedef void (*metrics_gather_fn)(void *ud, struct metrics_source *out);

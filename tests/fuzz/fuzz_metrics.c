@@ -53,6 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         src.stats.hub_qdepth_buckets[i] &= 0xffffffffffffull;
     for (size_t i = 0; i < STATS_LATENCY_BUCKETS; i++)
         src.stats.hub_latency_buckets[i] &= 0xffffffffffffull;
+    for (size_t i = 0; i < METRICS_REDIS_RTT_BUCKETS; i++)
+        src.redis_rtt_buckets[i] &= 0xffffffffffffull;
     size_t len = 0;
     char *text = prom_render(&src, &len);
     if (!text) return 0;
@@ -95,7 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
     }
-    if (helps != (int)metrics_count()) abort();
+    if (helps != (int)metrics_collected_count(&src)) abort();
     free(text);
     return 0;
 }

@@ -335,8 +335,11 @@ test('recovery: 0 lost, 0 duplicated across dropped connections while another cl
     if (i % 50 === 25) proxy.dropAll(); // alice's connection dies mid-stream
     if (i % 10 === 0) await h.delay(5);
   }
-  // And a gap that surely has messages in it: alice is away while bob sends 50.
+  // And a gap that surely has messages in it: alice is away while bob sends 50. She
+  // has caught up first: a client further behind than the history's 100 messages is
+  // rightly told recovered: false (under a slow sanitizer build she can lag that far).
   await h.eventually(() => c.state === 'open', { what: 'alice back' });
+  await h.eventually(() => got.length >= N, { timeout: 10000, what: `alice caught up (have ${got.length})` });
   proxy.target = null;
   proxy.dropAll();
   const M = 50;

@@ -131,8 +131,8 @@ static struct seen collect(const struct metrics_source *src, const char *want)
     memset(&s, 0, sizeof s);
     s.want = want;
     metrics_collect(src, &visitor, &s);
-    assert_int_equal(s.begins, (int)metrics_count());
-    assert_int_equal(s.ends, (int)metrics_count());
+    assert_int_equal(s.begins, (int)metrics_collected_count(src));
+    assert_int_equal(s.ends, (int)metrics_collected_count(src));
     return s;
 }
 
@@ -355,8 +355,68 @@ static void test_render(void **state)
         assert_true(*rest == ' ' || *rest == '{' || strncmp(rest, "_bucket{", 8) == 0 ||
                     strncmp(rest, "_sum ", 5) == 0 || strncmp(rest, "_count ", 7) == 0);
     }
-    assert_int_equal(helps, (int)metrics_count());
+    assert_int_equal(helps, (int)metrics_collected_count(&src));
     assert_true(samples > helps);
+    free(t);
+}
+
+/* Cluster mode's metrics: none on a single node (its exposition is unchanged), all of
+ * them with the source's values once the node has Redis instances. */
+static void test_cluster_metrics(void **state)
+{
+    (void)state;
+    struct metrics_source src;
+    memset(&src, 0, sizeof src);
+    size_t n = 0;
+    char *t = prom_render(&src, &n);
+    assert_non_null(t);
+    assert_null(strstr(t, "wshub_cluster_"));
+    assert_null(strstr(t, "wshub_redis_"));
+    free(t);
+    struct seen s = collect(&src, "wshub.cluster.up");
+    assert_int_equal(s.n_last, 0);
+    assert_true(metrics_collected_count(&src) < metrics_count());
+
+    src.redis_instances = 2;
+    src.redis_instances_up = 1;
+    src.cluster_received = 41;
+    src.cluster_unavailable = 3;
+    src.cluster_subscriptions = 5;
+    src.redis_bytes_sent = 999;
+    src.redis_rtt_buckets[0] = 2;
+    src.redis_rtt_buckets[3] = 1;
+    src.redis_rtt_buckets[METRICS_REDIS_RTT_BUCKETS - 1] = 4;
+    src.redis_rtt_sum_us = 1500;
+    assert_int_equal(metrics_collected_count(&src), metrics_count());
+    s = collect(&src, "wshub.cluster.up");
+    assert_string_equal(s.last[0], "0"); /* one instance of two is down */
+    s = collect(&src, "wshub.cluster.redis.instances_up");
+    assert_string_equal(s.last[0], "1");
+    s = collect(&src, "wshub.redis.rtt");
+    assert_int_equal(s.hist.n_bounds, METRICS_REDIS_RTT_BUCKETS - 1);
+    assert_true(s.hist_bounds[0] == 1e-4);
+    assert_int_equal(s.hist.count, 7);
+    assert_true(fabs(s.hist.sum - 0.0015) < 1e-12);
+    src.redis_instances_up = 2;
+    s = collect(&src, "wshub.cluster.up");
+    assert_string_equal(s.last[0], "1");
+
+    t = prom_render(&src, &n);
+    assert_non_null(t);
+    assert_non_null(strstr(t, "\nwshub_cluster_up 1\n"));
+    assert_non_null(strstr(t, "\nwshub_cluster_messages_received_total 41\n"));
+    assert_non_null(strstr(t, "\nwshub_cluster_unavailable_total 3\n"));
+    assert_non_null(strstr(t, "\nwshub_cluster_subscriptions 5\n"));
+    assert_non_null(strstr(t, "# UNIT wshub_redis_sent_bytes_total bytes\n"
+                              "wshub_redis_sent_bytes_total 999\n"));
+    /* Cumulative buckets, +Inf equal to _count. */
+    assert_non_null(strstr(t, "wshub_redis_rtt_seconds_bucket{le=\"0.0001\"} 2\n"
+                              "wshub_redis_rtt_seconds_bucket{le=\"0.00025\"} 2\n"
+                              "wshub_redis_rtt_seconds_bucket{le=\"0.0005\"} 2\n"
+                              "wshub_redis_rtt_seconds_bucket{le=\"0.001\"} 3\n"));
+    assert_non_null(strstr(t, "wshub_redis_rtt_seconds_bucket{le=\"+Inf\"} 7\n"
+                              "wshub_redis_rtt_seconds_sum 0.0015\n"
+                              "wshub_redis_rtt_seconds_count 7\n"));
     free(t);
 }
 
@@ -453,6 +513,7 @@ int main(void)
         cmocka_unit_test(test_format_double),
         cmocka_unit_test(test_escape),
         cmocka_unit_test(test_render),
+        cmocka_unit_test(test_cluster_metrics),
         cmocka_unit_test(test_doc_lists_every_metric),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
