@@ -264,6 +264,10 @@ class BenchErrorTests(BenchTestCase):
             ("idle", "--url", url, "--connections", "19001"),
             ("fanout", "--url", url, "--subscribers", "2", "--rooms", "3"),
             ("churn", "--url", url, "--rate", "0"),
+            ("fanout", "--url", url, "--spread-ports", "0"),
+            ("fanout", "--url", url, "--spread-ports", "80,x"),
+            ("fanout", "--url", url, "--spread-ports", ",".join(["80"] * 16)),  # 15 at most
+            ("echo", "--url", url, "--spread-ports", "80"),  # fanout only
         ]
         for args in cases:
             with self.subTest(args=args):
@@ -272,6 +276,28 @@ class BenchErrorTests(BenchTestCase):
                 self.assertIn("wshub-bench", err)
         rc, _, err = self.run_bench("idle", "--url", url, "--connections", "19001")
         self.assertIn("19000", err)
+
+    def test_fanout_spread_ports(self):
+        # the same node listed twice: every subscriber lands on it, nothing is lost
+        doc = self.run_ok("fanout", "--url", self.url("/ws"), "--subscribers", 20, "--rooms", 2,
+                          "--spread-ports", self.port, "--rate", 200, "--duration", 1,
+                          "--warmup", 0.3, "--quiet")
+        r = doc["results"]
+        self.assertEqual((r["lost"], r["duplicated"], r["connect_failures"]), (0, 0, 0))
+        self.assertGreater(r["deliveries"], 0)
+        # a closed port second: subscriber s goes to port (s / rooms) mod 2, so with 8
+        # subscribers in 2 rooms exactly 2, 3, 6 and 7 are refused (the first of them is
+        # subscriber 2), and the publisher, always on --url, is not
+        rc, out, err = self.run_bench("fanout", "--url", self.url("/ws"), "--subscribers", 8,
+                                      "--rooms", 2, "--spread-ports", closed_port(),
+                                      "--max-failures", 4, "--timeout", 1, "-d", 1,
+                                      "--json-only")
+        self.assertEqual(rc, 1, out + err)
+        doc = json.loads(out.strip().splitlines()[-1])
+        self.assertIs(doc["ok"], False)
+        self.assertEqual(doc["results"]["connect_failures"], 4, doc)
+        self.assertIn("subscriber 2 ", doc["error"])
+        self.assertIn("refused", doc["error"])
 
     def test_refused_connection(self):
         rc, out, err = self.run_bench("echo", "--url", "ws://%s:%d/echo" % (HOST, closed_port()),

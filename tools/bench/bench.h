@@ -86,8 +86,9 @@ struct opts {
     long max_pending;
     long max_failures;
     double timeout;
-    const char *ca_file; /* --ca, for wss:// */
-    const char *url_arg; /* --url as given */
+    const char *ca_file;    /* --ca, for wss:// */
+    const char *url_arg;    /* --url as given */
+    const char *spread_arg; /* fanout --spread-ports as given; NULL: none */
 };
 
 extern struct opts O;
@@ -123,13 +124,18 @@ struct conn {
     int64_t deadline; /* churn: give up after */
 };
 
+#define SPREAD_MAX 15
+
 struct global {
     int ep;
     struct sockaddr_storage addr;
     socklen_t addrlen;
     bool src_bind; /* bind sources 127.0.0.2.. (target is IPv4 loopback) */
     struct wsc_url url;
-    uint8_t *rbuf; /* MAX_CARRY bytes of room for a carry, then RBUF_SIZE */
+    /* fanout --spread-ports: the --url port first, then these (same host) */
+    uint16_t spread_port[SPREAD_MAX + 1];
+    size_t nspread; /* entries in spread_port; 0: every connection to --url */
+    uint8_t *rbuf;  /* MAX_CARRY bytes of room for a carry, then RBUF_SIZE */
     uint8_t masks[MASK_POOL][4];
     unsigned mask_next;
     int64_t now;

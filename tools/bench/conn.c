@@ -597,7 +597,15 @@ void conn_start(struct conn *c, size_t seq, const char *token_prefix)
         conn_fail(c, "epoll_ctl: %s", strerror(errno));
         return;
     }
-    if (connect(fd, (struct sockaddr *)&g.addr, g.addrlen) < 0 && errno != EINPROGRESS) {
+    struct sockaddr_storage to = g.addr;
+    if (g.nspread > 0 && c->role == R_SUB) { /* --spread-ports: this room's share of a node */
+        uint16_t port = htons(g.spread_port[(c->id / (size_t)O.rooms) % g.nspread]);
+        if (to.ss_family == AF_INET)
+            ((struct sockaddr_in *)&to)->sin_port = port;
+        else
+            ((struct sockaddr_in6 *)&to)->sin6_port = port;
+    }
+    if (connect(fd, (struct sockaddr *)&to, g.addrlen) < 0 && errno != EINPROGRESS) {
         conn_fail(c, "connect: %s", strerror(errno));
         return;
     }

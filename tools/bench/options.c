@@ -101,6 +101,10 @@ static const struct bench_opt opts[] = {
      "rooms, subscribers spread round-robin (default 1)"},
     {"size", 's', K_LONG, OFF(size), 0, MAX_SIZE, "0..1048576 bytes", F_FANOUT, S_FANOUT, "64", "B",
      "padding bytes per message (default 64)"},
+    {"spread-ports", 0, K_STR, OFF(spread_arg), 0, 0, NULL, F_FANOUT, S_FANOUT, NULL, "P,P..",
+     "more ports on the --url host (up to 15): subscriber s goes to the (s / rooms) mod (1 + "
+     "count)th of the --url port and these, so each room is spread over all; publishers stay "
+     "on --url (cluster benchmarks)"},
     {"rate", 0, K_DOUBLE, OFF(rate), 0, 1e8, "per second, 0 or more", F_FANOUT, S_FANOUT, "0", "M",
      "messages per second from all publishers together; 0 = as fast as possible (default 0), "
      "limited by --window and --max-lag"},
@@ -391,6 +395,19 @@ int parse_args(int argc, char **argv)
         return usage_error("--rooms (%ld) is more than --subscribers (%ld): a room would have no "
                            "member",
                            O.rooms, O.subscribers);
+    if (O.spread_arg) {
+        g.spread_port[0] = (uint16_t)g.url.port;
+        g.nspread = 1;
+        for (const char *p = O.spread_arg; *p;) {
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (end == p || v < 1 || v > 65535 || (*end && *end != ',') || g.nspread > SPREAD_MAX)
+                return usage_error("bad --spread-ports \"%s\" (up to %d ports, comma-separated)",
+                                   O.spread_arg, SPREAD_MAX);
+            g.spread_port[g.nspread++] = (uint16_t)v;
+            p = *end ? end + 1 : end;
+        }
+    }
     if (O.mode == M_CHURN && O.rate <= 0) return usage_error("churn needs --rate above 0");
     if (O.mode == M_IDLE && O.connections > IDLE_MAX)
         return usage_error("idle: --connections %ld is over %d: the open-files limit is 20000 per "
