@@ -314,6 +314,13 @@ class ClusterApiTest(ServerTestCase):
     def in_flight(self, srv):
         """A publish and a listing waiting on a stalled Redis, then SIGTERM."""
         deferred = metrics(srv.port).get("wshub_http_deferred_total", 0.0)
+        # Ready first (Redis reached and this node's presence registered): a node that
+        # is not ready answers at once instead of waiting on Redis.
+        deadline = time.monotonic() + DEADLINE
+        while request(srv.port, "GET", "/readyz")[0] != 200:
+            if time.monotonic() > deadline:
+                self.fail("the node never became ready")
+            time.sleep(0.02)
         self.redis.pause(True)
         self.addCleanup(self.redis.pause, False)
         pub = HttpConn(srv.port, timeout=15)
