@@ -688,18 +688,6 @@ int presence_sync(struct redis_conn *rc, const char *node, const struct presence
 
 /* ---- pages ---- */
 
-static int parse_u64(const char *s, size_t len, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (len == 0 || len > 19) return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') return -1;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    *out = v;
-    return 0;
-}
-
 static void page_done(struct call *c, const redisReply *r)
 {
     presence_page_cb cb = c->cb.page;
@@ -734,7 +722,7 @@ static void page_done(struct call *c, const redisReply *r)
         /* A room listed without a count (never, unless the keys were edited by hand)
          * shows 0 members. */
         const redisReply *m = c->rooms ? r->element[2]->element[i] : NULL;
-        if (m && m->type == REDIS_REPLY_STRING) parse_u64(m->str, m->len, &members[i]);
+        if (m && m->type == REDIS_REPLY_STRING) redis_parse_u64(m->str, m->len, &members[i]);
     }
     struct presence_page pg = {.ids = v,
                                .members = members,

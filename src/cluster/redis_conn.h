@@ -101,6 +101,10 @@ int redis_conn_command(struct redis_conn *rc, redis_reply_cb cb, void *arg, int 
 int redis_conn_subscribe(struct redis_conn *rc, bool subscribe, int n, const char **channels,
                          const size_t *lens);
 
+/* A decimal in a reply (1-19 digits, nothing else) to *out: 0, or -1. Shared by the
+ * scripts' reply parsers (rstream.c, presence.c). */
+int redis_parse_u64(const char *s, size_t len, uint64_t *out);
+
 const struct redis_stats *redis_conn_stats(const struct redis_conn *rc);
 
 /* The full-jitter backoff: uniform in [0, min(cap_ms, base_ms * 2^failures)], drawing

@@ -262,18 +262,6 @@ int rstream_anchor(struct redis_conn *rc, const char *name, size_t name_len, uin
     return call_send(c);
 }
 
-static int parse_u64(const char *s, size_t len, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (len == 0 || len > 19) return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') return -1;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    *out = v;
-    return 0;
-}
-
 /* An XRANGE entry [id "<seq>-0", ["f", frame]] to an rstream_entry. */
 static int parse_entry(const redisReply *e, struct rstream_entry *out)
 {
@@ -283,7 +271,7 @@ static int parse_entry(const redisReply *e, struct rstream_entry *out)
         return -1;
     const redisReply *id = e->element[0];
     const char *dash = memchr(id->str, '-', id->len);
-    if (!dash || parse_u64(id->str, (size_t)(dash - id->str), &out->seq) < 0) return -1;
+    if (!dash || redis_parse_u64(id->str, (size_t)(dash - id->str), &out->seq) < 0) return -1;
     out->data = e->element[1]->element[1]->str;
     out->len = e->element[1]->element[1]->len;
     return 0;
@@ -304,7 +292,7 @@ static void read_done(struct call *c, const redisReply *r)
         return;
     }
     char epoch[RSTREAM_EPOCH_LEN + 1] = "";
-    if (ep->len != RSTREAM_EPOCH_LEN || parse_u64(top_r->str, top_r->len, &top) < 0) {
+    if (ep->len != RSTREAM_EPOCH_LEN || redis_parse_u64(top_r->str, top_r->len, &top) < 0) {
         cb(c->arg, RSTREAM_READ_FAILED, "", 0, NULL, 0);
         return;
     }
@@ -372,7 +360,7 @@ int rstream_msg_parse(const char *msg, size_t len, struct rstream_published *hdr
     }
     const char *s = msg + RSTREAM_EPOCH_LEN + 1, *end = msg + len;
     const char *colon = memchr(s, ':', (size_t)(end - s));
-    if (!colon || parse_u64(s, (size_t)(colon - s), &hdr->seq) < 0 || hdr->seq == 0 ||
+    if (!colon || redis_parse_u64(s, (size_t)(colon - s), &hdr->seq) < 0 || hdr->seq == 0 ||
         (colon - s > 1 && s[0] == '0'))
         return -1;
     memcpy(hdr->epoch, msg, RSTREAM_EPOCH_LEN);

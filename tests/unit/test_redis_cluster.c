@@ -31,101 +31,11 @@
 #include "cluster/rstream.h"
 #include "loop/loop.h"
 
-#define PASSWORD "pw:s3cret/x" /* needs percent-escapes in the URL */
-#define URL_PW   "redis://:pw%%3As3cret%%2Fx@127.0.0.1:%u/%u"
-
-static pid_t redis_pid;
-static unsigned redis_port;
-static char redis_dir[64];
-
-static unsigned free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) < 0 ||
-        getsockname(s, (struct sockaddr *)&a, &len) < 0)
-        fail_msg("no free port");
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-/* A blocking client for the test's own checks (never on the loop under test). */
-static redisContext *sync_client(void)
-{
-    redisContext *c = redisConnect("127.0.0.1", (int)redis_port);
-    if (!c || c->err) {
-        if (c) redisFree(c);
-        return NULL;
-    }
-    redisReply *r = redisCommand(c, "AUTH %s", PASSWORD);
-    bool ok = r && r->type == REDIS_REPLY_STATUS;
-    if (r) freeReplyObject(r);
-    if (!ok) {
-        redisFree(c);
-        return NULL;
-    }
-    return c;
-}
-
-static void start_redis(void)
-{
-    char port[16];
-    snprintf(port, sizeof port, "%u", redis_port);
-    redis_pid = fork();
-    assert_true(redis_pid >= 0);
-    if (redis_pid == 0) {
-        /* No inherited output: a server outliving a killed test must not hold the
-         * runner's pipes open. */
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", redis_dir, "--requirepass", PASSWORD, "--loglevel",
-               "warning", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 500; i++) { /* up to 5 s for the server to listen */
-        redisContext *c = sync_client();
-        if (c) {
-            redisFree(c);
-            return;
-        }
-        int st;
-        if (waitpid(redis_pid, &st, WNOHANG) == redis_pid)
-            fail_msg("redis-server exited (status %d; 127: not installed, run scripts/setup.sh "
-                     "test)",
-                     WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-        usleep(10000);
-    }
-    fail_msg("redis-server did not start");
-}
-
-static void stop_redis(void)
-{
-    if (redis_pid <= 0) return;
-    kill(redis_pid, SIGKILL);
-    waitpid(redis_pid, NULL, 0);
-    redis_pid = 0;
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    strcpy(redis_dir, "/tmp/wshub-redis-XXXXXX");
-    if (!mkdtemp(redis_dir)) return -1;
-    redis_port = free_port();
-    start_redis();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    stop_redis();
-    rmdir(redis_dir);
-    return 0;
-}
+#define PASSWORD            "pw:s3cret/x" /* needs percent-escapes in the URL */
+#define URL_PW              "redis://:pw%%3As3cret%%2Fx@127.0.0.1:%u/%u"
+#define REDIS_TEST_PASSWORD PASSWORD
+#define REDIS_TEST_DIR      "/tmp/wshub-redis-XXXXXX"
+#include "redis_server.h"
 
 static void flushall(void)
 {
@@ -136,60 +46,6 @@ static void flushall(void)
 }
 
 /* ---- running the loop until something happened ---- */
-
-struct until {
-    struct timer t;
-    bool (*pred)(void *);
-    void *arg;
-    uint64_t deadline;
-};
-
-static void until_poll(struct loop *loop, struct timer *t)
-{
-    struct until *u = (struct until *)t;
-    if (u->pred(u->arg) || loop_now(loop) >= u->deadline)
-        loop_stop(loop);
-    else
-        loop_timer_arm(loop, t, 1);
-}
-
-/* Runs the loop until pred holds; false after 10 s (a guard against a hang, not a
- * timing assertion). */
-static bool run_until(struct loop *loop, bool (*pred)(void *), void *arg)
-{
-    struct until u = {.pred = pred, .arg = arg, .deadline = loop_now_update(loop) + 10000};
-    loop_timer_init(&u.t, until_poll);
-    loop_timer_arm(loop, &u.t, 0);
-    loop_run(loop);
-    loop_timer_cancel(loop, &u.t);
-    return pred(arg);
-}
-
-struct watch {
-    int ups, downs;
-    bool up;
-};
-
-static void on_state(struct redis_conn *rc, bool up, void *arg)
-{
-    (void)rc;
-    struct watch *w = arg;
-    w->up = up;
-    if (up)
-        w->ups++;
-    else
-        w->downs++;
-}
-
-static bool is_up(void *arg)
-{
-    return ((struct watch *)arg)->up;
-}
-
-static bool is_down(void *arg)
-{
-    return !((struct watch *)arg)->up;
-}
 
 static struct redis_conn *open_conn(struct loop *loop, unsigned db, struct watch *w,
                                     uint32_t command_timeout_ms)

@@ -31,95 +31,12 @@
 #include "cluster/redis_conn.h"
 #include "loop/loop.h"
 
-static pid_t redis_pid;
-static unsigned redis_port;
-static char redis_dir[64];
+#define REDIS_TEST_DIR "/tmp/wshub-presence-XXXXXX"
+#include "redis_server.h"
 
 #define NODE_A "00000000000000aa"
 #define NODE_B "00000000000000bb"
 #define NODE_C "00000000000000cc"
-
-static unsigned free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) < 0 ||
-        getsockname(s, (struct sockaddr *)&a, &len) < 0)
-        fail_msg("no free port");
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-/* A blocking client for the test's own checks (never on the loop under test). */
-static redisContext *sync_client(void)
-{
-    redisContext *c = redisConnect("127.0.0.1", (int)redis_port);
-    if (c && c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    return c;
-}
-
-static void start_redis(void)
-{
-    char port[16];
-    snprintf(port, sizeof port, "%u", redis_port);
-    redis_pid = fork();
-    assert_true(redis_pid >= 0);
-    if (redis_pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", redis_dir, "--loglevel", "warning", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 500; i++) { /* up to 5 s for the server to listen */
-        redisContext *c = sync_client();
-        if (c) {
-            redisReply *r = redisCommand(c, "PING");
-            bool ok = r && r->type == REDIS_REPLY_STATUS;
-            if (r) freeReplyObject(r);
-            redisFree(c);
-            if (ok) return;
-        }
-        int st;
-        if (waitpid(redis_pid, &st, WNOHANG) == redis_pid)
-            fail_msg("redis-server exited (status %d; 127: not installed, run scripts/setup.sh "
-                     "test)",
-                     WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-        usleep(10000);
-    }
-    fail_msg("redis-server did not start");
-}
-
-static void stop_redis(void)
-{
-    if (redis_pid <= 0) return;
-    kill(redis_pid, SIGKILL);
-    waitpid(redis_pid, NULL, 0);
-    redis_pid = 0;
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    strcpy(redis_dir, "/tmp/wshub-presence-XXXXXX");
-    if (!mkdtemp(redis_dir)) return -1;
-    redis_port = free_port();
-    start_redis();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    stop_redis();
-    rmdir(redis_dir);
-    return 0;
-}
 
 /* Runs one command on a fresh blocking client; the caller frees the reply. */
 static redisReply *rcmd(const char *fmt, ...)
@@ -152,60 +69,6 @@ static long long evalsha_calls(void)
 }
 
 /* ---- running the loop until something happened ---- */
-
-struct until {
-    struct timer t;
-    bool (*pred)(void *);
-    void *arg;
-    uint64_t deadline;
-};
-
-static void until_poll(struct loop *loop, struct timer *t)
-{
-    struct until *u = (struct until *)t;
-    if (u->pred(u->arg) || loop_now(loop) >= u->deadline)
-        loop_stop(loop);
-    else
-        loop_timer_arm(loop, t, 1);
-}
-
-/* Runs the loop until pred holds; false after 10 s (a guard against a hang, not a
- * timing assertion). */
-static bool run_until(struct loop *loop, bool (*pred)(void *), void *arg)
-{
-    struct until u = {.pred = pred, .arg = arg, .deadline = loop_now_update(loop) + 10000};
-    loop_timer_init(&u.t, until_poll);
-    loop_timer_arm(loop, &u.t, 0);
-    loop_run(loop);
-    loop_timer_cancel(loop, &u.t);
-    return pred(arg);
-}
-
-struct watch {
-    int ups, downs;
-    bool up;
-};
-
-static void on_state(struct redis_conn *rc, bool up, void *arg)
-{
-    (void)rc;
-    struct watch *w = arg;
-    w->up = up;
-    if (up)
-        w->ups++;
-    else
-        w->downs++;
-}
-
-static bool is_up(void *arg)
-{
-    return ((struct watch *)arg)->up;
-}
-
-static bool is_down(void *arg)
-{
-    return !((struct watch *)arg)->up;
-}
 
 static struct loop *loop;
 
