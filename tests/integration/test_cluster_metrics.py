@@ -298,6 +298,10 @@ class ClusterMetrics(ServerTestCase):
         self.addCleanup(redis.kill)
         del rx.bodies[:]
         node = self.start_server(["--redis", "redis://%s:%d" % (HOST, redis.port)])
+        # As a load balancer would: joins are refused `unavailable` until the node has
+        # reached Redis and registered its presence.
+        poll("/readyz 200 once Redis is reached", lambda: get(node.port, "/readyz")[0] == 200,
+             OUTAGE_TIMEOUT)
 
         async def traffic():
             async with websockets.connect("ws://%s:%d/ws?token=%s" % (HOST, node.port, USER)) as ws:
