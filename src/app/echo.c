@@ -13,7 +13,8 @@ static void echo_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, s
         ws_fail(ws, WS_CLOSE_INTERNAL, "out of memory");
         return;
     }
-    if (ws->c.out_count > r->cfg->send_queue_msgs || ws->c.out_bytes > r->cfg->send_queue_bytes)
+    if (conn_out_count(&ws->c) > r->cfg->send_queue_msgs ||
+        conn_out_bytes(&ws->c) > r->cfg->send_queue_bytes)
         conn_pause(&ws->c);
 }
 
@@ -22,7 +23,7 @@ static void echo_drain(struct ws_conn *ws)
     conn_resume(&ws->c);
 }
 
-static const struct ws_handler echo_handler = {
+const struct ws_handler echo_ws_handler = {
     .on_message = echo_message,
     .on_drain = echo_drain,
 };
@@ -32,5 +33,5 @@ void echo_route(struct http_ctx *ctx, void *ud)
     struct routes_ctx *r = ud;
     struct ws_handshake hs;
     if (routes_upgrade_check(ctx, &hs, NULL, r->origins) != 0) return;
-    ws_accept(ctx, &hs, &echo_handler, r->wsopt, NULL, r);
+    ws_accept(ctx, &hs, &r->echo_ep, NULL, r);
 }

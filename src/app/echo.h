@@ -11,4 +11,7 @@
 /* Route handler; ud is the struct routes_ctx. */
 void echo_route(struct http_ctx *ctx, void *ud);
 
+struct ws_handler;
+extern const struct ws_handler echo_ws_handler; /* the endpoint's callbacks */
+
 #endif

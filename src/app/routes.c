@@ -127,7 +127,7 @@ static bool ws_upgrade(struct http_ctx *ctx, struct routes_ctx *r, const char *i
         hub_client_trace(c, &ut->span.ctx);
         upgrade_trace_client(ut, hub_client_user(c), hub_client_id(c));
     }
-    if (!ws_accept(ctx, &hs, &hub_ws_handler, r->wsopt, NULL, c)) {
+    if (!ws_accept(ctx, &hs, &r->hub_ep, NULL, c)) {
         hub_client_abandon(c);
         return false;
     }
@@ -177,6 +177,8 @@ int routes_init(struct routes_ctx *r, const struct wh_config *cfg, const struct 
     memset(r, 0, sizeof *r);
     r->cfg = cfg;
     r->wsopt = wsopt;
+    r->hub_ep = (struct ws_endpoint){&hub_ws_handler, wsopt};
+    r->echo_ep = (struct ws_endpoint){&echo_ws_handler, wsopt};
     r->hub = hub;
     r->auth = auth;
     r->origins = origins;

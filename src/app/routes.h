@@ -21,6 +21,7 @@ struct routes_ctx {
     size_t n;
     const struct wh_config *cfg;
     const struct ws_options *wsopt;
+    struct ws_endpoint hub_ep, echo_ep; /* what each endpoint's connections point at */
     struct hub *hub;
     struct auth *auth;
     const char *const *origins; /* allow-list, NULL-terminated, or NULL */

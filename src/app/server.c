@@ -102,16 +102,17 @@ static void on_accept(struct listener *l, int fd)
 
 static void force_close_all(struct worker *w)
 {
-    while (w->conns.head)
-        conn_close(w->conns.head);
+    struct conn *c;
+    while ((c = conn_list_first(&w->conns)))
+        conn_close(c);
 }
 
 static void shutdown_deadline_cb(struct loop *loop, struct timer *t)
 {
     struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, shutdown_deadline));
-    if (w->conns.count)
+    if (conn_list_first(&w->conns))
         log_warn("shutdown deadline reached, dropping connections", "worker=%d left=%zu", w->id,
-                 w->conns.count);
+                 conn_list_count(&w->conns));
     force_close_all(w);
     loop_stop(loop);
 }
@@ -119,7 +120,7 @@ static void shutdown_deadline_cb(struct loop *loop, struct timer *t)
 static void shutdown_poll_cb(struct loop *loop, struct timer *t)
 {
     struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, shutdown_poll));
-    if (w->conns.count == 0) {
+    if (!conn_list_first(&w->conns)) {
         loop_timer_cancel(loop, &w->shutdown_deadline);
         loop_stop(loop);
         return;
@@ -144,9 +145,9 @@ static void worker_close(struct loop *loop, void *arg)
 {
     struct worker *w = arg;
     hub_shard_drain(w->shard);
-    struct conn *c = w->conns.head;
+    struct conn *c = conn_list_first(&w->conns);
     while (c) {
-        struct conn *next = c->list_next; /* closing unlinks c */
+        struct conn *next = conn_list_next(&w->conns, c); /* closing unlinks c */
         if (ws_conn_is(c)) ws_conn_shutdown(c);
         c = next;
     }
@@ -164,9 +165,9 @@ static void worker_shutdown(struct loop *loop, void *arg)
     w->streams = NULL;
     for (int i = 0; i < w->n_listeners; i++)
         listener_close(&w->listeners[i]);
-    struct conn *c = w->conns.head;
+    struct conn *c = conn_list_first(&w->conns);
     while (c) {
-        struct conn *next = c->list_next; /* closing unlinks c */
+        struct conn *next = conn_list_next(&w->conns, c); /* closing unlinks c */
         if (http_conn_is(c)) http_conn_shutdown(c);
         c = next;
     }
@@ -262,6 +263,7 @@ static int worker_init(struct wh_server *s, struct worker *w, int id)
     const struct wh_config *cfg = s->cfg;
     w->id = id;
     w->srv = s;
+    conn_list_init(&w->conns);
     w->loop = loop_create();
     if (!w->loop) return -ENOMEM;
     w->http = (struct http_server){

@@ -565,7 +565,7 @@ void http_conn_shutdown(struct conn *c)
 {
     struct http_conn *hc = (struct http_conn *)c;
     hc->srv->shutting_down = true;
-    if (hc->state == HC_IDLE && !c->out_count)
+    if (hc->state == HC_IDLE && !conn_out_count(c))
         conn_close(c);
     else if (hc->state == HC_IDLE)
         conn_finish(c, 1000); /* deliver the last response, then close */

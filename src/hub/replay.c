@@ -32,9 +32,10 @@ static int budget(const struct client *c)
     const struct conn *cn = &c->ws->c;
     const struct hub_config *cfg = &client_sh(c)->hub->cfg;
     uint32_t half = cfg->queue_msgs / 2 ? cfg->queue_msgs / 2 : 1;
-    if (cn->out_count >= half || (cn->out_count > 0 && cn->out_bytes >= cfg->queue_bytes / 2))
+    if (conn_out_count(cn) >= half ||
+        (conn_out_count(cn) > 0 && conn_out_bytes(cn) >= cfg->queue_bytes / 2))
         return 0;
-    uint32_t n = half - cn->out_count;
+    uint32_t n = half - conn_out_count(cn);
     return n < REPLAY_BATCH ? (int)n : REPLAY_BATCH;
 }
 
@@ -75,7 +76,8 @@ static enum pump pump_stream(struct client *c, struct hist_stream *s, uint64_t *
         int i = 0;
         for (; i < n; i++) {
             struct conn *cn = &c->ws->c;
-            if (cn->out_count > 0 && cn->out_bytes + buf[i].frame->len > cfg->queue_bytes / 2)
+            if (conn_out_count(cn) > 0 &&
+                conn_out_bytes(cn) + buf[i].frame->len > cfg->queue_bytes / 2)
                 break; /* the rest waits for the drain */
             if (presence || !hist_entry_presence(&buf[i])) {
                 ws_send_frame(c->ws, buf[i].frame); /* takes the reference */

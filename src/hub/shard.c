@@ -185,8 +185,9 @@ static void inbox_task_cb(struct loop *loop, struct loop_task *t)
  * out to an otherwise idle connection). */
 static bool over_limit(const struct conn *cn, const struct hub_config *cfg, size_t len)
 {
-    return cn->out_count >= cfg->queue_msgs ||
-           (cn->out_count > 0 && cn->out_bytes + len > cfg->queue_bytes);
+    const struct conn_queue *q = cn->q; /* NULL: nothing queued */
+    uint32_t n = q ? q->count : 0;
+    return n >= cfg->queue_msgs || (n > 0 && q->bytes + len > cfg->queue_bytes);
 }
 
 bool shard_deliver(struct client *c, struct wh_msg *frame)
@@ -219,7 +220,7 @@ bool shard_deliver(struct client *c, struct wh_msg *frame)
     }
     STAT_INC(hub_deliveries);
     ws_send_frame(ws, msg_ref(frame));
-    stat_qdepth(cn->out_count);
+    stat_qdepth(conn_out_count(cn));
     return true;
 }
 

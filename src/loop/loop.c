@@ -223,18 +223,19 @@ static int timers_next_ms(const struct loop *loop)
 
 /* ---- end-of-turn tasks ---- */
 
+/* The `next` of the last queued task: never run, only compared with. */
+static struct loop_task tasks_end;
+
 void loop_task_init(struct loop_task *t, void (*fn)(struct loop *, struct loop_task *))
 {
     t->next = NULL;
-    t->queued = false;
     t->fn = fn;
 }
 
 void loop_defer(struct loop *loop, struct loop_task *t)
 {
-    if (t->queued) return;
-    t->queued = true;
-    t->next = loop->tasks;
+    if (t->next) return; /* queued already */
+    t->next = loop->tasks ? loop->tasks : &tasks_end;
     loop->tasks = t;
 }
 
@@ -242,11 +243,10 @@ static void tasks_run(struct loop *loop)
 {
     struct loop_task *list = loop->tasks;
     loop->tasks = NULL;
-    while (list) {
+    while (list && list != &tasks_end) {
         struct loop_task *t = list;
         list = t->next;
         t->next = NULL;
-        t->queued = false;
         t->fn(loop, t);
     }
 }

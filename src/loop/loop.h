@@ -32,10 +32,11 @@ struct timer {
 
 /* Work to run once at the end of the current loop turn (before the loop sleeps).
  * Queuing an already-queued task does nothing. A task queued while the end-of-turn
- * tasks run goes to the next turn (which then does not sleep). */
+ * tasks run goes to the next turn (which then does not sleep). A task is queued
+ * exactly when `next` is set (the last one points at a sentinel): no flag, so the
+ * struct is two words, embedded in every connection. */
 struct loop_task {
     struct loop_task *next;
-    bool queued;
     void (*fn)(struct loop *loop, struct loop_task *t);
 };
 

@@ -36,15 +36,6 @@
  * that drains it. */
 #define RING_MIN 8u
 
-/* The ring and the state that only matters while something is queued live in one
- * allocation, so an idle connection carries one pointer for all of it. */
-struct conn_queue {
-    uint32_t cap, head;     /* cap: a power of two; the oldest message at slot[head] */
-    uint32_t off;           /* bytes of the oldest message already written */
-    uint32_t kernel_unsent; /* SIOCOUTQ when blocked_since_ms was last set */
-    struct wh_msg *slot[];
-};
-
 static inline struct wh_msg *ring_at(const struct conn *c, uint32_t i)
 {
     return c->q->slot[(c->q->head + i) & (c->q->cap - 1)];
@@ -60,7 +51,9 @@ static int ring_grow(struct conn *c)
     q->head = 0;
     q->off = old ? old->off : 0;
     q->kernel_unsent = old ? old->kernel_unsent : 0;
-    for (uint32_t i = 0; i < c->out_count; i++)
+    q->count = old ? old->count : 0;
+    q->bytes = old ? old->bytes : 0;
+    for (uint32_t i = 0; i < q->count; i++)
         q->slot[i] = ring_at(c, i);
     free(old);
     c->q = q;
@@ -72,8 +65,8 @@ static void ring_pop(struct conn *c)
     struct conn_queue *q = c->q;
     struct wh_msg *m = q->slot[q->head];
     q->head = (q->head + 1) & (q->cap - 1);
-    c->out_count--;
-    c->out_bytes -= m->len - q->off;
+    q->count--;
+    q->bytes -= m->len - q->off;
     q->off = 0;
     msg_unref(m);
 }
@@ -92,36 +85,56 @@ uint32_t conn_head_written(const struct conn *c)
 /* Output not yet handed to the kernel: queued, or staged by TLS for a retry. */
 static inline bool has_output(const struct conn *c)
 {
-    return c->out_count || (c->tls && tls_io_staged(c));
+    return conn_out_count(c) || (c->tls && tls_io_staged(c));
 }
 
 static void conn_io_cb(struct loop *loop, struct io_watch *w, uint32_t events);
 static void conn_timer_cb(struct loop *loop, struct timer *t);
 static void conn_task_cb(struct loop *loop, struct loop_task *t);
 
+void conn_list_init(struct conn_list *list)
+{
+    list->ring.next = list->ring.prev = &list->ring;
+}
+
+static struct conn *link_conn(struct conn_link *l)
+{
+    return (struct conn *)((char *)l - offsetof(struct conn, link));
+}
+
+struct conn *conn_list_first(struct conn_list *list)
+{
+    return list->ring.next == &list->ring ? NULL : link_conn(list->ring.next);
+}
+
+struct conn *conn_list_next(struct conn_list *list, struct conn *c)
+{
+    return c->link.next == &list->ring ? NULL : link_conn(c->link.next);
+}
+
+size_t conn_list_count(const struct conn_list *list)
+{
+    size_t n = 0;
+    for (const struct conn_link *l = list->ring.next; l != &list->ring; l = l->next)
+        n++;
+    return n;
+}
+
 static void list_link(struct conn *c, struct conn_list *list)
 {
-    c->list = list;
     if (!list) return;
-    c->list_prev = NULL;
-    c->list_next = list->head;
-    if (list->head) list->head->list_prev = c;
-    list->head = c;
-    list->count++;
+    c->link.prev = &list->ring;
+    c->link.next = list->ring.next;
+    list->ring.next->prev = &c->link;
+    list->ring.next = &c->link;
 }
 
 static void list_unlink(struct conn *c)
 {
-    struct conn_list *list = c->list;
-    if (!list) return;
-    if (c->list_prev)
-        c->list_prev->list_next = c->list_next;
-    else
-        list->head = c->list_next;
-    if (c->list_next) c->list_next->list_prev = c->list_prev;
-    list->count--;
-    c->list = NULL;
-    c->list_next = c->list_prev = NULL;
+    if (!c->link.next) return;
+    c->link.prev->next = c->link.next;
+    c->link.next->prev = c->link.prev;
+    c->link.next = c->link.prev = NULL;
 }
 
 int conn_init(struct conn *c, struct loop *loop, int fd, const struct conn_ops *ops,
@@ -160,20 +173,16 @@ int conn_migrate(struct conn *from, struct conn *to, const struct conn_ops *ops)
     to->ops = ops;
     loop_timer_init(&to->timer, conn_timer_cb);
     loop_task_init(&to->task, conn_task_cb);
-    if (from->list) {
-        if (from->list_prev)
-            from->list_prev->list_next = to;
-        else
-            from->list->head = to;
-        if (from->list_next) from->list_next->list_prev = to;
+    if (from->link.next) { /* `to` takes from's place on the list */
+        to->link.prev->next = &to->link;
+        to->link.next->prev = &to->link;
     }
     loop_timer_cancel(from->loop, &from->timer);
     int rc = loop_watch_mod(to->loop, &to->w, CONN_EVENTS);
     /* `from` may still be on the task list: let that entry free it. */
     from->flags = CONN_CLOSED;
     from->q = NULL;
-    from->out_count = 0;
-    from->list = NULL;
+    from->link.next = from->link.prev = NULL;
     from->tls = NULL; /* carried over to `to` */
     from->task.fn = free_raw_task;
     loop_defer(from->loop, &from->task);
@@ -184,10 +193,8 @@ int conn_migrate(struct conn *from, struct conn *to, const struct conn_ops *ops)
 
 static void queue_clear(struct conn *c)
 {
-    for (uint32_t i = 0; i < c->out_count; i++)
+    for (uint32_t i = 0; i < conn_out_count(c); i++)
         msg_unref(ring_at(c, i));
-    c->out_count = 0;
-    c->out_bytes = 0;
     ring_release(c);
 }
 
@@ -212,14 +219,15 @@ void conn_send(struct conn *c, struct wh_msg *m)
         msg_unref(m);
         return;
     }
-    if ((!c->q || c->out_count == c->q->cap) && ring_grow(c) < 0) {
+    if ((!c->q || c->q->count == c->q->cap) && ring_grow(c) < 0) {
         msg_unref(m);
         conn_close(c); /* cannot keep the stream consistent without this message */
         return;
     }
-    c->q->slot[(c->q->head + c->out_count) & (c->q->cap - 1)] = m;
-    c->out_count++;
-    c->out_bytes += m->len;
+    struct conn_queue *q = c->q;
+    q->slot[(q->head + q->count) & (q->cap - 1)] = m;
+    q->count++;
+    q->bytes += m->len;
     loop_defer(c->loop, &c->task);
 }
 
@@ -236,14 +244,14 @@ int conn_drop_oldest(struct conn *c)
 {
     /* The oldest message is kept when it is partly written. */
     uint32_t k = conn_head_written(c) ? 1 : 0;
-    if (c->out_count <= k) return 0;
+    if (conn_out_count(c) <= k) return 0;
     struct conn_queue *q = c->q;
     uint32_t mask = q->cap - 1;
     struct wh_msg *victim = q->slot[(q->head + k) & mask];
     if (k) q->slot[(q->head + 1) & mask] = q->slot[q->head];
     q->head = (q->head + 1) & mask;
-    c->out_count--;
-    c->out_bytes -= victim->len;
+    q->count--;
+    q->bytes -= victim->len;
     msg_unref(victim);
     return 1;
 }
@@ -252,10 +260,10 @@ size_t conn_discard_queued(struct conn *c)
 {
     uint32_t keep = conn_head_written(c) ? 1 : 0;
     size_t n = 0;
-    while (c->out_count > keep) {
-        struct wh_msg *m = ring_at(c, c->out_count - 1);
-        c->out_count--;
-        c->out_bytes -= m->len;
+    while (conn_out_count(c) > keep) {
+        struct wh_msg *m = ring_at(c, c->q->count - 1);
+        c->q->count--;
+        c->q->bytes -= m->len;
         msg_unref(m);
         n++;
     }
@@ -268,6 +276,12 @@ static void half_close(struct conn *c)
     c->flags |= CONN_HALF_CLOSED;
     if (c->tls) tls_io_shutdown(c);
     shutdown(c->w.fd, SHUT_WR);
+}
+
+static void mark_blocked(struct conn *c)
+{
+    uint32_t now = (uint32_t)loop_now(c->loop);
+    c->blocked_since32 = now ? now : 1;
 }
 
 static uint32_t kernel_unsent(const struct conn *c)
@@ -283,14 +297,14 @@ bool conn_write_progressed(struct conn *c)
     uint32_t now = kernel_unsent(c);
     bool moved = now < c->q->kernel_unsent;
     c->q->kernel_unsent = now;
-    if (moved) c->blocked_since_ms = loop_now(c->loop);
+    if (moved) mark_blocked(c);
     return moved;
 }
 
 size_t conn_queue_take(struct conn *c, uint8_t *dst, size_t cap)
 {
     size_t got = 0;
-    while (got < cap && c->out_count) {
+    while (got < cap && conn_out_count(c)) {
         struct wh_msg *m = c->q->slot[c->q->head];
         size_t rest = m->len - c->q->off;
         size_t k = rest < cap - got ? rest : cap - got;
@@ -300,7 +314,7 @@ size_t conn_queue_take(struct conn *c, uint8_t *dst, size_t cap)
             ring_pop(c);
         } else {
             c->q->off += (uint32_t)k;
-            c->out_bytes -= k;
+            c->q->bytes -= k;
         }
     }
     return got;
@@ -335,7 +349,7 @@ static int gather(const struct conn *c, struct iovec *iov, size_t *want)
     size_t used = 0, total = 0;
     bool in_run = false;     /* iov[n - 1] is a run of small frames */
     bool run_copied = false; /* ... already in the staging buffer */
-    for (uint32_t i = 0; i < c->out_count; i++) {
+    for (uint32_t i = 0; i < c->q->count; i++) {
         struct wh_msg *m = ring_at(c, i);
         size_t off = i == 0 ? c->q->off : 0;
         uint8_t *p = m->data + off;
@@ -376,7 +390,7 @@ static int gather(const struct conn *c, struct iovec *iov, size_t *want)
 
 static void flush_plain(struct conn *c)
 {
-    while (c->out_count && (c->flags & (CONN_WRITABLE | CONN_CLOSED)) == CONN_WRITABLE) {
+    while (conn_out_count(c) && (c->flags & (CONN_WRITABLE | CONN_CLOSED)) == CONN_WRITABLE) {
         struct iovec iov[CONN_IOV_MAX];
         size_t want;
         int n = gather(c, iov, &want);
@@ -392,13 +406,13 @@ static void flush_plain(struct conn *c)
             return;
         }
         size_t left = (size_t)w;
-        c->blocked_since_ms = 0;
+        c->blocked_since32 = 0;
         while (left > 0) {
             struct wh_msg *m = c->q->slot[c->q->head];
             size_t rest = m->len - c->q->off;
             if (left < rest) {
                 c->q->off += (uint32_t)left;
-                c->out_bytes -= left;
+                c->q->bytes -= left;
                 break;
             }
             left -= rest;
@@ -421,9 +435,8 @@ void conn_flush(struct conn *c)
         flush_plain(c);
     if (c->flags & CONN_CLOSED) return;
     if (has_output(c)) {
-        if (!(c->flags & CONN_WRITABLE) && c->blocked_since_ms == 0) {
-            c->blocked_since_ms = loop_now(c->loop);
-            if (c->blocked_since_ms == 0) c->blocked_since_ms = 1;
+        if (!(c->flags & CONN_WRITABLE) && c->blocked_since32 == 0) {
+            mark_blocked(c);
             if (c->q) c->q->kernel_unsent = kernel_unsent(c);
             if (c->ops->on_blocked) c->ops->on_blocked(c);
         }

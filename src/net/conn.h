@@ -37,7 +37,7 @@ struct conn_ops {
     /* The conn is about to be freed: release protocol state (optional). */
     void (*on_free)(struct conn *c);
     /* A write would block with data still queued (optional): the peer is not
-     * reading. conn->blocked_since_ms says since when. */
+     * reading. conn_blocked_since() says since when. */
     void (*on_blocked)(struct conn *c);
 };
 
@@ -50,27 +50,68 @@ enum conn_flags {
     CONN_HALF_CLOSED = 1u << 5, /* our side is shut down */
 };
 
+/* The owner's list of its live connections (what a shutdown walks): circular, through
+ * a link in each connection, so that a connection leaves it without knowing which
+ * list it is on (no back pointer in every connection). */
+struct conn_link {
+    struct conn_link *next, *prev; /* NULL while on no list */
+};
+
 struct conn_list {
-    struct conn *head;
-    size_t count;
+    struct conn_link ring; /* the sentinel; conn_list_init makes it point at itself */
+};
+
+/* The ring and the state that only matters while something is queued live in one
+ * allocation, made when something is queued and freed when the queue drains: an idle
+ * connection carries one pointer for all of it (and its counts read as zero). */
+struct conn_queue {
+    uint32_t cap, head;     /* cap: a power of two; the oldest message at slot[head] */
+    uint32_t count;         /* messages queued */
+    uint32_t off;           /* bytes of the oldest message already written */
+    uint64_t bytes;         /* bytes queued (not yet written) */
+    uint32_t kernel_unsent; /* SIOCOUTQ when the block was last seen to progress */
+    struct wh_msg *slot[];
 };
 
 struct conn {
     struct io_watch w;
     struct loop *loop;
     const struct conn_ops *ops;
-    struct conn_list *list; /* the owner's list of live connections, or NULL */
-    struct conn *list_next, *list_prev;
+    struct conn_link link; /* on the owner's conn_list, if it gave one */
     struct timer timer;
     struct loop_task task; /* flush / read-again / free at the end of the turn */
-    struct conn_queue *q;  /* queued messages (a ring) and the state of a write in
-                              progress; allocated on demand, freed when drained */
-    uint32_t out_count;    /* messages queued */
+    struct conn_queue *q;  /* queued messages, or NULL when none */
     uint32_t flags;
-    uint64_t out_bytes;        /* bytes queued (not yet written) */
-    uint64_t blocked_since_ms; /* 0 unless a write hit EAGAIN with data queued */
-    struct tls_stream *tls;    /* NULL on a plaintext connection (net/tls_io.h) */
+    /* Loop time (ms, mod 2^32; never 0) when a write hit EAGAIN with data queued, or 0:
+     * read it with conn_blocked_since. 32 bits: a block is judged within seconds. */
+    uint32_t blocked_since32;
+    struct tls_stream *tls; /* NULL on a plaintext connection (net/tls_io.h) */
 };
+
+static inline uint32_t conn_out_count(const struct conn *c)
+{
+    return c->q ? c->q->count : 0;
+}
+
+static inline uint64_t conn_out_bytes(const struct conn *c)
+{
+    return c->q ? c->q->bytes : 0;
+}
+
+/* Loop time in ms since which queued output has been blocked, or 0 when it is not. */
+static inline uint64_t conn_blocked_since(const struct conn *c)
+{
+    if (!c->blocked_since32) return 0;
+    uint64_t now = loop_now(c->loop);
+    return now - (uint32_t)((uint32_t)now - c->blocked_since32);
+}
+
+void conn_list_init(struct conn_list *list);
+/* The first connection on list (NULL when empty), and the one after c. A connection
+ * closed during a walk leaves the list: take the next one before closing it. */
+struct conn *conn_list_first(struct conn_list *list);
+struct conn *conn_list_next(struct conn_list *list, struct conn *c);
+size_t conn_list_count(const struct conn_list *list); /* O(n): for shutdown polling */
 
 /* Sets up c (allocated by the caller, zeroed, with the protocol's size) for fd and
  * registers it with the loop. Returns 0 or -errno (the fd is then not owned). */

@@ -148,7 +148,7 @@ void tls_io_flush(struct conn *c)
         if (t->stage_len) {
             p = t->stage + t->stage_off;
             len = t->stage_len - t->stage_off;
-        } else if (c->out_count) {
+        } else if (conn_out_count(c)) {
             len = conn_queue_take(c, scratch, sizeof scratch);
             p = scratch;
         } else {
@@ -161,7 +161,7 @@ void tls_io_flush(struct conn *c)
             if (r == 1) {
                 p += n;
                 len -= n;
-                c->blocked_since_ms = 0;
+                c->blocked_since32 = 0;
                 continue;
             }
             int e = SSL_get_error(t->ssl, r);

@@ -49,7 +49,7 @@ void ws_send_frame(struct ws_conn *ws, struct wh_msg *frame)
     if (ws->pmd.flags & WS_DEFLATE_ON) {
         /* Fan-out hands the same frame to many connections: the twin comes from the
          * thread's cache after the first of them. */
-        struct wh_msg *z = ws_deflate_frame(frame, &ws->pmd, ws->opt->compression_threshold);
+        struct wh_msg *z = ws_deflate_frame(frame, &ws->pmd, ws->ep->opt->compression_threshold);
         if (z) {
             msg_unref(frame);
             frame = z;
@@ -98,18 +98,30 @@ static void send_close(struct ws_conn *ws, unsigned code, const char *reason)
     send_control(ws, WS_OP_CLOSE, p, n);
 }
 
+/* Widen a 32-bit loop time (ms mod 2^32) against now: one in the past by less than
+ * 2^32 ms, one within 2^31 ms either side of now. */
+static inline uint64_t past32(uint64_t now, uint32_t t)
+{
+    return now - (uint32_t)((uint32_t)now - t);
+}
+
+static inline uint64_t ahead32(uint64_t now, uint32_t t)
+{
+    return now + (uint64_t)(int64_t)(int32_t)(t - (uint32_t)now);
+}
+
 /* The next moment the timer must look at this connection. */
 static void schedule(struct ws_conn *ws)
 {
-    const struct ws_options *o = ws->opt;
+    const struct ws_options *o = ws->ep->opt;
     uint64_t now = loop_now(ws->c.loop), at = UINT64_MAX;
     if (ws->state == WS_CLOSE_SENT) return; /* the close timer is armed instead */
-    if (o->ping_interval_ms && ws->next_ping_ms < at) at = ws->next_ping_ms;
-    if (o->read_timeout_ms && ws->last_rx_ms + o->read_timeout_ms < at)
-        at = ws->last_rx_ms + o->read_timeout_ms;
-    if (o->write_timeout_ms && ws->c.blocked_since_ms &&
-        ws->c.blocked_since_ms + o->write_timeout_ms < at)
-        at = ws->c.blocked_since_ms + o->write_timeout_ms;
+    uint64_t next_ping = ahead32(now, ws->next_ping32), last_rx = past32(now, ws->last_rx32);
+    uint64_t blocked = conn_blocked_since(&ws->c);
+    if (o->ping_interval_ms && next_ping < at) at = next_ping;
+    if (o->read_timeout_ms && last_rx + o->read_timeout_ms < at) at = last_rx + o->read_timeout_ms;
+    if (o->write_timeout_ms && blocked && blocked + o->write_timeout_ms < at)
+        at = blocked + o->write_timeout_ms;
     uint64_t msg_start = ws->part ? ws->part->msg_start_ms : 0;
     if (o->message_timeout_ms && msg_start && msg_start + o->message_timeout_ms < at)
         at = msg_start + o->message_timeout_ms;
@@ -135,7 +147,7 @@ void ws_close(struct ws_conn *ws, unsigned code, const char *reason)
     send_close(ws, code, reason);
     ws->state = WS_CLOSE_SENT;
     ws->close_code = (uint16_t)code;
-    conn_timer_arm(&ws->c, ws->opt->close_timeout_ms);
+    conn_timer_arm(&ws->c, ws->ep->opt->close_timeout_ms);
 }
 
 void ws_fail(struct ws_conn *ws, unsigned code, const char *reason)
@@ -146,7 +158,7 @@ void ws_fail(struct ws_conn *ws, unsigned code, const char *reason)
         ws->close_code = (uint16_t)code;
     }
     ws->state = WS_DONE;
-    conn_finish(&ws->c, ws->opt->close_timeout_ms);
+    conn_finish(&ws->c, ws->ep->opt->close_timeout_ms);
 }
 
 void ws_conn_shutdown(struct conn *c)
@@ -159,8 +171,8 @@ static int inflate_message(struct ws_conn *ws, enum ws_opcode op, uint8_t **data
 {
     uint8_t *out;
     size_t n;
-    int rc =
-        ws_deflate_inflate(&ws->dfl, &ws->pmd, *data, *len, ws->opt->max_message_size, &out, &n);
+    int rc = ws_deflate_inflate(&ws->dfl, &ws->pmd, *data, *len, ws->ep->opt->max_message_size,
+                                &out, &n);
     if (rc == WS_CLOSE_TOO_BIG) {
         STAT_INC(ws_deflate_bombs);
         return rc;
@@ -202,7 +214,7 @@ static int rd_message(void *ud, enum ws_opcode op, bool rsv1, uint8_t *data, siz
     }
     STAT_INC(ws_msgs_in);
     STAT_ADD(ws_bytes_in, len);
-    ws->h->on_message(ws, op, data, len);
+    ws->ep->h->on_message(ws, op, data, len);
     if (rsv1) ws_deflate_trim();
     return conn_closed(&ws->c) || ws->state == WS_DONE ? -1 : 0;
 }
@@ -219,8 +231,8 @@ static int rd_control(void *ud, enum ws_opcode op, unsigned code, uint8_t *data,
             /* Every ping is answered, but a peer that sends pings without reading the
              * pongs is read no further until they drain: TCP pushes back on it and
              * the write deadline ends it, with the queue bounded meanwhile. */
-            if (ws->opt->max_queue_bytes && ws->c.out_bytes > ws->opt->max_queue_bytes &&
-                !ws->ping_paused) {
+            if (ws->ep->opt->max_queue_bytes &&
+                conn_out_bytes(&ws->c) > ws->ep->opt->max_queue_bytes && !ws->ping_paused) {
                 ws->ping_paused = 1;
                 STAT_INC(ws_ping_pauses);
                 conn_pause(&ws->c);
@@ -243,7 +255,7 @@ static int rd_control(void *ud, enum ws_opcode op, unsigned code, uint8_t *data,
         ws->state = WS_DONE;
         /* The server closes the TCP connection first (section 7.1.1): flush, FIN,
          * and drop after a short wait for the peer's FIN. */
-        conn_finish(&ws->c, ws->opt->close_timeout_ms);
+        conn_finish(&ws->c, ws->ep->opt->close_timeout_ms);
         return -1;
     default:
         break;
@@ -307,7 +319,7 @@ static void ws_on_data(struct conn *c, uint8_t *data, size_t len)
 {
     struct ws_conn *ws = (struct ws_conn *)c;
     uint64_t now = loop_now(c->loop);
-    ws->last_rx_ms = now;
+    ws->last_rx32 = (uint32_t)now;
     if (ws->state == WS_DONE) return;
     struct ws_reader *r;
     bool borrowed = false;
@@ -315,11 +327,11 @@ static void ws_on_data(struct conn *c, uint8_t *data, size_t len)
         r = &ws->part->r;
     } else if (!between_busy) {
         r = &between;
-        ws_reader_init(r, ws->opt->max_message_size, reader_flags(ws));
+        ws_reader_init(r, ws->ep->opt->max_message_size, reader_flags(ws));
         between_busy = borrowed = true;
     } else if (alloc_partial(ws)) {
         r = &ws->part->r;
-        ws_reader_init(r, ws->opt->max_message_size, reader_flags(ws));
+        ws_reader_init(r, ws->ep->opt->max_message_size, reader_flags(ws));
     } else {
         ws_fail(ws, WS_CLOSE_INTERNAL, close_reason(WS_CLOSE_INTERNAL));
         return;
@@ -352,7 +364,7 @@ static void ws_on_data(struct conn *c, uint8_t *data, size_t len)
     /* Start the message clock when a message is left unfinished (only a change
      * re-arms the timer, so whole messages cost one branch); the clock goes with the
      * partial state when the message completes. */
-    if (ws->part && !ws->part->msg_start_ms && ws->opt->message_timeout_ms) {
+    if (ws->part && !ws->part->msg_start_ms && ws->ep->opt->message_timeout_ms) {
         ws->part->msg_start_ms = now ? now : 1;
         schedule(ws);
     }
@@ -361,17 +373,19 @@ static void ws_on_data(struct conn *c, uint8_t *data, size_t len)
 static void ws_on_timer(struct conn *c)
 {
     struct ws_conn *ws = (struct ws_conn *)c;
-    const struct ws_options *o = ws->opt;
+    const struct ws_options *o = ws->ep->opt;
     uint64_t now = loop_now(c->loop);
     if (ws->state == WS_CLOSE_SENT) {
         STAT_INC(ws_close_timeouts);
         conn_close(c);
         return;
     }
-    if (o->write_timeout_ms && c->blocked_since_ms &&
-        now >= c->blocked_since_ms + o->write_timeout_ms && !conn_write_progressed(c)) {
+    uint64_t blocked = conn_blocked_since(c), last_rx = past32(now, ws->last_rx32);
+    if (o->write_timeout_ms && blocked && now >= blocked + o->write_timeout_ms &&
+        !conn_write_progressed(c)) {
         STAT_INC(ws_write_timeouts);
-        log_debug("websocket write timeout", "queued_bytes=%llu", (unsigned long long)c->out_bytes);
+        log_debug("websocket write timeout", "queued_bytes=%llu",
+                  (unsigned long long)conn_out_bytes(c));
         conn_close(c);
         return;
     }
@@ -383,22 +397,21 @@ static void ws_on_timer(struct conn *c)
         ws_fail(ws, WS_CLOSE_POLICY, "message too slow");
         return;
     }
-    if (o->read_timeout_ms && now >= ws->last_rx_ms + o->read_timeout_ms) {
+    if (o->read_timeout_ms && now >= last_rx + o->read_timeout_ms) {
         STAT_INC(ws_read_timeouts);
-        log_debug("websocket read timeout", "idle_ms=%llu",
-                  (unsigned long long)(now - ws->last_rx_ms));
+        log_debug("websocket read timeout", "idle_ms=%llu", (unsigned long long)(now - last_rx));
         ws_fail(ws, WS_CLOSE_GOING_AWAY, "read timeout");
         return;
     }
     if (ws->app_deadline_s && now >= (uint64_t)ws->app_deadline_s * 1000) {
         ws->app_deadline_s = 0;
-        if (ws->h->on_deadline) ws->h->on_deadline(ws);
+        if (ws->ep->h->on_deadline) ws->ep->h->on_deadline(ws);
         if (ws->state != WS_OPEN || conn_closed(c)) return; /* it closed: no more timers */
     }
-    if (o->ping_interval_ms && now >= ws->next_ping_ms) {
+    if (o->ping_interval_ms && now >= ahead32(now, ws->next_ping32)) {
         STAT_INC(ws_pings_sent);
         send_control(ws, WS_OP_PING, NULL, 0);
-        ws->next_ping_ms = now + o->ping_interval_ms;
+        ws->next_ping32 = (uint32_t)(now + o->ping_interval_ms);
     }
     schedule(ws);
 }
@@ -415,13 +428,14 @@ static void ws_on_drain(struct conn *c)
         ws->ping_paused = 0;
         conn_resume(c);
     }
-    if (ws->h->on_drain && ws->state == WS_OPEN) ws->h->on_drain(ws);
+    if (ws->ep->h->on_drain && ws->state == WS_OPEN) ws->ep->h->on_drain(ws);
 }
 
 static void ws_on_free(struct conn *c)
 {
     struct ws_conn *ws = (struct ws_conn *)c;
-    if (ws->h->on_close) ws->h->on_close(ws, ws->close_code ? ws->close_code : WS_CLOSE_ABNORMAL);
+    if (ws->ep->h->on_close)
+        ws->ep->h->on_close(ws, ws->close_code ? ws->close_code : WS_CLOSE_ABNORMAL);
     drop_partial(ws);
     ws_deflate_conn_free(&ws->dfl);
     STAT_DEC(ws_open);
@@ -429,9 +443,9 @@ static void ws_on_free(struct conn *c)
 }
 
 struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
-                          const struct ws_handler *h, const struct ws_options *opt,
-                          const char *extra_headers, void *ud)
+                          const struct ws_endpoint *ep, const char *extra_headers, void *ud)
 {
+    const struct ws_options *opt = ep->opt;
     /* Negotiated here so that every WebSocket endpoint gets it alike; the extension
      * line goes before the caller's extra headers. */
     struct ws_deflate_params pmd = {0};
@@ -455,14 +469,14 @@ struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
         return NULL;
     }
     struct conn *from = ctx->conn;
-    ws->h = h;
-    ws->opt = opt;
+    ws->ep = ep;
     ws->ud = ud;
     ws->pmd = pmd;
     STAT_INC(ws_open); /* before migrating: on_free, which undoes it, may run from here */
     if (conn_migrate(from, &ws->c, &ws_ops) < 0) {
         static const struct ws_handler none = {0};
-        ws->h = &none; /* never opened: its handler must not hear a close */
+        static const struct ws_endpoint never_opened = {&none, NULL};
+        ws->ep = &never_opened; /* its handler must not hear a close */
         http_conn_upgraded(ctx, 500);
         return NULL; /* conn_migrate closed it; on_free releases ws */
     }
@@ -471,10 +485,10 @@ struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
     if (pmd.flags & WS_DEFLATE_ON) STAT_INC(ws_deflate_negotiated);
     conn_send_copy(&ws->c, resp, n);
     uint64_t now = loop_now(ws->c.loop);
-    ws->last_rx_ms = now;
-    ws->next_ping_ms = now + opt->ping_interval_ms;
+    ws->last_rx32 = (uint32_t)now;
+    ws->next_ping32 = (uint32_t)(now + opt->ping_interval_ms);
     schedule(ws);
-    if (h->on_open) h->on_open(ws);
+    if (ep->h->on_open) ep->h->on_open(ws);
     if (ctx->rest_len && !conn_closed(&ws->c) && ws->state == WS_OPEN)
         ws_on_data(&ws->c, ctx->rest, ctx->rest_len);
     return conn_closed(&ws->c) ? NULL : ws;

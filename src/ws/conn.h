@@ -76,14 +76,23 @@ struct ws_partial {
     uint64_t msg_start_ms; /* 0 unless message_timeout_ms is set */
 };
 
+/* What every connection of one endpoint shares: its callbacks and options, one
+ * pointer in each connection. The caller keeps it alive while connections live. */
+struct ws_endpoint {
+    const struct ws_handler *h;
+    const struct ws_options *opt;
+};
+
 struct ws_conn {
     struct conn c;           /* first: conn callbacks hand back this pointer */
     struct ws_partial *part; /* NULL between messages */
-    const struct ws_handler *h;
-    const struct ws_options *opt;
+    const struct ws_endpoint *ep;
     void *ud;
-    uint64_t last_rx_ms;
-    uint64_t next_ping_ms;
+    /* Loop times in ms mod 2^32 (ws/conn.c widens them against the loop's clock):
+     * the last bytes received (in the past, by less than the read timeout when one
+     * is set) and the next ping (ahead by at most the ping interval, < 24 days). */
+    uint32_t last_rx32;
+    uint32_t next_ping32;
     uint16_t close_code;
     uint8_t state;
     uint8_t ping_paused;          /* reading paused by a ping flood; resumed on drain */
@@ -100,8 +109,7 @@ struct ws_conn {
  * calls h->on_open and feeds it any bytes that followed the request. Returns the new
  * connection, or NULL when it could not be set up (the connection is then closed). */
 struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
-                          const struct ws_handler *h, const struct ws_options *opt,
-                          const char *extra_headers, void *ud);
+                          const struct ws_endpoint *ep, const char *extra_headers, void *ud);
 
 /* A server frame (unmasked, FIN set) holding payload, with one reference. */
 struct wh_msg *ws_frame_new(enum ws_opcode op, const void *payload, size_t len);

@@ -101,9 +101,10 @@ static void test_read_and_write(void **state)
     (void)state;
     struct loop *loop = loop_create();
     int peer;
-    struct conn_list list = {0};
+    struct conn_list list;
+    conn_list_init(&list);
     struct tconn *t = make(loop, &peer, &list);
-    assert_int_equal(list.count, 1);
+    assert_int_equal(conn_list_count(&list), 1);
     assert_int_equal(write(peer, "hello", 5), 5);
     spin(loop, 20);
     assert_int_equal(t->got_len, 5);
@@ -112,13 +113,13 @@ static void test_read_and_write(void **state)
     conn_send_copy(&t->c, "one,", 4);
     conn_send_copy(&t->c, "two,", 4);
     conn_send_copy(&t->c, "three", 5);
-    assert_int_equal(t->c.out_count, 3);
+    assert_int_equal(conn_out_count(&t->c), 3);
     spin(loop, 20);
     char buf[64];
     ssize_t n = read(peer, buf, sizeof buf);
     assert_int_equal(n, 13);
     assert_memory_equal(buf, "one,two,three", 13);
-    assert_int_equal(t->c.out_count, 0);
+    assert_int_equal(conn_out_count(&t->c), 0);
     assert_int_equal(t->drains, 1);
 
     /* peer EOF: on_eof, then closed and freed at the end of the turn */
@@ -126,7 +127,7 @@ static void test_read_and_write(void **state)
     frees_total = 0;
     spin(loop, 20);
     assert_int_equal(frees_total, 1);
-    assert_int_equal(list.count, 0);
+    assert_int_equal(conn_list_count(&list), 0);
     loop_destroy(loop);
 }
 
@@ -145,8 +146,8 @@ static void test_block_and_drain(void **state)
     }
     spin(loop, 20);
     assert_true(t->blocked >= 1);
-    assert_true(t->c.blocked_since_ms != 0);
-    assert_true(t->c.out_bytes > 0);
+    assert_true(conn_blocked_since(&t->c) != 0);
+    assert_true(conn_out_bytes(&t->c) > 0);
     assert_int_equal(t->drains, 0);
     /* read everything on the peer side while the loop keeps writing */
     size_t got = 0;
@@ -158,8 +159,8 @@ static void test_block_and_drain(void **state)
         spin(loop, 1);
     }
     assert_int_equal(got, sent);
-    assert_int_equal(t->c.out_bytes, 0);
-    assert_int_equal(t->c.blocked_since_ms, 0);
+    assert_int_equal(conn_out_bytes(&t->c), 0);
+    assert_int_equal(conn_blocked_since(&t->c), 0);
     assert_int_equal(t->drains, 1);
     conn_close(&t->c);
     loop_drain_tasks(loop);
@@ -253,7 +254,8 @@ static void test_migrate(void **state)
     (void)state;
     struct loop *loop = loop_create();
     int peer;
-    struct conn_list list = {0};
+    struct conn_list list;
+    conn_list_init(&list);
     struct tconn *a = make(loop, &peer, &list);
     conn_send_copy(&a->c, "first,", 6);
     struct tconn *b = calloc(1, sizeof *b);
@@ -264,15 +266,15 @@ static void test_migrate(void **state)
     spin(loop, 20);
     assert_int_equal(frees_total, 0); /* a freed without on_free */
     assert_int_equal(b->got_len, 2);
-    assert_int_equal(list.count, 1);
-    assert_ptr_equal(list.head, &b->c);
+    assert_int_equal(conn_list_count(&list), 1);
+    assert_ptr_equal(conn_list_first(&list), &b->c);
     char buf[32];
     assert_int_equal(read(peer, buf, sizeof buf), 12);
     assert_memory_equal(buf, "first,second", 12);
     conn_close(&b->c);
     loop_drain_tasks(loop);
     assert_int_equal(frees_total, 1);
-    assert_int_equal(list.count, 0);
+    assert_int_equal(conn_list_count(&list), 0);
     close(peer);
     loop_destroy(loop);
 }
@@ -300,14 +302,14 @@ static void test_drop_and_discard_keep_partial_head(void **state)
     }
     spin(loop, 20);
     assert_true(conn_head_written(&t->c) > 0); /* the head went out in part */
-    assert_int_equal(t->c.out_count, 21);
-    uint64_t before = t->c.out_bytes;
+    assert_int_equal(conn_out_count(&t->c), 21);
+    uint64_t before = conn_out_bytes(&t->c);
     assert_int_equal(conn_drop_oldest(&t->c), 1); /* drops m00, not the head */
-    assert_int_equal(t->c.out_count, 20);
-    assert_int_equal(t->c.out_bytes, before - 3);
+    assert_int_equal(conn_out_count(&t->c), 20);
+    assert_int_equal(conn_out_bytes(&t->c), before - 3);
     assert_int_equal(conn_drop_oldest(&t->c), 1);     /* m01 */
     assert_int_equal(conn_discard_queued(&t->c), 18); /* m02..m19 */
-    assert_int_equal(t->c.out_count, 1);
+    assert_int_equal(conn_out_count(&t->c), 1);
     assert_int_equal(conn_drop_oldest(&t->c), 0); /* only the partial head is left */
     assert_int_equal(conn_discard_queued(&t->c), 0);
     conn_send_copy(&t->c, "tail", 4);
@@ -330,7 +332,7 @@ static void test_drop_and_discard_keep_partial_head(void **state)
     }
     assert_int_equal(got, sizeof big + 4);
     assert_memory_equal(last, "tail", 4);
-    assert_int_equal(t->c.out_count, 0);
+    assert_int_equal(conn_out_count(&t->c), 0);
     assert_null(t->c.q); /* freed when drained */
     conn_close(&t->c);
     loop_drain_tasks(loop);
@@ -381,14 +383,14 @@ static void test_coalesced_partial_writes(void **state)
         assert_int_equal(conn_send_copy(&t->c, expect + total, len), 0);
         total += len;
     }
-    assert_int_equal(t->c.out_bytes, total);
+    assert_int_equal(conn_out_bytes(&t->c), total);
     spin(loop, 5);
     assert_true(t->blocked >= 1);
-    assert_true(t->c.out_bytes > 0 && t->c.out_bytes < total);
+    assert_true(conn_out_bytes(&t->c) > 0 && conn_out_bytes(&t->c) < total);
     assert_int_equal(read_all(loop, peer, got, 0, total), total);
     assert_memory_equal(got, expect, total);
-    assert_int_equal(t->c.out_count, 0);
-    assert_int_equal(t->c.out_bytes, 0);
+    assert_int_equal(conn_out_count(&t->c), 0);
+    assert_int_equal(conn_out_bytes(&t->c), 0);
     assert_int_equal(t->drains, 1);
     conn_close(&t->c);
     loop_drain_tasks(loop);
@@ -426,13 +428,13 @@ static void test_staged_partial_head_survives_drop(void **state)
     }
     uint32_t off = conn_head_written(&t->c);
     assert_true(off > 0);
-    uint32_t count = t->c.out_count;
+    uint32_t count = conn_out_count(&t->c);
     uint32_t head = QUEUED - count; /* index of the partly written frame */
     assert_true(count > 2);
     assert_int_equal(conn_drop_oldest(&t->c), 1);
     assert_int_equal(conn_discard_queued(&t->c), count - 2);
-    assert_int_equal(t->c.out_count, 1);
-    assert_int_equal(t->c.out_bytes, FRAME - off);
+    assert_int_equal(conn_out_count(&t->c), 1);
+    assert_int_equal(conn_out_bytes(&t->c), FRAME - off);
     conn_send_copy(&t->c, "tail", 4);
     size_t want = (size_t)(head + 1) * FRAME + 4;
     assert_int_equal(read_all(loop, peer, got, have, want), want);
@@ -442,7 +444,7 @@ static void test_staged_partial_head_survives_drop(void **state)
     assert_memory_equal(got + want - 4, "tail", 4);
     uint8_t extra;
     assert_int_equal(read(peer, &extra, 1), -1); /* nothing dropped went out */
-    assert_int_equal(t->c.out_count, 0);
+    assert_int_equal(conn_out_count(&t->c), 0);
     conn_close(&t->c);
     loop_drain_tasks(loop);
     close(peer);

@@ -235,7 +235,7 @@ static bool is_held(void *arg)
 static bool no_conns(void *arg)
 {
     (void)arg;
-    return conns.count == 0;
+    return conn_list_count(&conns) == 0;
 }
 
 static bool client_eof(void *arg)
@@ -324,7 +324,7 @@ static int setup(void **state)
     (void)state;
     loop = loop_create();
     assert_non_null(loop);
-    memset(&conns, 0, sizeof conns);
+    conn_list_init(&conns);
     memset(&srv, 0, sizeof srv);
     srv.routes = routes;
     srv.n_routes = sizeof routes / sizeof routes[0];
@@ -354,8 +354,9 @@ static int teardown(void **state)
         if (laters[i].d) http_deferred_respond(laters[i].d, 200, NULL, NULL, NULL, 0);
     }
     if (held) answer_held();
-    while (conns.head)
-        conn_close(conns.head);
+    struct conn *c;
+    while ((c = conn_list_first(&conns)))
+        conn_close(c);
     loop_drain_tasks(loop);
     loop_destroy(loop);
     close(lfd);
@@ -383,7 +384,7 @@ static void test_answer_later_and_keep_alive(void **state)
     expect(&cl, 200, "payload");
     client_send(&cl, "GET /now HTTP/1.1\r\nHost: t\r\n\r\n");
     expect(&cl, 200, "now");
-    assert_int_equal(conns.count, 1);
+    assert_int_equal(conn_list_count(&conns), 1);
     assert_int_equal(stat_of(&stats_cur->http_deferred) - deferred0, 2);
     close(cl.fd);
 }
@@ -428,7 +429,7 @@ static void test_pipelined_waits_and_keeps_order(void **state)
     expect(&cl, 200, "held:two");
     expect(&cl, 200, "now");
     expect(&cl, 200, "later");
-    assert_int_equal(conns.count, 1);
+    assert_int_equal(conn_list_count(&conns), 1);
     close(cl.fd);
 }
 
@@ -574,9 +575,9 @@ static void test_connection_close_request(void **state)
 static void shutdown_all(void)
 {
     srv.shutting_down = true;
-    struct conn *c = conns.head;
+    struct conn *c = conn_list_first(&conns);
     while (c) {
-        struct conn *next = c->list_next;
+        struct conn *next = conn_list_next(&conns, c);
         if (http_conn_is(c)) http_conn_shutdown(c);
         c = next;
     }
@@ -591,7 +592,7 @@ static void test_shutdown_waits_for_the_answer(void **state)
     run_until(is_held, NULL);
     shutdown_all();
     assert_true(nothing_received(&cl));
-    assert_int_equal(conns.count, 1); /* still waiting for its answer */
+    assert_int_equal(conn_list_count(&conns), 1); /* still waiting for its answer */
     answer_held();
     struct resp r;
     await_response(&cl, false, &r);

@@ -220,7 +220,7 @@ static void stream_through_tls(bool small_records)
         assert_int_equal(conn_send_copy(&t->c, m, LEN), 0);
     }
     spin(loop, 5);
-    assert_true(t->c.out_count > 0 || tls_io_staged(&t->c)); /* blocked, nothing lost */
+    assert_true(conn_out_count(&t->c) > 0 || tls_io_staged(&t->c)); /* blocked, nothing lost */
     bool saw_staged = tls_io_staged(&t->c);
     size_t total = 0;
     unsigned char *in = malloc((size_t)N * LEN);
@@ -244,7 +244,7 @@ static void stream_through_tls(bool small_records)
     assert_true(saw_staged); /* the WANT_WRITE retry path ran */
     spin(loop, 2);
     assert_false(tls_io_staged(&t->c));
-    assert_int_equal(t->c.out_count, 0);
+    assert_int_equal(conn_out_count(&t->c), 0);
     assert_true(t->drains > 0);
 
     /* conn_finish: close_notify reaches the client */
