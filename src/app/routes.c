@@ -177,8 +177,8 @@ int routes_init(struct routes_ctx *r, const struct wh_config *cfg, const struct 
     memset(r, 0, sizeof *r);
     r->cfg = cfg;
     r->wsopt = wsopt;
-    r->hub_ep = (struct ws_endpoint){&hub_ws_handler, wsopt};
-    r->echo_ep = (struct ws_endpoint){&echo_ws_handler, wsopt};
+    ws_endpoint_init(&r->hub_ep, &hub_ws_handler, wsopt);
+    ws_endpoint_init(&r->echo_ep, &echo_ws_handler, wsopt);
     r->hub = hub;
     r->auth = auth;
     r->origins = origins;

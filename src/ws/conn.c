@@ -16,17 +16,21 @@ static void ws_on_drain(struct conn *c);
 static void ws_on_free(struct conn *c);
 static void ws_on_blocked(struct conn *c);
 
-static const struct conn_ops ws_ops = {
-    .on_data = ws_on_data,
-    .on_timer = ws_on_timer,
-    .on_drain = ws_on_drain,
-    .on_free = ws_on_free,
-    .on_blocked = ws_on_blocked,
-};
+#define WS_OPS                                                                                     \
+    {                                                                                              \
+        .on_data = ws_on_data, .on_timer = ws_on_timer, .on_drain = ws_on_drain,                   \
+        .on_free = ws_on_free, .on_blocked = ws_on_blocked,                                        \
+    }
+
+void ws_endpoint_init(struct ws_endpoint *ep, const struct ws_handler *h,
+                      const struct ws_options *opt)
+{
+    *ep = (struct ws_endpoint){.ops = WS_OPS, .h = h, .opt = opt};
+}
 
 bool ws_conn_is(const struct conn *c)
 {
-    return c->ops == &ws_ops;
+    return c->ops->on_data == ws_on_data;
 }
 
 struct wh_msg *ws_frame_new(enum ws_opcode op, const void *payload, size_t len)
@@ -49,7 +53,7 @@ void ws_send_frame(struct ws_conn *ws, struct wh_msg *frame)
     if (ws->pmd.flags & WS_DEFLATE_ON) {
         /* Fan-out hands the same frame to many connections: the twin comes from the
          * thread's cache after the first of them. */
-        struct wh_msg *z = ws_deflate_frame(frame, &ws->pmd, ws->ep->opt->compression_threshold);
+        struct wh_msg *z = ws_deflate_frame(frame, &ws->pmd, ws_ep(ws)->opt->compression_threshold);
         if (z) {
             msg_unref(frame);
             frame = z;
@@ -113,7 +117,7 @@ static inline uint64_t ahead32(uint64_t now, uint32_t t)
 /* The next moment the timer must look at this connection. */
 static void schedule(struct ws_conn *ws)
 {
-    const struct ws_options *o = ws->ep->opt;
+    const struct ws_options *o = ws_ep(ws)->opt;
     uint64_t now = loop_now(ws->c.loop), at = UINT64_MAX;
     if (ws->state == WS_CLOSE_SENT) return; /* the close timer is armed instead */
     uint64_t next_ping = ahead32(now, ws->next_ping32), last_rx = past32(now, ws->last_rx32);
@@ -147,7 +151,7 @@ void ws_close(struct ws_conn *ws, unsigned code, const char *reason)
     send_close(ws, code, reason);
     ws->state = WS_CLOSE_SENT;
     ws->close_code = (uint16_t)code;
-    conn_timer_arm(&ws->c, ws->ep->opt->close_timeout_ms);
+    conn_timer_arm(&ws->c, ws_ep(ws)->opt->close_timeout_ms);
 }
 
 void ws_fail(struct ws_conn *ws, unsigned code, const char *reason)
@@ -158,7 +162,7 @@ void ws_fail(struct ws_conn *ws, unsigned code, const char *reason)
         ws->close_code = (uint16_t)code;
     }
     ws->state = WS_DONE;
-    conn_finish(&ws->c, ws->ep->opt->close_timeout_ms);
+    conn_finish(&ws->c, ws_ep(ws)->opt->close_timeout_ms);
 }
 
 void ws_conn_shutdown(struct conn *c)
@@ -171,7 +175,7 @@ static int inflate_message(struct ws_conn *ws, enum ws_opcode op, uint8_t **data
 {
     uint8_t *out;
     size_t n;
-    int rc = ws_deflate_inflate(&ws->dfl, &ws->pmd, *data, *len, ws->ep->opt->max_message_size,
+    int rc = ws_deflate_inflate(&ws->dfl, &ws->pmd, *data, *len, ws_ep(ws)->opt->max_message_size,
                                 &out, &n);
     if (rc == WS_CLOSE_TOO_BIG) {
         STAT_INC(ws_deflate_bombs);
@@ -214,7 +218,7 @@ static int rd_message(void *ud, enum ws_opcode op, bool rsv1, uint8_t *data, siz
     }
     STAT_INC(ws_msgs_in);
     STAT_ADD(ws_bytes_in, len);
-    ws->ep->h->on_message(ws, op, data, len);
+    ws_ep(ws)->h->on_message(ws, op, data, len);
     if (rsv1) ws_deflate_trim();
     return conn_closed(&ws->c) || ws->state == WS_DONE ? -1 : 0;
 }
@@ -231,8 +235,8 @@ static int rd_control(void *ud, enum ws_opcode op, unsigned code, uint8_t *data,
             /* Every ping is answered, but a peer that sends pings without reading the
              * pongs is read no further until they drain: TCP pushes back on it and
              * the write deadline ends it, with the queue bounded meanwhile. */
-            if (ws->ep->opt->max_queue_bytes &&
-                conn_out_bytes(&ws->c) > ws->ep->opt->max_queue_bytes && !ws->ping_paused) {
+            if (ws_ep(ws)->opt->max_queue_bytes &&
+                conn_out_bytes(&ws->c) > ws_ep(ws)->opt->max_queue_bytes && !ws->ping_paused) {
                 ws->ping_paused = 1;
                 STAT_INC(ws_ping_pauses);
                 conn_pause(&ws->c);
@@ -255,7 +259,7 @@ static int rd_control(void *ud, enum ws_opcode op, unsigned code, uint8_t *data,
         ws->state = WS_DONE;
         /* The server closes the TCP connection first (section 7.1.1): flush, FIN,
          * and drop after a short wait for the peer's FIN. */
-        conn_finish(&ws->c, ws->ep->opt->close_timeout_ms);
+        conn_finish(&ws->c, ws_ep(ws)->opt->close_timeout_ms);
         return -1;
     default:
         break;
@@ -327,11 +331,11 @@ static void ws_on_data(struct conn *c, uint8_t *data, size_t len)
         r = &ws->part->r;
     } else if (!between_busy) {
         r = &between;
-        ws_reader_init(r, ws->ep->opt->max_message_size, reader_flags(ws));
+        ws_reader_init(r, ws_ep(ws)->opt->max_message_size, reader_flags(ws));
         between_busy = borrowed = true;
     } else if (alloc_partial(ws)) {
         r = &ws->part->r;
-        ws_reader_init(r, ws->ep->opt->max_message_size, reader_flags(ws));
+        ws_reader_init(r, ws_ep(ws)->opt->max_message_size, reader_flags(ws));
     } else {
         ws_fail(ws, WS_CLOSE_INTERNAL, close_reason(WS_CLOSE_INTERNAL));
         return;
@@ -364,7 +368,7 @@ static void ws_on_data(struct conn *c, uint8_t *data, size_t len)
     /* Start the message clock when a message is left unfinished (only a change
      * re-arms the timer, so whole messages cost one branch); the clock goes with the
      * partial state when the message completes. */
-    if (ws->part && !ws->part->msg_start_ms && ws->ep->opt->message_timeout_ms) {
+    if (ws->part && !ws->part->msg_start_ms && ws_ep(ws)->opt->message_timeout_ms) {
         ws->part->msg_start_ms = now ? now : 1;
         schedule(ws);
     }
@@ -373,7 +377,7 @@ static void ws_on_data(struct conn *c, uint8_t *data, size_t len)
 static void ws_on_timer(struct conn *c)
 {
     struct ws_conn *ws = (struct ws_conn *)c;
-    const struct ws_options *o = ws->ep->opt;
+    const struct ws_options *o = ws_ep(ws)->opt;
     uint64_t now = loop_now(c->loop);
     if (ws->state == WS_CLOSE_SENT) {
         STAT_INC(ws_close_timeouts);
@@ -405,7 +409,7 @@ static void ws_on_timer(struct conn *c)
     }
     if (ws->app_deadline_s && now >= (uint64_t)ws->app_deadline_s * 1000) {
         ws->app_deadline_s = 0;
-        if (ws->ep->h->on_deadline) ws->ep->h->on_deadline(ws);
+        if (ws_ep(ws)->h->on_deadline) ws_ep(ws)->h->on_deadline(ws);
         if (ws->state != WS_OPEN || conn_closed(c)) return; /* it closed: no more timers */
     }
     if (o->ping_interval_ms && now >= ahead32(now, ws->next_ping32)) {
@@ -428,14 +432,14 @@ static void ws_on_drain(struct conn *c)
         ws->ping_paused = 0;
         conn_resume(c);
     }
-    if (ws->ep->h->on_drain && ws->state == WS_OPEN) ws->ep->h->on_drain(ws);
+    if (ws_ep(ws)->h->on_drain && ws->state == WS_OPEN) ws_ep(ws)->h->on_drain(ws);
 }
 
 static void ws_on_free(struct conn *c)
 {
     struct ws_conn *ws = (struct ws_conn *)c;
-    if (ws->ep->h->on_close)
-        ws->ep->h->on_close(ws, ws->close_code ? ws->close_code : WS_CLOSE_ABNORMAL);
+    if (ws_ep(ws)->h->on_close)
+        ws_ep(ws)->h->on_close(ws, ws->close_code ? ws->close_code : WS_CLOSE_ABNORMAL);
     drop_partial(ws);
     ws_deflate_conn_free(&ws->dfl);
     STAT_DEC(ws_open);
@@ -469,14 +473,14 @@ struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
         return NULL;
     }
     struct conn *from = ctx->conn;
-    ws->ep = ep;
+
     ws->ud = ud;
     ws->pmd = pmd;
     STAT_INC(ws_open); /* before migrating: on_free, which undoes it, may run from here */
-    if (conn_migrate(from, &ws->c, &ws_ops) < 0) {
+    if (conn_migrate(from, &ws->c, &ep->ops) < 0) {
         static const struct ws_handler none = {0};
-        static const struct ws_endpoint never_opened = {&none, NULL};
-        ws->ep = &never_opened; /* its handler must not hear a close */
+        static const struct ws_endpoint never_opened = {.ops = WS_OPS, .h = &none};
+        ws->c.ops = &never_opened.ops; /* its handler must not hear a close */
         http_conn_upgraded(ctx, 500);
         return NULL; /* conn_migrate closed it; on_free releases ws */
     }

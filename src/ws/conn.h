@@ -76,9 +76,12 @@ struct ws_partial {
     uint64_t msg_start_ms; /* 0 unless message_timeout_ms is set */
 };
 
-/* What every connection of one endpoint shares: its callbacks and options, one
- * pointer in each connection. The caller keeps it alive while connections live. */
+/* What every connection of one endpoint shares: the connection layer's callbacks,
+ * the handler's and the options. A connection's conn.ops points at the endpoint (ops
+ * comes first), so the whole costs each connection one pointer. Set up with
+ * ws_endpoint_init; the caller keeps it alive while connections live. */
 struct ws_endpoint {
+    struct conn_ops ops; /* first */
     const struct ws_handler *h;
     const struct ws_options *opt;
 };
@@ -86,7 +89,6 @@ struct ws_endpoint {
 struct ws_conn {
     struct conn c;           /* first: conn callbacks hand back this pointer */
     struct ws_partial *part; /* NULL between messages */
-    const struct ws_endpoint *ep;
     void *ud;
     /* Loop times in ms mod 2^32 (ws/conn.c widens them against the loop's clock):
      * the last bytes received (in the past, by less than the read timeout when one
@@ -108,6 +110,14 @@ struct ws_conn {
  * CRLF-terminated, or NULL), moves the connection to WebSocket,
  * calls h->on_open and feeds it any bytes that followed the request. Returns the new
  * connection, or NULL when it could not be set up (the connection is then closed). */
+void ws_endpoint_init(struct ws_endpoint *ep, const struct ws_handler *h,
+                      const struct ws_options *opt);
+
+static inline const struct ws_endpoint *ws_ep(const struct ws_conn *ws)
+{
+    return (const struct ws_endpoint *)ws->c.ops;
+}
+
 struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
                           const struct ws_endpoint *ep, const char *extra_headers, void *ud);
 
