@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -130,12 +131,41 @@ void loop_watch_del(struct loop *loop, struct io_watch *w)
 
 /* ---- timers ---- */
 
+/* The distinct timer callbacks, registered by loop_timer_init from any thread: read
+ * without the lock (a slot is written once, before its count is published). */
+static void (*timer_cbs[LOOP_TIMER_KINDS])(struct loop *, struct timer *);
+static _Atomic unsigned timer_kinds;
+static pthread_mutex_t timer_kinds_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static uint8_t timer_kind_of(void (*cb)(struct loop *, struct timer *))
+{
+    unsigned n = atomic_load_explicit(&timer_kinds, memory_order_acquire);
+    for (unsigned i = 0; i < n; i++)
+        if (timer_cbs[i] == cb) return (uint8_t)i;
+    pthread_mutex_lock(&timer_kinds_mu);
+    n = atomic_load_explicit(&timer_kinds, memory_order_relaxed);
+    unsigned i = 0;
+    while (i < n && timer_cbs[i] != cb)
+        i++;
+    if (i == n) {
+        if (n == LOOP_TIMER_KINDS) {
+            /* A fixed set of call sites registers here: more is a build error. */
+            log_error("too many distinct timer callbacks", "max=%u", LOOP_TIMER_KINDS);
+            abort();
+        }
+        timer_cbs[n] = cb;
+        atomic_store_explicit(&timer_kinds, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&timer_kinds_mu);
+    return (uint8_t)i;
+}
+
 void loop_timer_init(struct timer *t, void (*cb)(struct loop *, struct timer *))
 {
     t->next = NULL;
     t->pprev = NULL;
     t->expires = 0;
-    t->cb = cb;
+    t->kind = timer_kind_of(cb);
 }
 
 static void wheel_insert(struct loop *loop, struct timer *t)
@@ -170,9 +200,10 @@ void loop_timer_arm(struct loop *loop, struct timer *t, uint64_t ms)
     }
     /* Round up so a timer never fires early; at least one tick past the last one
      * processed so it lands in a slot still to be visited. */
+    if (ms > LOOP_TIMER_MAX_MS) ms = LOOP_TIMER_MAX_MS;
     uint64_t exp = (loop->now_ms + ms + LOOP_TICK_MS - 1) / LOOP_TICK_MS;
     if (exp <= loop->tick_done) exp = loop->tick_done + 1;
-    t->expires = exp;
+    t->expires = (uint32_t)exp; /* the slot is the same mod 2^32: 2^32 % SLOTS == 0 */
     wheel_insert(loop, t);
     loop->ntimers++;
 }
@@ -196,9 +227,9 @@ static void timers_run(struct loop *loop)
         while (list) {
             struct timer *t = list;
             timer_unlink(t); /* from the detached list */
-            if (t->expires <= now_tick) {
+            if (loop_tick_due(t->expires, now_tick)) {
                 loop->ntimers--;
-                t->cb(loop, t);
+                timer_cbs[t->kind](loop, t);
             } else {
                 wheel_insert(loop, t);
             }

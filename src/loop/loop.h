@@ -23,12 +23,28 @@ struct io_watch {
 };
 
 /* A timer in the wheel. Resolution LOOP_TICK_MS: a timer fires within one tick after
- * its time, never before. Arm, re-arm and cancel are O(1). */
+ * its time, never before. Arm, re-arm and cancel are O(1). At most LOOP_TIMER_MAX_MS
+ * ahead (longer is clamped).
+ *
+ * Every connection embeds one, so it is kept to three words: the expiry is a tick
+ * count mod 2^32 (compared wrap-aware), and the callback is an index into a process-
+ * wide table of the few distinct timer callbacks there are (loop_timer_init registers
+ * it), not a pointer. */
 struct timer {
     struct timer *next, **pprev; /* pprev == NULL when not armed */
-    uint64_t expires;            /* in ticks */
-    void (*cb)(struct loop *loop, struct timer *t);
+    uint32_t expires;            /* in ticks, mod 2^32 */
+    uint8_t kind;                /* the callback's index (loop.c) */
 };
+
+#define LOOP_TIMER_MAX_MS (30ull * 24 * 3600 * 1000) /* far below 2^31 ticks */
+#define LOOP_TIMER_KINDS  32u                        /* distinct timer callbacks in the process */
+
+/* Whether a timer expiring at tick `expires` (mod 2^32) is due at tick now: right
+ * across the wrap, as long as it was armed less than 2^31 ticks ahead. */
+static inline bool loop_tick_due(uint32_t expires, uint64_t now)
+{
+    return (int32_t)(expires - (uint32_t)now) <= 0;
+}
 
 /* Work to run once at the end of the current loop turn (before the loop sleeps).
  * Queuing an already-queued task does nothing. A task queued while the end-of-turn

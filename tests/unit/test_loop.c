@@ -184,6 +184,63 @@ static void *poster(void *arg)
     return NULL;
 }
 
+/* Expiries are kept as ticks mod 2^32: after ~397 days of uptime the count wraps, and
+ * a timer armed just before must still be due only at its time. */
+static void test_tick_wrap(void **state)
+{
+    (void)state;
+    uint64_t base = (1ull << 32) - 3; /* three ticks before the wrap */
+    uint32_t exp = (uint32_t)(base + 10);
+    assert_false(loop_tick_due(exp, base));
+    assert_false(loop_tick_due(exp, base + 9));
+    assert_true(loop_tick_due(exp, base + 10));
+    assert_true(loop_tick_due(exp, base + 11));
+    assert_true(loop_tick_due((uint32_t)base, base + 1000)); /* late: still due */
+    /* The farthest a timer is armed (clamped): not due a tick before. */
+    uint64_t far = LOOP_TIMER_MAX_MS / LOOP_TICK_MS;
+    assert_false(loop_tick_due((uint32_t)(base + far), base + far - 1));
+    assert_true(loop_tick_due((uint32_t)(base + far), base + far));
+}
+
+/* Many distinct callbacks share the table of kinds; each timer still runs its own. */
+static int kind_hits[3];
+static void kind_cb0(struct loop *l, struct timer *t)
+{
+    (void)t;
+    kind_hits[0]++;
+    if (--pending == 0) loop_stop(l);
+}
+static void kind_cb1(struct loop *l, struct timer *t)
+{
+    (void)t;
+    kind_hits[1]++;
+    if (--pending == 0) loop_stop(l);
+}
+static void kind_cb2(struct loop *l, struct timer *t)
+{
+    (void)t;
+    kind_hits[2]++;
+    if (--pending == 0) loop_stop(l);
+}
+
+static void test_timer_kinds(void **state)
+{
+    (void)state;
+    struct loop *loop = loop_create();
+    struct timer t[6];
+    void (*cbs[3])(struct loop *, struct timer *) = {kind_cb0, kind_cb1, kind_cb2};
+    pending = 6;
+    for (int i = 0; i < 6; i++) {
+        loop_timer_init(&t[i], cbs[i % 3]);
+        loop_timer_arm(loop, &t[i], (uint64_t)(i + 1) * 10);
+    }
+    loop_run(loop);
+    assert_int_equal(kind_hits[0], 2);
+    assert_int_equal(kind_hits[1], 2);
+    assert_int_equal(kind_hits[2], 2);
+    loop_destroy(loop);
+}
+
 static void test_post_from_thread(void **state)
 {
     (void)state;
@@ -206,6 +263,8 @@ int main(void)
         cmocka_unit_test(test_rearm_from_callback),
         cmocka_unit_test(test_tasks),
         cmocka_unit_test(test_post_from_thread),
+        cmocka_unit_test(test_tick_wrap),
+        cmocka_unit_test(test_timer_kinds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
