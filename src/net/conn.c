@@ -394,8 +394,16 @@ static void flush_plain(struct conn *c)
         struct iovec iov[CONN_IOV_MAX];
         size_t want;
         int n = gather(c, iov, &want);
-        ssize_t w =
-            n == 1 ? write(c->w.fd, iov[0].iov_base, iov[0].iov_len) : writev(c->w.fd, iov, n);
+        /* send/sendmsg rather than write/writev: the socket calls skip the VFS layer
+         * (vfs_write's fsnotify hook and fdget_pos), ~5% of the kernel's time per
+         * small write in a fan-out profile. */
+        ssize_t w;
+        if (n == 1) {
+            w = send(c->w.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+        } else {
+            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+            w = sendmsg(c->w.fd, &mh, MSG_NOSIGNAL);
+        }
         if (w < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN) {
@@ -459,7 +467,7 @@ static void conn_read(struct conn *c, bool until_eof)
             return;
         }
         ssize_t n =
-            c->tls ? tls_io_read(c, buf, LOOP_RBUF_SIZE) : read(c->w.fd, buf, LOOP_RBUF_SIZE);
+            c->tls ? tls_io_read(c, buf, LOOP_RBUF_SIZE) : recv(c->w.fd, buf, LOOP_RBUF_SIZE, 0);
         if (n > 0) {
             if (!(c->flags & CONN_FINISHING)) c->ops->on_data(c, buf, (size_t)n);
             if (c->flags & CONN_CLOSED) return;
