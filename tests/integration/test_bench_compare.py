@@ -183,6 +183,18 @@ class FiguresAndRatios(unittest.TestCase):
         _, table, _ = C.table_from(s["meta"], s["runs"])
         self.assertEqual(table.splitlines()[0], "| | wshub |")
 
+    def test_caption_says_whether_the_machine_was_quiet(self):
+        s = saved()
+        for per in s["runs"].values():
+            for rs in per.values():
+                for r in rs:
+                    r["machine_idle_before"] = 0.95
+        self.assertIn("Machine idle before the runs: 95%–95%.", C.caption(s["meta"], s["runs"]))
+        s["runs"]["seed-go"]["setup"][1]["machine_idle_before"] = 0.4
+        text = C.caption(s["meta"], s["runs"])
+        self.assertIn("Machine idle before the runs: 40%–95% — **not quiet**", text)
+        self.assertNotIn("Machine idle", C.caption(s["meta"], saved()["runs"]))
+
     def test_block_has_markers_and_caption(self):
         self.assertTrue(self.block.startswith("<!-- AUTO:compare -->\nMeasured 2026-12-07"))
         self.assertIn("median of 3", self.block)
