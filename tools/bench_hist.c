@@ -48,5 +48,5 @@ uint64_t bench_hist_percentile(const struct bench_hist *h, double p)
 
 double bench_hist_mean(const struct bench_hist *h)
 {
-    return h->count ? (double)(h->sum / (long double)h->count) : 0.0;
+    return h->count ? (double)h->sum / (double)h->count : 0.0;
 }

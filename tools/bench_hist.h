@@ -16,7 +16,7 @@
 struct bench_hist {
     uint64_t count;
     uint64_t min, max;
-    long double sum; /* for the mean */
+    uint64_t sum; /* for the mean (ns: 584 years before it wraps) */
     uint64_t buckets[BH_BUCKETS];
 };
 
@@ -34,7 +34,7 @@ static inline void bench_hist_record(struct bench_hist *h, uint64_t v)
     if (h->count == 0 || v < h->min) h->min = v;
     if (v > h->max) h->max = v;
     h->count++;
-    h->sum += (long double)v;
+    h->sum += v;
 }
 
 void bench_hist_reset(struct bench_hist *h);

@@ -175,22 +175,32 @@ void bench_wire_to_hex16(uint8_t out[16], uint64_t v)
     }
 }
 
+/* Eight lower-case hex digits (in[0] the most significant) in parallel, one byte per
+ * lane of a 64-bit word; false if any is not one of 0-9a-f. Every byte is checked
+ * against both ranges by adding a bias that carries it over 0x80 at the range's ends
+ * (no lane overflows into the next: bytes with the top bit set are refused first). */
+static bool hex8(const uint8_t *in, uint32_t *out)
+{
+    const uint64_t hi = 0x8080808080808080ull, ones = 0x0101010101010101ull;
+    uint64_t x;
+    memcpy(&x, in, 8);
+    if (x & hi) return false;
+    uint64_t ge_0 = x + ones * (0x80 - '0'), gt_9 = x + ones * (0x80 - '9' - 1);
+    uint64_t ge_a = x + ones * (0x80 - 'a'), gt_f = x + ones * (0x80 - 'f' - 1);
+    uint64_t digit = ge_0 & ~gt_9 & hi, alpha = ge_a & ~gt_f & hi;
+    if ((digit | alpha) != hi) return false;
+    /* values 0..15 per byte; then pairs, quads and the eight nibbles, first digit on top */
+    uint64_t v = (x & ones * 0x0F) + (alpha >> 7) * 9;
+    v = ((v << 4) | (v >> 8)) & 0x00FF00FF00FF00FFull;
+    v = ((v << 8) | (v >> 16)) & 0x0000FFFF0000FFFFull;
+    *out = (uint32_t)((v << 16) | (v >> 32));
+    return true;
+}
+
 bool bench_wire_from_hex16(const uint8_t in[16], uint64_t *v)
 {
-    uint64_t r = 0;
-    for (int k = 0; k < 16; k++) {
-        uint8_t c = in[k];
-        unsigned d;
-        if (c >= '0' && c <= '9')
-            d = (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            d = (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            d = (unsigned)(c - 'A' + 10);
-        else
-            return false;
-        r = (r << 4) | d;
-    }
-    *v = r;
+    uint32_t a, b;
+    if (!hex8(in, &a) || !hex8(in + 8, &b)) return false;
+    *v = (uint64_t)a << 32 | b;
     return true;
 }

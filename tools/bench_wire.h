@@ -82,7 +82,8 @@ bool bench_wire_scan_bench(const uint8_t *data, size_t len, uint64_t *pub, uint6
 size_t bench_wire_utoa(char *out, uint64_t v);
 
 /* 16 lower-case hex digits of v (most significant first), and back. from_hex16
- * returns false if any of the 16 bytes is not a hex digit. */
+ * returns false if any of the 16 bytes is not a lower-case hex digit (0-9a-f: what
+ * to_hex16 writes; an echo must come back byte for byte). */
 void bench_wire_to_hex16(uint8_t out[16], uint64_t v);
 bool bench_wire_from_hex16(const uint8_t in[16], uint64_t *v);
 

@@ -321,12 +321,15 @@ class FakeEchoServer:
     """A scripted WebSocket echo server on a thread per connection. mode "fragment"
     echoes every message as two fragments with a ping between them, written in two
     pieces cut inside the second frame header; mode "masked" answers with a masked
-    frame, which a server must never send."""
+    frame, which a server must never send; mode "tamper" echoes every message with its
+    last byte changed; mode "keys" reads the frames itself, keeps every masking key,
+    and echoes the unmasked payload."""
 
     def __init__(self, mode):
         self.mode = mode
         self.pongs = 0
         self.closes = 0
+        self.keys = []  # mode "keys": the masking key of every data frame received
         self.lock = threading.Lock()
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.bind((HOST, 0))
@@ -364,6 +367,9 @@ class FakeEchoServer:
             sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                           "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
                           % accept_for(key)).encode())
+            if self.mode == "keys":
+                self._serve_keys(sock, rest)
+                return
             client = RawClient.from_socket(sock, buf=rest)
             while True:
                 f = client.recv_frame(timeout=5.0)
@@ -380,6 +386,10 @@ class FakeEchoServer:
                     if self.mode == "masked":
                         sock.sendall(build_frame(f.opcode, p, mask=True))
                         continue
+                    if self.mode == "tamper":
+                        p = p[:-1] + bytes([p[-1] ^ 1])
+                        sock.sendall(build_frame(f.opcode, p, mask=False))
+                        continue
                     out = (build_frame(f.opcode, p[:5], fin=False, mask=False)
                            + build_frame(OP_PING, b"hi", mask=False)
                            + build_frame(OP_CONT, p[5:], fin=True, mask=False))
@@ -390,6 +400,27 @@ class FakeEchoServer:
             return
         finally:
             sock.close()
+
+    def _serve_keys(self, sock, buf):
+        """Frames of up to 125 bytes parsed here, to see their masking keys."""
+        while True:
+            while len(buf) < 6 or len(buf) < 6 + (buf[1] & 0x7F):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+            op, n, key = buf[0] & 0x0F, buf[1] & 0x7F, buf[2:6]
+            if not buf[1] & 0x80 or n > 125:
+                return  # unmasked or long: the test sees too few keys and fails
+            payload = bytes(b ^ key[i & 3] for i, b in enumerate(buf[6:6 + n]))
+            buf = buf[6 + n:]
+            if op == OP_CLOSE:
+                sock.sendall(build_frame(OP_CLOSE, payload, mask=False))
+                return
+            if op in (OP_TEXT, OP_BINARY):
+                with self.lock:
+                    self.keys.append(bytes(key))
+                sock.sendall(build_frame(op, payload, mask=False))
 
     def stop(self):
         self.stopping = True
@@ -420,6 +451,34 @@ class BenchFramingTests(BenchTestCase):
                 self.assertEqual(doc["results"]["bad_echoes"], 0)
         self.assertGreater(srv.pongs, 0, "the bench answers pings")
         self.assertGreaterEqual(srv.closes, 4, "the bench closes with a close frame")
+
+    def test_every_echoed_byte_is_checked(self):
+        # the last byte of the payload is padding, after the send time
+        srv = self.fake("tamper")
+        for extra in ((), ("--binary", "--size", "300")):
+            with self.subTest(extra=extra):
+                rc, out, err = self.run_bench("echo", "--url", "ws://%s:%d/echo" % (HOST, srv.port),
+                                              "-c", 1, "-d", 1, "-w", 0, "--quiet", *extra)
+                self.assertEqual(rc, 1, out + err)
+                doc = json.loads(out.strip().splitlines()[-1])
+                self.assertIs(doc["ok"], False)
+                self.assertGreater(doc["results"]["bad_echoes"], 0)
+                self.assertEqual(doc["results"]["messages"], 0)
+                self.assertIn("an echo that is not what was sent", doc["error"])
+
+    def test_a_fresh_masking_key_per_frame(self):
+        srv = self.fake("keys")
+        rc, out, err = self.run_bench("echo", "--url", "ws://%s:%d/echo" % (HOST, srv.port),
+                                      "-c", 2, "-k", 4, "-d", 1, "-w", 0, "--quiet")
+        self.assertEqual(rc, 0, out + err)
+        doc = json.loads(out.strip().splitlines()[-1])
+        self.assertEqual(doc["results"]["bad_echoes"], 0)
+        with srv.lock:
+            keys = list(srv.keys)
+        self.assertGreater(len(keys), 200)
+        # 32-bit random keys: a repeat among a few thousand is rare; a pool of keys
+        # reused in turn would give almost none distinct
+        self.assertGreater(len(set(keys)), 0.99 * len(keys))
 
     def test_masked_server_frame_fails_the_run(self):
         srv = self.fake("masked")

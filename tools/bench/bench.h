@@ -43,7 +43,6 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 #define MAX_CARRY             (MAX_MSG + 16)     /* a partial frame kept between reads */
 #define MAX_HEAD              16384              /* largest handshake response head */
 #define MAX_SIZE              (1024 * 1024)      /* largest --size */
-#define MASK_POOL             16                 /* pre-masked frame variants (power of 2) */
 #define MAX_EVENTS            1024
 #define FD_RESERVE            64
 #define IDLE_MAX              19000
@@ -134,10 +133,9 @@ struct global {
     struct wsc_url url;
     /* fanout --spread-ports: the --url port first, then these (same host) */
     uint16_t spread_port[SPREAD_MAX + 1];
-    size_t nspread; /* entries in spread_port; 0: every connection to --url */
-    uint8_t *rbuf;  /* MAX_CARRY bytes of room for a carry, then RBUF_SIZE */
-    uint8_t masks[MASK_POOL][4];
-    unsigned mask_next;
+    size_t nspread;    /* entries in spread_port; 0: every connection to --url */
+    uint8_t *rbuf;     /* MAX_CARRY bytes of room for a carry, then RBUF_SIZE */
+    uint64_t mask_rng; /* xorshift64* state for the masking keys, seeded by getrandom */
     int64_t now;
     long clk_tck;
     /* connection bookkeeping */
@@ -170,13 +168,14 @@ struct cpu_mark {
 
 enum phase { PH_SETUP, PH_SETTLE, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_DONE };
 
-/* Pre-built, pre-masked frames: one per mask of the pool. Payload: text, 16 hex
- * digits of the send time then 'x' padding; binary, the send time as 8 little-endian
- * bytes then a byte pattern. */
+/* The echo/churn frame, plain (its masking key is zero). Payload: text, 16 hex digits
+ * of the send time then 'x' padding; binary, the send time as 8 little-endian bytes
+ * then a byte pattern. */
 struct templates {
-    uint8_t *tmpl[MASK_POOL];
+    uint8_t *plain;
     size_t frame_len, hdr_len; /* hdr_len includes the 4 mask bytes */
     size_t size;
+    size_t ts_len; /* bytes of the send time at the start of the payload */
     uint8_t op;
 };
 
@@ -196,7 +195,7 @@ void *xcalloc(size_t n, size_t size);
 BENCH_PRINTF(2, 3) void conn_fail(struct conn *c, const char *fmt, ...);
 bool out_reserve(struct conn *c, size_t need);
 bool conn_send_queued(struct conn *c);
-const uint8_t *next_mask(void);
+void next_mask(uint8_t mask[4]);
 void conn_send_close(struct conn *c, unsigned code);
 void conn_start(struct conn *c, size_t seq, const char *token_prefix);
 void loop_once(int64_t deadline);

@@ -204,9 +204,18 @@ bool conn_send_queued(struct conn *c)
     return true;
 }
 
-const uint8_t *next_mask(void)
+/* A fresh masking key for every frame (RFC 6455, 5.3), from xorshift64* (Vigna):
+ * unpredictable enough for a load generator, which has no script to defend against,
+ * and a few cycles instead of a system call. */
+void next_mask(uint8_t mask[4])
 {
-    return g.masks[g.mask_next++ & (MASK_POOL - 1)];
+    uint64_t x = g.mask_rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    g.mask_rng = x;
+    uint32_t m = (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
+    memcpy(mask, &m, 4);
 }
 
 /* Queues a control frame (ping/pong/close payloads are at most 125 bytes). */
@@ -215,7 +224,8 @@ static void conn_queue_control(struct conn *c, enum ws_opcode op, const uint8_t 
     if (len > WS_MAX_CONTROL) len = WS_MAX_CONTROL;
     if (!out_reserve(c, WS_MAX_HEADER + len)) return; /* full of data: drop the pong */
     mode_before_flush(c); /* data frames queued so far get their send time now */
-    const uint8_t *mask = next_mask();
+    uint8_t mask[4];
+    next_mask(mask);
     uint8_t *dst = c->out + c->out_len;
     size_t hl = ws_frame_header(dst, op, true, false, len, mask);
     if (len) memcpy(dst + hl, data, len);
@@ -362,14 +372,18 @@ static size_t conn_input(struct conn *c, uint8_t *data, size_t len)
     while (off < len) {
         struct bench_frame f;
         /* RSV1 (compressed) is checked here so bench_wire_header stays the strict parser
-         * of plain frames: it sees the header with the bit cleared. */
+         * of plain frames: it sees a copy of the header with the bit cleared. */
+        const uint8_t *h = data + off;
+        size_t hn = len - off < 10 ? len - off : 10;
         uint8_t hdr[10];
-        size_t hn = len - off < sizeof hdr ? len - off : sizeof hdr;
-        memcpy(hdr, data + off, hn);
-        bool rsv1 = O.deflate && (hdr[0] & 0x40u) &&
-                    ((hdr[0] & 0x0Fu) == WS_OP_TEXT || (hdr[0] & 0x0Fu) == WS_OP_BINARY);
-        if (rsv1) hdr[0] &= (uint8_t)~0x40u;
-        int r = bench_wire_header(hdr, hn, &f);
+        bool rsv1 = O.deflate && (h[0] & 0x40u) &&
+                    ((h[0] & 0x0Fu) == WS_OP_TEXT || (h[0] & 0x0Fu) == WS_OP_BINARY);
+        if (rsv1) {
+            memcpy(hdr, h, hn);
+            hdr[0] &= (uint8_t)~0x40u;
+            h = hdr;
+        }
+        int r = bench_wire_header(h, hn, &f);
         if (r == 0) break;
         if (r < 0) {
             g.protocol_errors++;
@@ -492,11 +506,13 @@ static void conn_event(struct conn *c, uint32_t ev)
     if (c->state == CS_FREE || c->state == CS_CLOSED) return;
     if (c->state == CS_CONNECTING) {
         if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-        int err = 0;
-        socklen_t el = sizeof err;
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0) err = errno;
-        if (err) {
-            conn_fail(c, "connect: %s", strerror(err));
+        /* A failed connect raises EPOLLERR (and HUP); writable alone means connected, so
+         * the getsockopt that says why is only made for a failure. */
+        if (ev & (EPOLLERR | EPOLLHUP)) {
+            int err = 0;
+            socklen_t el = sizeof err;
+            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0) err = errno;
+            conn_fail(c, "connect: %s", strerror(err ? err : ECONNRESET));
             return;
         }
         if (g.tls_ctx) {
@@ -547,7 +563,8 @@ static bool token_path(char *out, size_t cap, const char *prefix, unsigned n)
 /* Starts connecting c. token_prefix: NULL for the URL as given. */
 void conn_start(struct conn *c, size_t seq, const char *token_prefix)
 {
-    static struct wsc_url u; /* big (9 KiB): not on the stack */
+    static struct wsc_url tu; /* big (9 KiB): not on the stack, copied only for a token */
+    const struct wsc_url *u = &g.url;
     c->fd = -1;
     c->state = CS_CONNECTING;
     c->writable = false;
@@ -558,14 +575,17 @@ void conn_start(struct conn *c, size_t seq, const char *token_prefix)
     c->t_start = g.now ? g.now : now_ns();
     g.pending++;
 
-    u = g.url;
-    if (token_prefix && !token_path(u.path, sizeof u.path, token_prefix, c->id)) {
-        conn_fail(c, "the URL's path is too long to add a token");
-        return;
+    if (token_prefix) {
+        tu = g.url;
+        if (!token_path(tu.path, sizeof tu.path, token_prefix, c->id)) {
+            conn_fail(c, "the URL's path is too long to add a token");
+            return;
+        }
+        u = &tu;
     }
     int err = 0;
     const struct wsc_options wo = {.deflate = O.deflate};
-    c->wsc = wsc_new(&u, &wo, &err);
+    c->wsc = wsc_new(u, &wo, &err);
     if (!c->wsc) {
         conn_fail(c, "wsc_new: %s", wsc_strerror(err));
         return;
@@ -577,7 +597,9 @@ void conn_start(struct conn *c, size_t seq, const char *token_prefix)
     }
     c->fd = fd;
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* Nagle only holds back data sent while earlier data is unacknowledged: an idle
+     * connection sends its request and, much later, a close frame, so it goes without. */
+    if (c->role != R_IDLE) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (g.src_bind && O.sources > 0) {
         struct sockaddr_in src;
         memset(&src, 0, sizeof src);

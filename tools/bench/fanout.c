@@ -51,7 +51,8 @@ static size_t fan_build(uint8_t *dst, uint32_t j, uint32_t r, uint32_t n, int64_
     size_t plen = (sizeof p1 - 1) + rl + (sizeof p2 - 1) + jl + (sizeof p3 - 1) + nl +
                   (sizeof p4 - 1) + tl + (sizeof p5 - 1) + jl + 1 + nl + 1 + tl + 1 +
                   (size_t)O.size + (sizeof p6 - 1);
-    const uint8_t *mask = next_mask();
+    uint8_t mask[4];
+    next_mask(mask);
     size_t hl = ws_frame_header(dst, WS_OP_TEXT, true, false, plen, mask);
     char *p = (char *)dst + hl;
 #define PUT(s, l)                                                                                  \
@@ -224,7 +225,8 @@ void fan_on_open(struct conn *c)
     int n = snprintf(msg, sizeof msg,
                      "{\"type\":\"join_room\",\"payload\":{\"room_id\":\"bench%u\"}}", c->room);
     if (!out_reserve(c, WS_MAX_HEADER + (size_t)n)) return;
-    const uint8_t *mask = next_mask();
+    uint8_t mask[4];
+    next_mask(mask);
     uint8_t *dst = c->out + c->out_len;
     size_t hl = ws_frame_header(dst, WS_OP_TEXT, true, false, (uint64_t)n, mask);
     memcpy(dst + hl, msg, (size_t)n);

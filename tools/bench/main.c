@@ -14,15 +14,15 @@
  *    shared read buffer and is parsed in place (bench_wire.h says why the hot path
  *    does not use wsc_feed); only the tail of a frame cut by a read is copied aside
  *    (into a per-connection carry buffer that grows once, to the largest frame seen).
- *  - Sending: every frame the echo and churn modes send is a copy of one of
- *    MASK_POOL pre-built, pre-masked frames; only the 16 timestamp bytes are written
- *    (and masked) per message. RFC 6455 wants a fresh unpredictable mask per frame so
- *    that a browser script cannot choose the bytes on the wire; a load generator has no
- *    untrusted script to defend against, and a small rotating pool of random masks (as
- *    other WebSocket benchmarks use) keeps the server's unmasking honest at no cost.
- *    Fan-out messages carry numbers of varying length, so a publisher builds each one
- *    in its output buffer and masks it with ws_mask (a word at a time), with a key from
- *    the same pool: one publish is delivered to many subscribers, so this is noise.
+ *  - Sending: every frame the echo and churn modes send is a copy of one pre-built
+ *    plain frame; its send time is written and its whole payload masked (ws_mask, a
+ *    word at a time) right before the send() that carries it, each frame with its own
+ *    masking key, as RFC 6455 requires of a client. The keys come from xorshift64*
+ *    seeded by getrandom: a load generator has no untrusted script to defend against,
+ *    so a cheap generator serves, and the server unmasks exactly what a browser's
+ *    frames would make it unmask. Fan-out messages carry numbers of varying length,
+ *    so a publisher builds each one in its output buffer and masks it the same way.
+ *    Every echo is checked whole: its length, its send time and every byte after it.
  *    Frames produced while handling one read() are written with one send(): batching.
  *  - Timestamps: clock_gettime(CLOCK_MONOTONIC) in nanoseconds. A receive time is
  *    taken once per read() (every frame in that buffer had arrived by then); echo
@@ -158,10 +158,11 @@ int main(int argc, char **argv)
 
     g.clk_tck = sysconf(_SC_CLK_TCK);
     if (g.clk_tck <= 0) g.clk_tck = 100;
-    if (getrandom(g.masks, sizeof g.masks, 0) != (ssize_t)sizeof g.masks) {
-        fprintf(stderr, PROG ": getrandom: %s\n", strerror(errno));
-        return EXIT_FAIL;
-    }
+    while (g.mask_rng == 0) /* xorshift needs a non-zero state */
+        if (getrandom(&g.mask_rng, sizeof g.mask_rng, 0) != (ssize_t)sizeof g.mask_rng) {
+            fprintf(stderr, PROG ": getrandom: %s\n", strerror(errno));
+            return EXIT_FAIL;
+        }
     g.rbuf = xcalloc(1, MAX_CARRY + RBUF_SIZE);
     g.ep = epoll_create1(EPOLL_CLOEXEC);
     if (g.ep < 0) {

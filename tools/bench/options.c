@@ -205,8 +205,8 @@ static void usage(FILE *out)
     fputs("Usage: " PROG " MODE --url ws[s]://HOST:PORT[/PATH] [OPTIONS]\n"
           "\n"
           "Load generator for wshub and the reference peers (seed-go, node-ws). One thread,\n"
-          "edge-triggered epoll, pre-masked frames, batched writes. Run it on its own core\n"
-          "(taskset -c 1 ...) and the server on another.\n"
+          "edge-triggered epoll, a fresh masking key per frame, batched writes, every echo\n"
+          "checked whole. Run it on its own core (taskset -c 1) and the server on another.\n"
           "\n",
           out);
     fputs(modes_text, out);
