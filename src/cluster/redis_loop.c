@@ -88,8 +88,7 @@ int redis_loop_attach(struct redis_loop_io *io, struct loop *loop, redisAsyncCon
 {
     if (ac->ev.data) return -1;
     *io = (struct redis_loop_io){.loop = loop, .ac = ac, .gone = gone};
-    io->w.fd = ac->c.fd;
-    io->w.cb = on_events;
+    loop_watch_init(&io->w, ac->c.fd, on_events);
     ac->ev.data = io;
     ac->ev.addRead = add_read;
     ac->ev.delRead = del_read;

@@ -535,8 +535,7 @@ struct hub *hub_create(const struct hub_config *cfg, int n_shards)
         sh->idx = i;
         sh->hub = h;
         pthread_mutex_init(&sh->inbox.mu, NULL);
-        sh->inbox.w.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        sh->inbox.w.cb = inbox_wake_cb;
+        loop_watch_init(&sh->inbox.w, eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), inbox_wake_cb);
         loop_task_init(&sh->inbox.task, inbox_task_cb);
         if (sh->inbox.w.fd < 0) {
             hub_destroy(h);

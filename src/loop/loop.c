@@ -78,8 +78,7 @@ struct loop *loop_create(void)
     if (!loop) return NULL;
     loop->rbuf = malloc(LOOP_RBUF_SIZE);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
-    loop->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    loop->wake.cb = wake_cb;
+    loop_watch_init(&loop->wake, eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), wake_cb);
     pthread_mutex_init(&loop->post_mu, NULL);
     loop->now_ms = clock_now_ms();
     loop->tick_done = loop->now_ms / LOOP_TICK_MS;
@@ -131,33 +130,52 @@ void loop_watch_del(struct loop *loop, struct io_watch *w)
 
 /* ---- timers ---- */
 
-/* The distinct timer callbacks, registered by loop_timer_init from any thread: read
- * without the lock (a slot is written once, before its count is published). */
-static void (*timer_cbs[LOOP_TIMER_KINDS])(struct loop *, struct timer *);
-static _Atomic unsigned timer_kinds;
-static pthread_mutex_t timer_kinds_mu = PTHREAD_MUTEX_INITIALIZER;
+/* The distinct timer and watch callbacks, registered by loop_timer_init and
+ * loop_watch_init from any thread: read without the lock (a slot is written once,
+ * before the count that covers it is published). */
+struct cb_table {
+    void (**fn)(void); /* generic function pointers, cast back by the caller */
+    unsigned cap;
+    _Atomic unsigned n;
+};
 
-static uint8_t timer_kind_of(void (*cb)(struct loop *, struct timer *))
+static pthread_mutex_t cb_tables_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static uint8_t cb_kind(struct cb_table *t, void (*fn)(void), const char *what)
 {
-    unsigned n = atomic_load_explicit(&timer_kinds, memory_order_acquire);
+    unsigned n = atomic_load_explicit(&t->n, memory_order_acquire);
     for (unsigned i = 0; i < n; i++)
-        if (timer_cbs[i] == cb) return (uint8_t)i;
-    pthread_mutex_lock(&timer_kinds_mu);
-    n = atomic_load_explicit(&timer_kinds, memory_order_relaxed);
+        if (t->fn[i] == fn) return (uint8_t)i;
+    pthread_mutex_lock(&cb_tables_mu);
+    n = atomic_load_explicit(&t->n, memory_order_relaxed);
     unsigned i = 0;
-    while (i < n && timer_cbs[i] != cb)
+    while (i < n && t->fn[i] != fn)
         i++;
     if (i == n) {
-        if (n == LOOP_TIMER_KINDS) {
-            /* A fixed set of call sites registers here: more is a build error. */
-            log_error("too many distinct timer callbacks", "max=%u", LOOP_TIMER_KINDS);
+        if (n == t->cap) {
+            /* A fixed set of call sites registers here: more is a programming error. */
+            log_error("too many distinct loop callbacks", "kind=%s max=%u", what, t->cap);
             abort();
         }
-        timer_cbs[n] = cb;
-        atomic_store_explicit(&timer_kinds, n + 1, memory_order_release);
+        t->fn[n] = fn;
+        atomic_store_explicit(&t->n, n + 1, memory_order_release);
     }
-    pthread_mutex_unlock(&timer_kinds_mu);
+    pthread_mutex_unlock(&cb_tables_mu);
     return (uint8_t)i;
+}
+
+typedef void (*timer_fn)(struct loop *, struct timer *);
+typedef void (*watch_fn)(struct loop *, struct io_watch *, uint32_t);
+static void (*timer_fns[LOOP_TIMER_KINDS])(void);
+static void (*watch_fns[LOOP_WATCH_KINDS])(void);
+static struct cb_table timer_kinds = {timer_fns, LOOP_TIMER_KINDS, 0};
+static struct cb_table watch_kinds = {watch_fns, LOOP_WATCH_KINDS, 0};
+
+void loop_watch_init(struct io_watch *w, int fd,
+                     void (*cb)(struct loop *loop, struct io_watch *w, uint32_t events))
+{
+    w->fd = fd;
+    w->kind = cb_kind(&watch_kinds, (void (*)(void))cb, "watch");
 }
 
 void loop_timer_init(struct timer *t, void (*cb)(struct loop *, struct timer *))
@@ -165,7 +183,7 @@ void loop_timer_init(struct timer *t, void (*cb)(struct loop *, struct timer *))
     t->next = NULL;
     t->pprev = NULL;
     t->expires = 0;
-    t->kind = timer_kind_of(cb);
+    t->kind = cb_kind(&timer_kinds, (void (*)(void))cb, "timer");
 }
 
 static void wheel_insert(struct loop *loop, struct timer *t)
@@ -229,7 +247,7 @@ static void timers_run(struct loop *loop)
             timer_unlink(t); /* from the detached list */
             if (loop_tick_due(t->expires, now_tick)) {
                 loop->ntimers--;
-                timer_cbs[t->kind](loop, t);
+                ((timer_fn)timer_fns[t->kind])(loop, t);
             } else {
                 wheel_insert(loop, t);
             }
@@ -349,7 +367,7 @@ void loop_run(struct loop *loop)
         loop_now_update(loop);
         for (int i = 0; i < n; i++) {
             struct io_watch *w = events[i].data.ptr;
-            w->cb(loop, w, events[i].events);
+            ((watch_fn)watch_fns[w->kind])(loop, w, events[i].events);
         }
         timers_run(loop);
         tasks_run(loop);

@@ -16,11 +16,20 @@
 
 struct loop;
 
-/* A registered file descriptor. `cb` gets the epoll event bits. */
+/* A registered file descriptor. Its callback gets the epoll event bits. Every
+ * connection embeds one, so it is 8 bytes: like a timer's, the callback is an index
+ * into a process-wide table of the few distinct callbacks (loop_watch_init). */
 struct io_watch {
     int fd;
-    void (*cb)(struct loop *loop, struct io_watch *w, uint32_t events);
+    uint8_t kind; /* the callback's index (loop.c) */
 };
+
+#define LOOP_WATCH_KINDS 16u /* distinct watch callbacks in the process */
+
+/* Sets w up for fd and cb (registering cb in the table the first time it is seen):
+ * before loop_watch_add. Any thread. */
+void loop_watch_init(struct io_watch *w, int fd,
+                     void (*cb)(struct loop *loop, struct io_watch *w, uint32_t events));
 
 /* A timer in the wheel. Resolution LOOP_TICK_MS: a timer fires within one tick after
  * its time, never before. Arm, re-arm and cancel are O(1). At most LOOP_TIMER_MAX_MS

@@ -140,8 +140,7 @@ static void list_unlink(struct conn *c)
 int conn_init(struct conn *c, struct loop *loop, int fd, const struct conn_ops *ops,
               struct conn_list *list)
 {
-    c->w.fd = fd;
-    c->w.cb = conn_io_cb;
+    loop_watch_init(&c->w, fd, conn_io_cb);
     c->loop = loop;
     c->ops = ops;
     c->flags = CONN_WRITABLE;

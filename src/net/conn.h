@@ -48,6 +48,7 @@ enum conn_flags {
     CONN_READ_AGAIN = 1u << 3,  /* input may be pending (read cap hit, or resumed) */
     CONN_FINISHING = 1u << 4,   /* flush, half-close, discard input until EOF */
     CONN_HALF_CLOSED = 1u << 5, /* our side is shut down */
+    CONN_PROTO_BIT0 = 1u << 16, /* bits 16..31: the protocol's own (spares it a field) */
 };
 
 /* The owner's list of its live connections (what a shutdown walks): circular, through

@@ -109,8 +109,7 @@ static void retry_cb(struct loop *loop, struct timer *t)
 
 int listener_start(struct listener *l, struct loop *loop, int fd, listener_accept_fn fn, void *ud)
 {
-    l->w.fd = fd;
-    l->w.cb = listener_cb;
+    loop_watch_init(&l->w, fd, listener_cb);
     l->loop = loop;
     l->on_accept = fn;
     l->ud = ud;

@@ -102,16 +102,24 @@ static void send_close(struct ws_conn *ws, unsigned code, const char *reason)
     send_control(ws, WS_OP_CLOSE, p, n);
 }
 
-/* Widen a 32-bit loop time (ms mod 2^32) against now: one in the past by less than
- * 2^32 ms, one within 2^31 ms either side of now. */
+/* Widen a 32-bit loop time (ms mod 2^32) in the past by less than 2^32 ms. */
 static inline uint64_t past32(uint64_t now, uint32_t t)
 {
     return now - (uint32_t)((uint32_t)now - t);
 }
 
-static inline uint64_t ahead32(uint64_t now, uint32_t t)
+/* Pings: the k-th goes out k ping intervals into a silence (anything received ends
+ * one), so a connection that talks is not pinged and one that is silent is pinged
+ * at a steady rate until the read timeout; pings (mod 256) says how many went. */
+static inline bool ping_due(const struct ws_conn *ws, uint64_t now, uint64_t last_rx)
 {
-    return now + (uint64_t)(int64_t)(int32_t)(t - (uint32_t)now);
+    uint64_t k = (now - last_rx) / ws_ep(ws)->opt->ping_interval_ms;
+    return k > 0 && (uint8_t)k != ws->pings;
+}
+
+static inline uint64_t next_ping_at(uint64_t now, uint64_t last_rx, const struct ws_options *o)
+{
+    return last_rx + ((now - last_rx) / o->ping_interval_ms + 1) * o->ping_interval_ms;
 }
 
 /* The next moment the timer must look at this connection. */
@@ -120,9 +128,12 @@ static void schedule(struct ws_conn *ws)
     const struct ws_options *o = ws_ep(ws)->opt;
     uint64_t now = loop_now(ws->c.loop), at = UINT64_MAX;
     if (ws->state == WS_CLOSE_SENT) return; /* the close timer is armed instead */
-    uint64_t next_ping = ahead32(now, ws->next_ping32), last_rx = past32(now, ws->last_rx32);
+    uint64_t last_rx = past32(now, ws->last_rx32);
     uint64_t blocked = conn_blocked_since(&ws->c);
-    if (o->ping_interval_ms && next_ping < at) at = next_ping;
+    if (o->ping_interval_ms) {
+        uint64_t next_ping = ping_due(ws, now, last_rx) ? now : next_ping_at(now, last_rx, o);
+        if (next_ping < at) at = next_ping;
+    }
     if (o->read_timeout_ms && last_rx + o->read_timeout_ms < at) at = last_rx + o->read_timeout_ms;
     if (o->write_timeout_ms && blocked && blocked + o->write_timeout_ms < at)
         at = blocked + o->write_timeout_ms;
@@ -236,8 +247,9 @@ static int rd_control(void *ud, enum ws_opcode op, unsigned code, uint8_t *data,
              * pongs is read no further until they drain: TCP pushes back on it and
              * the write deadline ends it, with the queue bounded meanwhile. */
             if (ws_ep(ws)->opt->max_queue_bytes &&
-                conn_out_bytes(&ws->c) > ws_ep(ws)->opt->max_queue_bytes && !ws->ping_paused) {
-                ws->ping_paused = 1;
+                conn_out_bytes(&ws->c) > ws_ep(ws)->opt->max_queue_bytes &&
+                !(ws->c.flags & WS_PING_PAUSED)) {
+                ws->c.flags |= WS_PING_PAUSED;
                 STAT_INC(ws_ping_pauses);
                 conn_pause(&ws->c);
             }
@@ -324,6 +336,7 @@ static void ws_on_data(struct conn *c, uint8_t *data, size_t len)
     struct ws_conn *ws = (struct ws_conn *)c;
     uint64_t now = loop_now(c->loop);
     ws->last_rx32 = (uint32_t)now;
+    ws->pings = 0;
     if (ws->state == WS_DONE) return;
     struct ws_reader *r;
     bool borrowed = false;
@@ -412,10 +425,10 @@ static void ws_on_timer(struct conn *c)
         if (ws_ep(ws)->h->on_deadline) ws_ep(ws)->h->on_deadline(ws);
         if (ws->state != WS_OPEN || conn_closed(c)) return; /* it closed: no more timers */
     }
-    if (o->ping_interval_ms && now >= ahead32(now, ws->next_ping32)) {
+    if (o->ping_interval_ms && ping_due(ws, now, last_rx)) {
         STAT_INC(ws_pings_sent);
         send_control(ws, WS_OP_PING, NULL, 0);
-        ws->next_ping32 = (uint32_t)(now + o->ping_interval_ms);
+        ws->pings = (uint8_t)((now - last_rx) / o->ping_interval_ms);
     }
     schedule(ws);
 }
@@ -428,8 +441,8 @@ static void ws_on_blocked(struct conn *c)
 static void ws_on_drain(struct conn *c)
 {
     struct ws_conn *ws = (struct ws_conn *)c;
-    if (ws->ping_paused) {
-        ws->ping_paused = 0;
+    if (ws->c.flags & WS_PING_PAUSED) {
+        ws->c.flags &= ~WS_PING_PAUSED;
         conn_resume(c);
     }
     if (ws_ep(ws)->h->on_drain && ws->state == WS_OPEN) ws_ep(ws)->h->on_drain(ws);
@@ -490,7 +503,6 @@ struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
     conn_send_copy(&ws->c, resp, n);
     uint64_t now = loop_now(ws->c.loop);
     ws->last_rx32 = (uint32_t)now;
-    ws->next_ping32 = (uint32_t)(now + opt->ping_interval_ms);
     schedule(ws);
     if (ep->h->on_open) ep->h->on_open(ws);
     if (ctx->rest_len && !conn_closed(&ws->c) && ws->state == WS_OPEN)

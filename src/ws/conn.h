@@ -90,20 +90,21 @@ struct ws_conn {
     struct conn c;           /* first: conn callbacks hand back this pointer */
     struct ws_partial *part; /* NULL between messages */
     void *ud;
-    /* Loop times in ms mod 2^32 (ws/conn.c widens them against the loop's clock):
-     * the last bytes received (in the past, by less than the read timeout when one
-     * is set) and the next ping (ahead by at most the ping interval, < 24 days). */
+    /* Loop time in ms mod 2^32 of the last bytes received (ws/conn.c widens it
+     * against the loop's clock). Pings go out every ping interval of silence,
+     * counted from it; `pings` is how many have (mod 256). */
     uint32_t last_rx32;
-    uint32_t next_ping32;
-    uint16_t close_code;
-    uint8_t state;
-    uint8_t ping_paused;          /* reading paused by a ping flood; resumed on drain */
-    struct ws_deflate_params pmd; /* all zero unless permessage-deflate was agreed */
-    struct ws_deflate dfl;        /* inflater slot when the client keeps context */
-    /* The handler's deadline, whole seconds of loop time (0: none): it sits in what
-     * was tail padding, so it costs an idle connection nothing. */
+    /* The handler's deadline, whole seconds of loop time (0: none). */
     uint32_t app_deadline_s;
+    uint16_t close_code;
+    struct ws_deflate dfl; /* inflater slot when the client keeps context */
+    uint8_t state;
+    uint8_t pings;
+    struct ws_deflate_params pmd; /* all zero unless permessage-deflate was agreed */
 };
+
+/* Reading paused by a ping flood, resumed on drain (a bit of c.flags). */
+#define WS_PING_PAUSED CONN_PROTO_BIT0
 
 /* Completes the upgrade of ctx's connection: sends the 101 answer for hs (with the
  * Sec-WebSocket-Extensions line when permessage-deflate is agreed, then extra_headers,

@@ -283,7 +283,7 @@ struct wh_msg *ws_deflate_frame(struct wh_msg *src, const struct ws_deflate_para
     }
     if (hl + plen != src->len || plen < threshold || plen == 0) return NULL;
 
-    unsigned wbits = p->server_wbits < WBITS_MIN || p->server_wbits > 15 ? 15 : p->server_wbits;
+    unsigned wbits = p->server_wbits < WBITS_MIN ? 15 : p->server_wbits; /* 4 bits: at most 15 */
     if (per_recipient < 0) {
         const char *e = getenv("WSHUB_BENCH_COMPRESS_PER_RECIPIENT");
         per_recipient = e && *e == '1';

@@ -52,12 +52,12 @@ enum ws_deflate_flags {
                                         client reading an answer needs to know) */
 };
 
-/* What was agreed for one connection (all zero: no compression). Three bytes, so it
- * fits in the padding of struct ws_conn. */
+/* What was agreed for one connection (all zero: no compression). Two bytes, as
+ * every connection carries one (window bits are at most 15: four bits each). */
 struct ws_deflate_params {
-    uint8_t flags;        /* enum ws_deflate_flags */
-    uint8_t server_wbits; /* window of our compressor: 9..15 */
-    uint8_t client_wbits; /* the client's window: 8..15 (15 when unstated) */
+    uint8_t flags;            /* enum ws_deflate_flags */
+    uint8_t server_wbits : 4; /* window of our compressor: 9..15 */
+    uint8_t client_wbits : 4; /* the client's window: 8..15 (15 when unstated) */
 };
 
 /* Per-connection state: without client_no_context_takeover, the index of the
