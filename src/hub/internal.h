@@ -34,21 +34,21 @@ struct room {
 };
 
 /* An online user: the one record of a user id while any of its connections is open
- * (issue 13, memory). The id is stored once, at the end of the record (hh.key points
- * at it); the registry indexes it (reg.users, user_order) under registry.mu, and each
- * shard keeps, in the same allocation, its own part: the head of the shard's list of
- * that user's connections (ou_head) and, only when --user-rate-limit is on, the
- * per-user message bucket (ou_bucket). A shard reads and writes only its own part,
- * without the lock: the record outlives it, since conns counts the shard's
- * connections, which leave it before they are uncounted (on_close). Layout, n the
- * number of shards: [rate_bucket x n, when on][client * x n][online_user][id, NUL].
- * The parts go first so that the id starts in the record's tail padding (offset
- * 68): 96 bytes of malloc chunk for an id of up to 19 bytes. */
+ * (issue 13, memory). The id is stored once, at the end of the record; the registry
+ * indexes it (reg.users, user_order) under registry.mu, and each shard keeps, in the
+ * same allocation, its own part: the head of the shard's list of that user's
+ * connections (ou_head) and, only when --user-rate-limit is on, the per-user message
+ * bucket (ou_bucket). A shard reads and writes only its own part, without the lock:
+ * the record outlives it, since conns counts the shard's connections, which leave it
+ * before they are uncounted (on_close). Layout, n the number of shards:
+ * [rate_bucket x n, when on][client * x n][online_user][id, NUL]: with one shard, 24
+ * bytes and the id, a 48-byte malloc chunk for an id of up to 15 bytes. */
 struct online_user {
-    UT_hash_handle hh;          /* reg.users; hh.key is the id, hh.hashv its hash (also the
-                                 * shards' tables') */
     struct hist_stream *stream; /* the user's stream while online, once it exists */
     uint32_t conns;
+    /* user_hash(key): every user_tab holding the record (the registry's, the shards')
+     * probes and grows with it without hashing the id again. */
+    uint32_t hashv;
     char key[]; /* the id, NUL-terminated */
 };
 
@@ -56,10 +56,11 @@ static inline const char *ou_key(const struct online_user *u)
 {
     return u->key;
 }
-
-/* The online users that have connections on one shard: open addressing (linear
- * probing) on pointers, 8 bytes a slot at a load of at most 3/4, against uthash's
- * 56-byte handle and its bucket array. Owned by the shard's thread. */
+/* A set of online users by id (usertab.c): the registry's table of all of them and
+ * each shard's of those with connections there. Open addressing (linear probing) on
+ * record pointers, 8 bytes a slot at a load between 3/16 and 3/4, against uthash's
+ * 56-byte handle in every record and its bucket array. The owner's lock or thread
+ * guards it. */
 struct user_tab {
     struct online_user **slot; /* [cap], NULL: free */
     uint32_t cap, n;           /* cap: 0 or a power of two */
@@ -68,7 +69,7 @@ struct user_tab {
 struct registry {
     pthread_mutex_t mu;
     struct room *rooms;
-    struct online_user *users;
+    struct user_tab users;      /* the online users */
     struct skiplist room_order; /* the same entries in id order */
     struct ordset user_order;   /* the online users in id order (8-16 B each) */
     uint64_t seed;              /* of the rooms' member lists */
@@ -344,10 +345,13 @@ int shard_join(struct client *c, const char *room, bool presence, uint64_t *snap
 int shard_leave(struct client *c, struct membership *m);
 struct membership *client_membership(const struct client *c, const char *room);
 
-/* usertab.c: a shard's table of online users (struct user_tab). */
+/* usertab.c: a set of online users (struct user_tab). */
+uint32_t user_hash(const char *user);                        /* the records' hashv */
 int user_tab_add(struct user_tab *t, struct online_user *u); /* 0 or -ENOMEM */
 void user_tab_del(struct user_tab *t, struct online_user *u);
 struct online_user *user_tab_find(const struct user_tab *t, const char *user);
+/* The same with user's hash already computed (hv = user_hash(user)). */
+struct online_user *user_tab_find_hv(const struct user_tab *t, const char *user, uint32_t hv);
 void user_tab_free(struct user_tab *t);
 
 /* replay.c: sends what recovering memberships (and the user stream) missed, as far as

@@ -237,9 +237,8 @@ static int64_t room_members(struct hub *h, struct room *room)
 
 static int64_t user_conns(struct hub *h, const char *user)
 {
-    struct online_user *u;
     pthread_mutex_lock(&h->reg.mu);
-    HASH_FIND_STR(h->reg.users, user, u);
+    const struct online_user *u = user_tab_find(&h->reg.users, user);
     int64_t n = u ? (int64_t)u->conns : 0;
     pthread_mutex_unlock(&h->reg.mu);
     return n;
