@@ -36,13 +36,13 @@ struct room {
 /* An online user: the one record of a user id while any of its connections is open
  * (issue 13, memory). The id is stored once, at the end of the record; the registry
  * indexes it (reg.users, user_order) under registry.mu, and each shard keeps, in the
- * same allocation, its own part: the head of the shard's list of that user's
- * connections (ou_head) and, only when --user-rate-limit is on, the per-user message
+ * same allocation, its own part: the slot of the user's connections on that shard
+ * (ou_slot, ou_clients) and, only when --user-rate-limit is on, the per-user message
  * bucket (ou_bucket). A shard reads and writes only its own part, without the lock:
  * the record outlives it, since conns counts the shard's connections, which leave it
  * before they are uncounted (on_close). Layout, n the number of shards:
- * [rate_bucket x n, when on][client * x n][online_user][id, NUL]: with one shard, 24
- * bytes and the id, a 48-byte malloc chunk for an id of up to 15 bytes. */
+ * [rate_bucket x n, when on][connections slot x n][online_user][id, NUL]: with one
+ * shard, 24 bytes and the id, a 48-byte malloc chunk for an id of up to 15 bytes. */
 struct online_user {
     struct hist_stream *stream; /* the user's stream while online, once it exists */
     uint32_t conns;
@@ -153,18 +153,18 @@ struct client_cold {
     uint32_t dropped;  /* messages lost to drop-oldest since the client was last told */
 };
 
-/* A hub client: 72 bytes (an 80-byte malloc chunk), measured in docs/design.md
+/* A hub client: 56 bytes (a 64-byte malloc chunk), measured in docs/design.md
  * ("Memory of an idle hub connection"). Everything an idle connection does not need
  * is in cold; its shard is the thread's (client_sh); its id is computed (client_cid);
- * its message bucket follows it only when --rate-limit is on (client_rl). */
+ * its place among its user's connections is the user's (ou_clients); its message
+ * bucket follows it only when --rate-limit is on (client_rl). */
 struct client {
     struct ws_conn *ws; /* from the open to the close */
     /* Before the open, the client's own copy (user_own); from the open, the online
      * user's id (container: client_ou). */
     const char *user;
-    struct client *u_prev, *u_next; /* this shard's connections of the same user */
-    struct membership **rooms;      /* [n_rooms]; capacity: rooms_cap(n_rooms) */
-    struct client_cold *cold;       /* NULL until needed */
+    struct membership **rooms; /* [n_rooms]; capacity: rooms_cap(n_rooms) */
+    struct client_cold *cold;  /* NULL until needed */
     /* Its address's entry in the per-address table (which is the address text), when
      * that table is kept (--max-rooms-per-ip, on by default, or
      * --max-connections-per-ip); else the text is asked of the socket (client_ip). */
@@ -174,8 +174,8 @@ struct client {
                          * close line's duration, and part of the client id */
     uint16_t strikes;
     uint16_t n_replaying; /* memberships (and the user stream) replaying */
-    bool user_own;        /* user is the client's heap copy, not an online user's id */
     uint16_t holds;       /* cluster answers on their way (relay.c): freed after them */
+    bool user_own;        /* user is the client's heap copy, not an online user's id */
     bool closed;          /* closed while held */
 };
 
@@ -269,22 +269,47 @@ static inline struct online_user *client_ou(const struct client *c)
     return (struct online_user *)(uintptr_t)(c->user - offsetof(struct online_user, key));
 }
 
-/* Shard sh's parts of an online user (see struct online_user for the layout). */
-static inline struct client **ou_head(struct online_user *u, const struct shard *sh)
+/* Shard sh's parts of an online user (see struct online_user for the layout). The
+ * slot holds the user's connections on sh: 0 for none, the client itself for one
+ * (the usual case: nothing more to allocate, nothing in the client), else a struct
+ * user_conns with the low bit set. A list linked through the clients cost every
+ * connection two pointers (16 bytes of its malloc chunk); this costs a user with
+ * several connections on a shard one array. */
+struct user_conns {
+    uint32_t n, cap;
+    struct client *c[]; /* [cap], the first n in use, in no particular order */
+};
+
+static inline uintptr_t *ou_slot(struct online_user *u, const struct shard *sh)
 {
-    return (struct client **)(void *)u - sh->hub->n_shards + sh->idx;
+    return (uintptr_t *)(void *)u - sh->hub->n_shards + sh->idx;
+}
+
+/* The user's connections on sh: *n of them (0 when none). Valid until the next link
+ * or unlink on sh. */
+static inline struct client *const *ou_clients(struct online_user *u, const struct shard *sh,
+                                               uint32_t *n)
+{
+    uintptr_t *slot = ou_slot(u, sh);
+    if (!(*slot & 1)) {
+        *n = *slot ? 1 : 0;
+        return (struct client *const *)(void *)slot;
+    }
+    const struct user_conns *uc = (const struct user_conns *)(*slot & ~(uintptr_t)1);
+    *n = uc->n;
+    return uc->c;
 }
 
 static inline struct rate_bucket *ou_bucket(struct online_user *u, const struct shard *sh)
 {
     /* only when sh->hub->cfg.user_rate.rate != 0 */
-    return (struct rate_bucket *)(void *)ou_head(u, sh) - sh->hub->n_shards;
+    return (struct rate_bucket *)(void *)ou_slot(u, sh) - sh->hub->n_shards;
 }
 
 /* Bytes of an online user's allocation before the record. */
 static inline size_t ou_prefix(const struct hub *h)
 {
-    size_t per = sizeof(struct client *) + (h->cfg.user_rate.rate ? sizeof(struct rate_bucket) : 0);
+    size_t per = sizeof(uintptr_t) + (h->cfg.user_rate.rate ? sizeof(struct rate_bucket) : 0);
     return (size_t)h->n_shards * per;
 }
 
@@ -335,8 +360,9 @@ void inbox_push(struct shard *to, const struct item *it);
 uint64_t room_publish(struct hub *h, struct room *room, const char *type,
                       const struct proto_payload *payload, const char *from, bool presence);
 bool shard_deliver(struct client *c, struct wh_msg *frame);
-/* Puts c on its online user's list on sh and makes c->user that user's id (the
- * client's own copy is freed); without memory, c stays unlinked with its own copy. */
+/* Adds c to its online user's connections on sh and makes c->user that user's id
+ * (the client's own copy is freed); without memory, c stays unlinked with its own
+ * copy. */
 void shard_user_link(struct shard *sh, struct client *c, struct online_user *u);
 void shard_user_unlink(struct shard *sh, struct client *c);
 /* Joins; on success *snap is the room's position at the join (deliveries after it
