@@ -100,6 +100,15 @@ static void blk_delete(struct ordset *s, uint32_t b)
     }
 }
 
+void *ordset_find(const struct ordset *s, const char *key)
+{
+    uint32_t b = s->nb ? find_blk(s, key, false) : 0;
+    if (b == s->nb) return NULL;
+    bool eq;
+    uint32_t i = find_in(s, b, key, false, &eq);
+    return eq ? s->blk[b]->e[i] : NULL;
+}
+
 int ordset_insert(struct ordset *s, void *entry)
 {
     const char *key = s->key(entry);

@@ -46,6 +46,9 @@ int ordset_insert(struct ordset *s, void *entry);
 /* Removes the entry with this key; returns it, or NULL when absent. */
 void *ordset_remove(struct ordset *s, const char *key);
 
+/* The entry with this key, or NULL: O(log n) comparisons, as a seek. */
+void *ordset_find(const struct ordset *s, const char *key);
+
 /* The first entry whose key is greater than `after` (strcmp order), or the first
  * entry when after is NULL: its place in *p, its pointer returned; NULL when none. */
 void *ordset_after(const struct ordset *s, const char *after, struct ordset_pos *p);

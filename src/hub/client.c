@@ -725,11 +725,10 @@ static void on_open(struct ws_conn *ws)
 {
     struct client *c = ws->ud;
     c->ws = ws;
-    registry_user_add(client_sh(c)->hub, c->user);
     /* From here the id is the online user's (one copy for the registry, the shards
      * and the client); without memory the client keeps its own and is not linked
      * (it then gets no messages sent to its user, as before when a link failed). */
-    struct online_user *u = registry_user_find(client_sh(c)->hub, c->user);
+    struct online_user *u = registry_user_add(client_sh(c)->hub, c->user);
     if (u) shard_user_link(client_sh(c), c, u);
     token_arm(c);
     if (client_upos(c)) open_session(c);

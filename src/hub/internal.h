@@ -35,7 +35,7 @@ struct room {
 
 /* An online user: the one record of a user id while any of its connections is open
  * (issue 13, memory). The id is stored once, at the end of the record; the registry
- * indexes it (reg.users, user_order) under registry.mu, and each shard keeps, in the
+ * indexes it (reg.users) under registry.mu, and each shard keeps, in the
  * same allocation, its own part: the slot of the user's connections on that shard
  * (ou_slot, ou_clients) and, only when --user-rate-limit is on, the per-user message
  * bucket (ou_bucket). A shard reads and writes only its own part, without the lock:
@@ -46,8 +46,8 @@ struct room {
 struct online_user {
     struct hist_stream *stream; /* the user's stream while online, once it exists */
     uint32_t conns;
-    /* user_hash(key): every user_tab holding the record (the registry's, the shards')
-     * probes and grows with it without hashing the id again. */
+    /* user_hash(key): the shards' tables probe and grow with it without hashing the
+     * id again (it sits in what would be the chunk's slack for ids up to 15 bytes). */
     uint32_t hashv;
     char key[]; /* the id, NUL-terminated */
 };
@@ -56,11 +56,10 @@ static inline const char *ou_key(const struct online_user *u)
 {
     return u->key;
 }
-/* A set of online users by id (usertab.c): the registry's table of all of them and
- * each shard's of those with connections there. Open addressing (linear probing) on
- * record pointers, 8 bytes a slot at a load between 3/16 and 3/4, against uthash's
- * 56-byte handle in every record and its bucket array. The owner's lock or thread
- * guards it. */
+/* A set of online users by id (usertab.c): a shard's table of those with connections
+ * there. Open addressing (linear probing) on record pointers, 8 bytes a slot at a
+ * load between 3/16 and 3/4, against uthash's 56-byte handle in every record and its
+ * bucket array. Not thread-safe: the owner's thread or lock guards it. */
 struct user_tab {
     struct online_user **slot; /* [cap], NULL: free */
     uint32_t cap, n;           /* cap: 0 or a power of two */
@@ -69,10 +68,12 @@ struct user_tab {
 struct registry {
     pthread_mutex_t mu;
     struct room *rooms;
-    struct user_tab users;      /* the online users */
     struct skiplist room_order; /* the same entries in id order */
-    struct ordset user_order;   /* the online users in id order (8-16 B each) */
-    uint64_t seed;              /* of the rooms' member lists */
+    /* The online users in id order, and their index by id (O(log n) comparisons, like
+     * the insert that a new user costs anyway): ~11 bytes a user, where a hash table
+     * beside it would add ~13 (docs/design.md, "Memory of an idle hub connection"). */
+    struct ordset users;
+    uint64_t seed; /* of the rooms' member lists */
 };
 
 /* IT_*_ANCHOR (cluster mode, relay.c): a stream's position was read from Redis;
@@ -324,11 +325,10 @@ void registry_init(struct registry *r);
 void registry_destroy(struct registry *r);
 struct room *room_ref(struct room *room);
 void room_unref(struct room *room);
-void registry_user_add(struct hub *h, const char *user);
+/* Counts a connection of user; returns its online user (the record lives while the
+ * count is held), NULL when out of memory (nothing counted). */
+struct online_user *registry_user_add(struct hub *h, const char *user);
 void registry_user_remove(struct hub *h, const char *user);
-/* The online user of an id, or NULL; the caller holds one of its connection counts
- * (registry_user_add), which keeps the record alive. */
-struct online_user *registry_user_find(struct hub *h, const char *user);
 /* Gives an online user without one a reference to its (new) stream. */
 void registry_user_stream(struct hub *h, const char *user, struct hist_stream *s);
 /* Joins user to room (creating it); returns the room with one reference for the

@@ -20,10 +20,9 @@ void registry_init(struct registry *r)
 {
     pthread_mutex_init(&r->mu, NULL);
     r->rooms = NULL;
-    r->users = (struct user_tab){0};
     r->seed = trace_random64();
     skl_init(&r->room_order, trace_random64());
-    ordset_init(&r->user_order, user_order_key);
+    ordset_init(&r->users, user_order_key);
 }
 
 static void online_user_free(struct hub *h, struct online_user *u)
@@ -40,15 +39,14 @@ void registry_destroy(struct registry *r)
         room_unref(room);
     }
     struct hub *h = (struct hub *)(void *)((char *)r - offsetof(struct hub, reg));
-    for (uint32_t i = 0; i < r->users.cap; i++) {
-        struct online_user *u = r->users.slot[i];
-        if (!u) continue;
+    struct ordset_pos p;
+    for (struct online_user *u = ordset_after(&r->users, NULL, &p), *next; u; u = next) {
+        next = ordset_next(&r->users, &p); /* (does not read u) */
         hist_unref(u->stream);
         online_user_free(h, u);
     }
-    user_tab_free(&r->users);
     skl_clear(&r->room_order);
-    ordset_clear(&r->user_order);
+    ordset_clear(&r->users);
     pthread_mutex_destroy(&r->mu);
 }
 
@@ -84,13 +82,8 @@ static struct online_user *online_user_new(struct hub *h, const char *user, uint
     struct online_user *u = (struct online_user *)(void *)(base + locals);
     memcpy(u->key, user, len + 1);
     u->hashv = hv;
-    if (user_tab_add(&h->reg.users, u) < 0) {
+    if (ordset_insert(&h->reg.users, u) != 0) {
         free(base); /* not listed anywhere: as if the allocation had failed */
-        return NULL;
-    }
-    if (ordset_insert(&h->reg.user_order, u) != 0) {
-        user_tab_del(&h->reg.users, u);
-        free(base);
         return NULL;
     }
     /* Keep the user's stream (if messages were ever sent to the user) while the user
@@ -99,12 +92,12 @@ static struct online_user *online_user_new(struct hub *h, const char *user, uint
     return u;
 }
 
-void registry_user_add(struct hub *h, const char *user)
+struct online_user *registry_user_add(struct hub *h, const char *user)
 {
     struct registry *r = &h->reg;
-    uint32_t hv = user_hash(user); /* outside the lock */
+    uint32_t hv = user_hash(user); /* outside the lock (for a new record) */
     pthread_mutex_lock(&r->mu);
-    struct online_user *u = user_tab_find_hv(&r->users, user, hv);
+    struct online_user *u = ordset_find(&r->users, user);
     if (!u && (u = online_user_new(h, user, hv))) {
         /* In cluster mode the user's stream is the mirror of its stream in Redis,
          * followed while the user is online here. */
@@ -114,16 +107,16 @@ void registry_user_add(struct hub *h, const char *user)
     }
     if (u) u->conns++;
     pthread_mutex_unlock(&r->mu);
+    return u;
 }
 
 void registry_user_remove(struct hub *h, const char *user)
 {
     struct registry *r = &h->reg;
     pthread_mutex_lock(&r->mu);
-    struct online_user *u = user_tab_find(&r->users, user);
+    struct online_user *u = ordset_find(&r->users, user);
     if (u && --u->conns == 0) {
-        user_tab_del(&r->users, u);
-        ordset_remove(&r->user_order, ou_key(u));
+        ordset_remove(&r->users, ou_key(u));
         if (h->relay && u->stream) relay_watch(h, HIST_USER, user, NULL, NULL, false);
         if (h->relay) cpresence_user(h, user, false);
         hist_unref(u->stream);  /* its time to live starts now */
@@ -132,20 +125,11 @@ void registry_user_remove(struct hub *h, const char *user)
     pthread_mutex_unlock(&r->mu);
 }
 
-struct online_user *registry_user_find(struct hub *h, const char *user)
-{
-    struct registry *r = &h->reg;
-    pthread_mutex_lock(&r->mu);
-    struct online_user *u = user_tab_find(&r->users, user);
-    pthread_mutex_unlock(&r->mu);
-    return u;
-}
-
 void registry_user_stream(struct hub *h, const char *user, struct hist_stream *s)
 {
     struct registry *r = &h->reg;
     pthread_mutex_lock(&r->mu);
-    struct online_user *u = user_tab_find(&r->users, user);
+    struct online_user *u = ordset_find(&r->users, user);
     if (u && !u->stream) u->stream = hist_ref(s);
     pthread_mutex_unlock(&r->mu);
 }
@@ -270,7 +254,7 @@ struct room *registry_find(struct hub *h, const char *room_id)
 size_t hub_online_user_count(struct hub *h)
 {
     pthread_mutex_lock(&h->reg.mu);
-    size_t n = h->reg.users.n;
+    size_t n = ordset_count(&h->reg.users);
     pthread_mutex_unlock(&h->reg.mu);
     return n;
 }
@@ -349,7 +333,7 @@ static json_t *room_item(const struct skl_node *x)
 void hub_online_users(struct hub *h, const char *after, size_t limit, struct hub_page *out)
 {
     pthread_mutex_lock(&h->reg.mu);
-    page_walk_users(&h->reg.user_order, after, limit, out);
+    page_walk_users(&h->reg.users, after, limit, out);
     pthread_mutex_unlock(&h->reg.mu);
 }
 

@@ -243,7 +243,7 @@ static int64_t room_members(struct hub *h, struct room *room)
 static int64_t user_conns(struct hub *h, const char *user)
 {
     pthread_mutex_lock(&h->reg.mu);
-    const struct online_user *u = user_tab_find(&h->reg.users, user);
+    const struct online_user *u = ordset_find(&h->reg.users, user);
     int64_t n = u ? (int64_t)u->conns : 0;
     pthread_mutex_unlock(&h->reg.mu);
     return n;

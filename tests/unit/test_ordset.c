@@ -1,6 +1,6 @@
 /* Unit tests for the ordered set in sorted blocks (base/ordset.h): random inserts and
  * removes (enough to split, merge and drop blocks) checked against a sorted
- * reference after every round, seeks from present, absent and NULL keys, keys
+ * reference after every round, finds and seeks from present, absent and NULL keys, keys
  * arriving in order (the append path), paging through the whole set, emptying it
  * (no block left), duplicates refused, and clearing. Prints, without asserting on
  * it, the cost of 100k inserts and seeks. */
@@ -71,6 +71,12 @@ static void check_equal(const struct ordset *s, const unsigned char *in)
             assert_null(e);
     }
     if (n) assert_ptr_equal(ordset_after(s, "", &p), ref[0]); /* before every key */
+    /* find: every key, present or not, and keys between and around them */
+    for (size_t i = 0; i < N; i++)
+        assert_ptr_equal(ordset_find(s, keys[i]), in[i] ? keys[i] : NULL);
+    assert_null(ordset_find(s, ""));
+    assert_null(ordset_find(s, "k!"));
+    assert_null(ordset_find(s, "l"));
 }
 
 static void test_random_against_reference(void **state)
@@ -107,6 +113,7 @@ static void test_random_against_reference(void **state)
     struct ordset_pos p;
     assert_null(ordset_after(&s, NULL, &p));
     assert_null(ordset_after(&s, "a", &p));
+    assert_null(ordset_find(&s, "a"));
     assert_null(ordset_remove(&s, "a"));
     assert_int_equal(ordset_insert(&s, (void *)"a"), 0);
     assert_string_equal(ordset_after(&s, NULL, &p), "a");
