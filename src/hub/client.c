@@ -23,7 +23,10 @@ struct client_cold *client_cold(struct client *c)
 const char *client_ip(const struct client *c, char *buf)
 {
     /* A copy even from the entry: hub_release may free the entry it is given. */
-    if (c->ipe) return memcpy(buf, c->ipe->ip, CLIENT_IP_LEN);
+    if (c->ipe) {
+        snprintf(buf, CLIENT_IP_LEN, "%s", c->ipe->ip);
+        return buf;
+    }
     buf[0] = 0;
     /* While it is open, the socket's peer is the address (conn_peer, as at the
      * upgrade); after the close the descriptor may be another connection's. */

@@ -56,14 +56,32 @@ static inline const char *ou_key(const struct online_user *u)
 {
     return u->key;
 }
-/* A set of online users by id (usertab.c): a shard's table of those with connections
- * there. Open addressing (linear probing) on record pointers, 8 bytes a slot at a
- * load between 3/16 and 3/4, against uthash's 56-byte handle in every record and its
- * bucket array. Not thread-safe: the owner's thread or lock guards it. */
-struct user_tab {
-    struct online_user **slot; /* [cap], NULL: free */
-    uint32_t cap, n;           /* cap: 0 or a power of two */
+/* A set of records by string id (idtab.c): a shard's table of the online users with
+ * connections there, and the per-address table. Each record keeps a uint32_t hash of
+ * its id (id_hash) immediately followed by the id, NUL-terminated; the table holds
+ * pointers to that hash (the owner turns them back into records by its offset). Open
+ * addressing (linear probing), 8 bytes a slot at a load between 3/16 and 3/4, against
+ * uthash's 56-byte handle in every record and its bucket array. Not thread-safe: the
+ * owner's thread or lock guards it. */
+struct id_tab {
+    uint32_t **slot; /* [cap], NULL: free */
+    uint32_t cap, n; /* cap: 0 or a power of two */
 };
+
+static inline const char *id_key(const uint32_t *e)
+{
+    return (const char *)(e + 1);
+}
+
+_Static_assert(offsetof(struct online_user, key) ==
+                   offsetof(struct online_user, hashv) + sizeof(uint32_t),
+               "an online user's id follows its hash (struct id_tab)");
+
+static inline struct online_user *ou_of(uint32_t *e)
+{
+    return e ? (struct online_user *)(void *)((char *)e - offsetof(struct online_user, hashv))
+             : NULL;
+}
 
 struct registry {
     pthread_mutex_t mu;
@@ -221,16 +239,27 @@ struct shard {
     struct loop *loop;
     struct inbox inbox;
     struct local_room *rooms;
-    struct user_tab users; /* online users with connections here */
+    struct id_tab users; /* online users with connections here */
     size_t n_clients;
 };
 
+/* An address's entry in the per-address table (limits.c): ~32 bytes of malloc chunk
+ * for an IPv4 address (IPv6: up to 64), against 128 with a fixed 46-byte text and a
+ * uthash handle; the table's slot ~13 more. */
 struct ip_count {
-    char ip[46];
     uint32_t n;
     uint32_t rooms; /* memberships of this address's connections */
-    UT_hash_handle hh;
+    uint32_t hashv; /* id_hash(ip) */
+    char ip[];      /* the address as text, NUL-terminated */
 };
+
+_Static_assert(offsetof(struct ip_count, ip) == offsetof(struct ip_count, hashv) + sizeof(uint32_t),
+               "an address follows its hash (struct id_tab)");
+
+static inline struct ip_count *ip_of(uint32_t *e)
+{
+    return e ? (struct ip_count *)(void *)((char *)e - offsetof(struct ip_count, hashv)) : NULL;
+}
 
 #define HUB_QUERY_SLOTS 4096
 
@@ -239,7 +268,7 @@ struct hub {
     struct registry reg;
     atomic_uint conns;     /* admitted /ws connections */
     pthread_mutex_t ip_mu; /* guards ips */
-    struct ip_count *ips;
+    struct id_tab ips;     /* struct ip_count by address */
     int n_shards;
     struct shard *shards;
     struct hist_store *hist;
@@ -371,14 +400,30 @@ int shard_join(struct client *c, const char *room, bool presence, uint64_t *snap
 int shard_leave(struct client *c, struct membership *m);
 struct membership *client_membership(const struct client *c, const char *room);
 
-/* usertab.c: a set of online users (struct user_tab). */
-uint32_t user_hash(const char *user);                        /* the records' hashv */
-int user_tab_add(struct user_tab *t, struct online_user *u); /* 0 or -ENOMEM */
-void user_tab_del(struct user_tab *t, struct online_user *u);
-struct online_user *user_tab_find(const struct user_tab *t, const char *user);
-/* The same with user's hash already computed (hv = user_hash(user)). */
-struct online_user *user_tab_find_hv(const struct user_tab *t, const char *user, uint32_t hv);
-void user_tab_free(struct user_tab *t);
+/* idtab.c: a set of records by id (struct id_tab); e points at a record's hash. */
+uint32_t id_hash(const char *id);
+int id_tab_add(struct id_tab *t, uint32_t *e); /* 0 or -ENOMEM */
+void id_tab_del(struct id_tab *t, uint32_t *e);
+uint32_t *id_tab_find(const struct id_tab *t, const char *id, uint32_t hv); /* hv = id_hash(id) */
+void id_tab_free(struct id_tab *t);
+
+/* The same for online users. */
+static inline uint32_t user_hash(const char *user)
+{
+    return id_hash(user);
+}
+static inline int user_tab_add(struct id_tab *t, struct online_user *u)
+{
+    return id_tab_add(t, &u->hashv);
+}
+static inline void user_tab_del(struct id_tab *t, struct online_user *u)
+{
+    id_tab_del(t, &u->hashv);
+}
+static inline struct online_user *user_tab_find(const struct id_tab *t, const char *user)
+{
+    return t->n ? ou_of(id_tab_find(t, user, id_hash(user))) : NULL;
+}
 
 /* replay.c: sends what recovering memberships (and the user stream) missed, as far as
  * the client's send queue allows; called again when the queue drains. */

@@ -106,7 +106,7 @@ static uint64_t deliver_item(struct shard *sh, struct item *it)
     case IT_ALL: {
         /* (A delivery never unlinks a client: closes complete at the end of the turn.) */
         for (uint32_t s = 0; s < sh->users.cap; s++) {
-            struct online_user *u = sh->users.slot[s];
+            struct online_user *u = ou_of(sh->users.slot[s]);
             uint32_t nc = 0;
             struct client *const *cs = u ? ou_clients(u, sh, &nc) : NULL;
             for (uint32_t i = 0; i < nc; i++)
@@ -642,19 +642,16 @@ void hub_destroy(struct hub *h)
             item_release(&sh->inbox.items[k]);
         free(sh->inbox.items);
         free(sh->inbox.work);
-        user_tab_free(&sh->users);
+        id_tab_free(&sh->users);
         if (sh->inbox.w.fd >= 0) close(sh->inbox.w.fd);
         pthread_mutex_destroy(&sh->inbox.mu);
     }
     free(h->shards);
     registry_destroy(&h->reg);
     hist_store_free(h->hist); /* after the rooms and users that hold streams */
-    struct ip_count *e, *t;
-    HASH_ITER(hh, h->ips, e, t)
-    {
-        HASH_DEL(h->ips, e);
-        free(e);
-    }
+    for (uint32_t i = 0; i < h->ips.cap; i++)
+        if (h->ips.slot[i]) free(ip_of(h->ips.slot[i]));
+    id_tab_free(&h->ips);
     pthread_mutex_destroy(&h->ip_mu);
     hub_limits_destroy(h);
     free(h);

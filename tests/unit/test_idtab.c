@@ -1,5 +1,6 @@
-/* Unit tests for the table of online users by id (hub/usertab.c, struct user_tab): the
- * registry's index of every online user and each shard's. Random adds and removes
+/* Unit tests for the tables of records by id (hub/idtab.c, struct id_tab), as each
+ * shard's table of online users uses them (the per-address table is the same code
+ * on another record). Random adds and removes
  * checked against a reference after every round, once with the real hash and once
  * with hashes squeezed into a few values (long runs that wrap around the end of the
  * slot array, so the backward shift on removal is exercised), growing through many
@@ -41,13 +42,13 @@ static void free_records(void)
         free(rec[i]);
 }
 
-static struct online_user *find(const struct user_tab *t, int i, uint32_t squeeze)
+static struct online_user *find(const struct id_tab *t, int i, uint32_t squeeze)
 {
-    return squeeze ? user_tab_find_hv(t, rec[i]->key, rec[i]->hashv)
+    return squeeze ? ou_of(id_tab_find(t, rec[i]->key, rec[i]->hashv))
                    : user_tab_find(t, rec[i]->key);
 }
 
-static void check(const struct user_tab *t, const unsigned char *in, uint32_t squeeze)
+static void check(const struct id_tab *t, const unsigned char *in, uint32_t squeeze)
 {
     uint32_t n = 0;
     for (int i = 0; i < N; i++) {
@@ -71,7 +72,7 @@ static void check(const struct user_tab *t, const unsigned char *in, uint32_t sq
 static void random_rounds(uint32_t squeeze)
 {
     make_records(squeeze);
-    struct user_tab t = {0};
+    struct id_tab t = {0};
     static unsigned char in[N];
     memset(in, 0, sizeof in);
     srand(squeeze + 7);
@@ -100,7 +101,7 @@ static void random_rounds(uint32_t squeeze)
     assert_true(t.cap <= 16 && t.cap <= grown); /* memory given back */
     user_tab_del(&t, rec[0]);                   /* absent: nothing happens */
     assert_int_equal(t.n, 0);
-    user_tab_free(&t);
+    id_tab_free(&t);
     assert_null(t.slot);
     free_records();
 }
@@ -120,17 +121,17 @@ static void test_colliding_hashes(void **state)
 static void test_empty_table(void **state)
 {
     (void)state;
-    struct user_tab t = {0};
+    struct id_tab t = {0};
     assert_null(user_tab_find(&t, "nobody"));
-    assert_null(user_tab_find_hv(&t, "nobody", 3));
-    user_tab_free(&t);
+    assert_null(id_tab_find(&t, "nobody", 3));
+    id_tab_free(&t);
 }
 
 static void test_cost_printed(void **state)
 {
     (void)state;
     make_records(0);
-    struct user_tab t = {0};
+    struct id_tab t = {0};
     for (int i = 0; i < N; i++)
         assert_int_equal(user_tab_add(&t, rec[i]), 0);
     struct timespec a, b;
@@ -143,8 +144,8 @@ static void test_cost_printed(void **state)
     assert_int_equal(found, (size_t)100 * N);
     double ns =
         ((double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec)) / (100.0 * N);
-    printf("usertab: %d users in %u slots, lookup %.0f ns\n", N, t.cap, ns);
-    user_tab_free(&t);
+    printf("idtab: %d users in %u slots, lookup %.0f ns\n", N, t.cap, ns);
+    id_tab_free(&t);
     free_records();
 }
 
