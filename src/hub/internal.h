@@ -35,8 +35,8 @@ struct room {
 
 /* An online user: the one record of a user id while any of its connections is open
  * (issue 13, memory). The id is stored once, at the end of the record; the registry
- * indexes it (reg.users) under registry.mu, and each shard keeps, in the
- * same allocation, its own part: the slot of the user's connections on that shard
+ * indexes it (reg.users) under registry.mu, and each shard keeps, in the same
+ * allocation, its own part: the slot of the user's connections on that shard
  * (ou_slot, ou_clients) and, only when --user-rate-limit is on, the per-user message
  * bucket (ou_bucket). A shard reads and writes only its own part, without the lock:
  * the record outlives it, since conns counts the shard's connections, which leave it
@@ -56,6 +56,7 @@ static inline const char *ou_key(const struct online_user *u)
 {
     return u->key;
 }
+
 /* A set of records by string id (idtab.c): a shard's table of the online users with
  * connections there, and the per-address table. Each record keeps a uint32_t hash of
  * its id (id_hash) immediately followed by the id, NUL-terminated; the table holds
@@ -88,7 +89,7 @@ struct registry {
     struct room *rooms;
     struct skiplist room_order; /* the same entries in id order */
     /* The online users in id order, and their index by id (O(log n) comparisons, like
-     * the insert that a new user costs anyway): ~11 bytes a user, where a hash table
+     * the insert that a new user costs anyway): ~9 bytes a user, where a hash table
      * beside it would add ~13 (docs/design.md, "Memory of an idle hub connection"). */
     struct ordset users;
     uint64_t seed; /* of the rooms' member lists */
