@@ -2,13 +2,14 @@
  * order from a given key (paginated queries): the entries' pointers kept sorted in
  * blocks of up to ORDSET_BLOCK, found by a binary search over the blocks' last keys
  * and then within a block. Insert, remove and seek are O(log n) comparisons plus a
- * move of at most one block (1 KiB) and, when a block splits or goes, of the block
- * index.
+ * move of at most two blocks (1 KiB each: a full block hands one entry to a
+ * neighbour with room rather than split) and, when a block splits or goes, of the
+ * block index.
  *
  * Why not the skip list (base/skiplist.h): a skip-list node is a 48-byte allocation
  * per entry (key, value, level, next pointers, malloc header); here an entry costs
  * its pointer in a block that is at least a quarter full and usually most of it,
- * about 10-16 bytes (issue 13, memory per online user: docs/design.md).
+ * about 8.5-10 bytes (issue 13, memory per online user: docs/design.md).
  *
  * Ownership: the set owns its blocks only. Entries are borrowed; key(entry) must stay
  * valid and unchanged while the entry is in the set. Not thread-safe: the caller's
@@ -45,6 +46,9 @@ void ordset_clear(struct ordset *s);
 int ordset_insert(struct ordset *s, void *entry);
 /* Removes the entry with this key; returns it, or NULL when absent. */
 void *ordset_remove(struct ordset *s, const char *key);
+
+/* The entry with this key, or NULL: O(log n) comparisons, as a seek. */
+void *ordset_find(const struct ordset *s, const char *key);
 
 /* The first entry whose key is greater than `after` (strcmp order), or the first
  * entry when after is NULL: its place in *p, its pointer returned; NULL when none. */

@@ -23,7 +23,10 @@ struct client_cold *client_cold(struct client *c)
 const char *client_ip(const struct client *c, char *buf)
 {
     /* A copy even from the entry: hub_release may free the entry it is given. */
-    if (c->ipe) return memcpy(buf, c->ipe->ip, CLIENT_IP_LEN);
+    if (c->ipe) {
+        snprintf(buf, CLIENT_IP_LEN, "%s", c->ipe->ip);
+        return buf;
+    }
     buf[0] = 0;
     /* While it is open, the socket's peer is the address (conn_peer, as at the
      * upgrade); after the close the descriptor may be another connection's. */
@@ -725,11 +728,10 @@ static void on_open(struct ws_conn *ws)
 {
     struct client *c = ws->ud;
     c->ws = ws;
-    registry_user_add(client_sh(c)->hub, c->user);
     /* From here the id is the online user's (one copy for the registry, the shards
      * and the client); without memory the client keeps its own and is not linked
      * (it then gets no messages sent to its user, as before when a link failed). */
-    struct online_user *u = registry_user_find(client_sh(c)->hub, c->user);
+    struct online_user *u = registry_user_add(client_sh(c)->hub, c->user);
     if (u) shard_user_link(client_sh(c), c, u);
     token_arm(c);
     if (client_upos(c)) open_session(c);

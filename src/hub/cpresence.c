@@ -95,7 +95,7 @@ static void sync_now(struct cpresence *p)
 {
     struct registry *r = &p->h->reg;
     pthread_mutex_lock(&r->mu);
-    size_t nu = HASH_COUNT(r->users), nm = 0;
+    size_t nu = ordset_count(&r->users), nm = 0;
     struct room *room, *rt;
     HASH_ITER(hh, r->rooms, room, rt)
     nm += HASH_COUNT(room->users);
@@ -104,9 +104,9 @@ static void sync_now(struct cpresence *p)
     char **strs = calloc(nu + 2 * nm + 1, sizeof *strs);
     size_t iu = 0, im = 0, is = 0;
     if (users && mem && strs) {
-        struct online_user *u, *ut;
-        HASH_ITER(hh, r->users, u, ut)
-        {
+        struct ordset_pos pos;
+        for (const struct online_user *u = ordset_after(&r->users, NULL, &pos); u;
+             u = ordset_next(&r->users, &pos)) {
             if (!(strs[is] = strdup(ou_key(u)))) break;
             users[iu++] = (struct presence_user_count){strs[is++], 1};
         }

@@ -34,21 +34,21 @@ struct room {
 };
 
 /* An online user: the one record of a user id while any of its connections is open
- * (issue 13, memory). The id is stored once, at the end of the record (hh.key points
- * at it); the registry indexes it (reg.users, user_order) under registry.mu, and each
- * shard keeps, in the same allocation, its own part: the head of the shard's list of
- * that user's connections (ou_head) and, only when --user-rate-limit is on, the
- * per-user message bucket (ou_bucket). A shard reads and writes only its own part,
- * without the lock: the record outlives it, since conns counts the shard's
- * connections, which leave it before they are uncounted (on_close). Layout, n the
- * number of shards: [rate_bucket x n, when on][client * x n][online_user][id, NUL].
- * The parts go first so that the id starts in the record's tail padding (offset
- * 68): 96 bytes of malloc chunk for an id of up to 19 bytes. */
+ * (issue 13, memory). The id is stored once, at the end of the record; the registry
+ * indexes it (reg.users) under registry.mu, and each shard keeps, in the same
+ * allocation, its own part: the slot of the user's connections on that shard
+ * (ou_slot, ou_clients) and, only when --user-rate-limit is on, the per-user message
+ * bucket (ou_bucket). A shard reads and writes only its own part, without the lock:
+ * the record outlives it, since conns counts the shard's connections, which leave it
+ * before they are uncounted (on_close). Layout, n the number of shards:
+ * [rate_bucket x n, when on][connections slot x n][online_user][id, NUL]: with one
+ * shard, 24 bytes and the id, a 48-byte malloc chunk for an id of up to 15 bytes. */
 struct online_user {
-    UT_hash_handle hh;          /* reg.users; hh.key is the id, hh.hashv its hash (also the
-                                 * shards' tables') */
     struct hist_stream *stream; /* the user's stream while online, once it exists */
     uint32_t conns;
+    /* user_hash(key): the shards' tables probe and grow with it without hashing the
+     * id again (it sits in what would be the chunk's slack for ids up to 15 bytes). */
+    uint32_t hashv;
     char key[]; /* the id, NUL-terminated */
 };
 
@@ -57,21 +57,42 @@ static inline const char *ou_key(const struct online_user *u)
     return u->key;
 }
 
-/* The online users that have connections on one shard: open addressing (linear
- * probing) on pointers, 8 bytes a slot at a load of at most 3/4, against uthash's
- * 56-byte handle and its bucket array. Owned by the shard's thread. */
-struct user_tab {
-    struct online_user **slot; /* [cap], NULL: free */
-    uint32_t cap, n;           /* cap: 0 or a power of two */
+/* A set of records by string id (idtab.c): a shard's table of the online users with
+ * connections there, and the per-address table. Each record keeps a uint32_t hash of
+ * its id (id_hash) immediately followed by the id, NUL-terminated; the table holds
+ * pointers to that hash (the owner turns them back into records by its offset). Open
+ * addressing (linear probing), 8 bytes a slot at a load between 3/16 and 3/4, against
+ * uthash's 56-byte handle in every record and its bucket array. Not thread-safe: the
+ * owner's thread or lock guards it. */
+struct id_tab {
+    uint32_t **slot; /* [cap], NULL: free */
+    uint32_t cap, n; /* cap: 0 or a power of two */
 };
+
+static inline const char *id_key(const uint32_t *e)
+{
+    return (const char *)(e + 1);
+}
+
+_Static_assert(offsetof(struct online_user, key) ==
+                   offsetof(struct online_user, hashv) + sizeof(uint32_t),
+               "an online user's id follows its hash (struct id_tab)");
+
+static inline struct online_user *ou_of(uint32_t *e)
+{
+    return e ? (struct online_user *)(void *)((char *)e - offsetof(struct online_user, hashv))
+             : NULL;
+}
 
 struct registry {
     pthread_mutex_t mu;
     struct room *rooms;
-    struct online_user *users;
     struct skiplist room_order; /* the same entries in id order */
-    struct ordset user_order;   /* the online users in id order (8-16 B each) */
-    uint64_t seed;              /* of the rooms' member lists */
+    /* The online users in id order, and their index by id (O(log n) comparisons, like
+     * the insert that a new user costs anyway): ~9 bytes a user, where a hash table
+     * beside it would add ~13 (docs/design.md, "Memory of an idle hub connection"). */
+    struct ordset users;
+    uint64_t seed; /* of the rooms' member lists */
 };
 
 /* IT_*_ANCHOR (cluster mode, relay.c): a stream's position was read from Redis;
@@ -152,18 +173,18 @@ struct client_cold {
     uint32_t dropped;  /* messages lost to drop-oldest since the client was last told */
 };
 
-/* A hub client: 72 bytes (an 80-byte malloc chunk), measured in docs/design.md
+/* A hub client: 56 bytes (a 64-byte malloc chunk), measured in docs/design.md
  * ("Memory of an idle hub connection"). Everything an idle connection does not need
  * is in cold; its shard is the thread's (client_sh); its id is computed (client_cid);
- * its message bucket follows it only when --rate-limit is on (client_rl). */
+ * its place among its user's connections is the user's (ou_clients); its message
+ * bucket follows it only when --rate-limit is on (client_rl). */
 struct client {
     struct ws_conn *ws; /* from the open to the close */
     /* Before the open, the client's own copy (user_own); from the open, the online
      * user's id (container: client_ou). */
     const char *user;
-    struct client *u_prev, *u_next; /* this shard's connections of the same user */
-    struct membership **rooms;      /* [n_rooms]; capacity: rooms_cap(n_rooms) */
-    struct client_cold *cold;       /* NULL until needed */
+    struct membership **rooms; /* [n_rooms]; capacity: rooms_cap(n_rooms) */
+    struct client_cold *cold;  /* NULL until needed */
     /* Its address's entry in the per-address table (which is the address text), when
      * that table is kept (--max-rooms-per-ip, on by default, or
      * --max-connections-per-ip); else the text is asked of the socket (client_ip). */
@@ -173,8 +194,8 @@ struct client {
                          * close line's duration, and part of the client id */
     uint16_t strikes;
     uint16_t n_replaying; /* memberships (and the user stream) replaying */
-    bool user_own;        /* user is the client's heap copy, not an online user's id */
     uint16_t holds;       /* cluster answers on their way (relay.c): freed after them */
+    bool user_own;        /* user is the client's heap copy, not an online user's id */
     bool closed;          /* closed while held */
 };
 
@@ -219,16 +240,27 @@ struct shard {
     struct loop *loop;
     struct inbox inbox;
     struct local_room *rooms;
-    struct user_tab users; /* online users with connections here */
+    struct id_tab users; /* online users with connections here */
     size_t n_clients;
 };
 
+/* An address's entry in the per-address table (limits.c): ~32 bytes of malloc chunk
+ * for an IPv4 address (IPv6: up to 64), against 128 with a fixed 46-byte text and a
+ * uthash handle; the table's slot ~13 more. */
 struct ip_count {
-    char ip[46];
     uint32_t n;
     uint32_t rooms; /* memberships of this address's connections */
-    UT_hash_handle hh;
+    uint32_t hashv; /* id_hash(ip) */
+    char ip[];      /* the address as text, NUL-terminated */
 };
+
+_Static_assert(offsetof(struct ip_count, ip) == offsetof(struct ip_count, hashv) + sizeof(uint32_t),
+               "an address follows its hash (struct id_tab)");
+
+static inline struct ip_count *ip_of(uint32_t *e)
+{
+    return e ? (struct ip_count *)(void *)((char *)e - offsetof(struct ip_count, hashv)) : NULL;
+}
 
 #define HUB_QUERY_SLOTS 4096
 
@@ -237,7 +269,7 @@ struct hub {
     struct registry reg;
     atomic_uint conns;     /* admitted /ws connections */
     pthread_mutex_t ip_mu; /* guards ips */
-    struct ip_count *ips;
+    struct id_tab ips;     /* struct ip_count by address */
     int n_shards;
     struct shard *shards;
     struct hist_store *hist;
@@ -268,22 +300,47 @@ static inline struct online_user *client_ou(const struct client *c)
     return (struct online_user *)(uintptr_t)(c->user - offsetof(struct online_user, key));
 }
 
-/* Shard sh's parts of an online user (see struct online_user for the layout). */
-static inline struct client **ou_head(struct online_user *u, const struct shard *sh)
+/* Shard sh's parts of an online user (see struct online_user for the layout). The
+ * slot holds the user's connections on sh: 0 for none, the client itself for one
+ * (the usual case: nothing more to allocate, nothing in the client), else a struct
+ * user_conns with the low bit set. A list linked through the clients cost every
+ * connection two pointers (16 bytes of its malloc chunk); this costs a user with
+ * several connections on a shard one array. */
+struct user_conns {
+    uint32_t n, cap;
+    struct client *c[]; /* [cap], the first n in use, in no particular order */
+};
+
+static inline uintptr_t *ou_slot(struct online_user *u, const struct shard *sh)
 {
-    return (struct client **)(void *)u - sh->hub->n_shards + sh->idx;
+    return (uintptr_t *)(void *)u - sh->hub->n_shards + sh->idx;
+}
+
+/* The user's connections on sh: *n of them (0 when none). Valid until the next link
+ * or unlink on sh. */
+static inline struct client *const *ou_clients(struct online_user *u, const struct shard *sh,
+                                               uint32_t *n)
+{
+    uintptr_t *slot = ou_slot(u, sh);
+    if (!(*slot & 1)) {
+        *n = *slot ? 1 : 0;
+        return (struct client *const *)(void *)slot;
+    }
+    const struct user_conns *uc = (const struct user_conns *)(*slot & ~(uintptr_t)1);
+    *n = uc->n;
+    return uc->c;
 }
 
 static inline struct rate_bucket *ou_bucket(struct online_user *u, const struct shard *sh)
 {
     /* only when sh->hub->cfg.user_rate.rate != 0 */
-    return (struct rate_bucket *)(void *)ou_head(u, sh) - sh->hub->n_shards;
+    return (struct rate_bucket *)(void *)ou_slot(u, sh) - sh->hub->n_shards;
 }
 
 /* Bytes of an online user's allocation before the record. */
 static inline size_t ou_prefix(const struct hub *h)
 {
-    size_t per = sizeof(struct client *) + (h->cfg.user_rate.rate ? sizeof(struct rate_bucket) : 0);
+    size_t per = sizeof(uintptr_t) + (h->cfg.user_rate.rate ? sizeof(struct rate_bucket) : 0);
     return (size_t)h->n_shards * per;
 }
 
@@ -298,11 +355,10 @@ void registry_init(struct registry *r);
 void registry_destroy(struct registry *r);
 struct room *room_ref(struct room *room);
 void room_unref(struct room *room);
-void registry_user_add(struct hub *h, const char *user);
+/* Counts a connection of user; returns its online user (the record lives while the
+ * count is held), NULL when out of memory (nothing counted). */
+struct online_user *registry_user_add(struct hub *h, const char *user);
 void registry_user_remove(struct hub *h, const char *user);
-/* The online user of an id, or NULL; the caller holds one of its connection counts
- * (registry_user_add), which keeps the record alive. */
-struct online_user *registry_user_find(struct hub *h, const char *user);
 /* Gives an online user without one a reference to its (new) stream. */
 void registry_user_stream(struct hub *h, const char *user, struct hist_stream *s);
 /* Joins user to room (creating it); returns the room with one reference for the
@@ -334,8 +390,9 @@ void inbox_push(struct shard *to, const struct item *it);
 uint64_t room_publish(struct hub *h, struct room *room, const char *type,
                       const struct proto_payload *payload, const char *from, bool presence);
 bool shard_deliver(struct client *c, struct wh_msg *frame);
-/* Puts c on its online user's list on sh and makes c->user that user's id (the
- * client's own copy is freed); without memory, c stays unlinked with its own copy. */
+/* Adds c to its online user's connections on sh and makes c->user that user's id
+ * (the client's own copy is freed); without memory, c stays unlinked with its own
+ * copy. */
 void shard_user_link(struct shard *sh, struct client *c, struct online_user *u);
 void shard_user_unlink(struct shard *sh, struct client *c);
 /* Joins; on success *snap is the room's position at the join (deliveries after it
@@ -344,11 +401,30 @@ int shard_join(struct client *c, const char *room, bool presence, uint64_t *snap
 int shard_leave(struct client *c, struct membership *m);
 struct membership *client_membership(const struct client *c, const char *room);
 
-/* usertab.c: a shard's table of online users (struct user_tab). */
-int user_tab_add(struct user_tab *t, struct online_user *u); /* 0 or -ENOMEM */
-void user_tab_del(struct user_tab *t, struct online_user *u);
-struct online_user *user_tab_find(const struct user_tab *t, const char *user);
-void user_tab_free(struct user_tab *t);
+/* idtab.c: a set of records by id (struct id_tab); e points at a record's hash. */
+uint32_t id_hash(const char *id);
+int id_tab_add(struct id_tab *t, uint32_t *e); /* 0 or -ENOMEM */
+void id_tab_del(struct id_tab *t, uint32_t *e);
+uint32_t *id_tab_find(const struct id_tab *t, const char *id, uint32_t hv); /* hv = id_hash(id) */
+void id_tab_free(struct id_tab *t);
+
+/* The same for online users. */
+static inline uint32_t user_hash(const char *user)
+{
+    return id_hash(user);
+}
+static inline int user_tab_add(struct id_tab *t, struct online_user *u)
+{
+    return id_tab_add(t, &u->hashv);
+}
+static inline void user_tab_del(struct id_tab *t, struct online_user *u)
+{
+    id_tab_del(t, &u->hashv);
+}
+static inline struct online_user *user_tab_find(const struct id_tab *t, const char *user)
+{
+    return t->n ? ou_of(id_tab_find(t, user, id_hash(user))) : NULL;
+}
 
 /* replay.c: sends what recovering memberships (and the user stream) missed, as far as
  * the client's send queue allows; called again when the queue drains. */

@@ -313,7 +313,10 @@ void client_user_anchor(struct shard *sh, const struct item *it)
     if (!u) return;
     bool reset = it->presence;
     uint64_t top = it->seq, old_top = it->published_us;
-    for (struct client *c = *ou_head(u, sh); c; c = c->u_next) {
+    uint32_t nc;
+    struct client *const *cs = ou_clients(u, sh, &nc);
+    for (uint32_t i = 0; i < nc; i++) {
+        struct client *c = cs[i];
         struct user_pos *up = client_upos(c);
         if (!up || !up->stream || !c->ws || c->ws->state != WS_OPEN) continue;
         if (up->pending) {

@@ -18,18 +18,22 @@ int hub_admit(struct hub *h, const char *ip)
         return 503;
     }
     if (!h->cfg.max_conns_per_ip && !h->cfg.max_rooms_per_ip) return 0;
+    uint32_t hv = id_hash(ip);
     pthread_mutex_lock(&h->ip_mu);
-    struct ip_count *e;
-    HASH_FIND_STR(h->ips, ip, e);
+    struct ip_count *e = ip_of(id_tab_find(&h->ips, ip, hv));
     int rc = 0;
     if (e && h->cfg.max_conns_per_ip && e->n >= h->cfg.max_conns_per_ip) {
         rc = 429;
     } else if (e) {
         e->n++;
-    } else if ((e = calloc(1, sizeof *e))) {
-        snprintf(e->ip, sizeof e->ip, "%s", ip);
-        e->n = 1;
-        HASH_ADD_STR(h->ips, ip, e);
+    } else {
+        size_t len = strnlen(ip, CLIENT_IP_LEN - 1); /* (conn_peer's text always fits) */
+        if ((e = calloc(1, sizeof *e + len + 1))) {
+            memcpy(e->ip, ip, len);
+            e->hashv = ip[len] ? id_hash(e->ip) : hv;
+            e->n = 1;
+            if (id_tab_add(&h->ips, &e->hashv) < 0) free(e); /* uncounted, as without e */
+        }
     }
     pthread_mutex_unlock(&h->ip_mu);
     if (rc) {
@@ -42,11 +46,11 @@ void hub_release(struct hub *h, const char *ip)
 {
     atomic_fetch_sub(&h->conns, 1);
     if (!h->cfg.max_conns_per_ip && !h->cfg.max_rooms_per_ip) return;
+    uint32_t hv = id_hash(ip);
     pthread_mutex_lock(&h->ip_mu);
-    struct ip_count *e;
-    HASH_FIND_STR(h->ips, ip, e);
+    struct ip_count *e = ip_of(id_tab_find(&h->ips, ip, hv));
     if (e && --e->n == 0) {
-        HASH_DEL(h->ips, e);
+        id_tab_del(&h->ips, &e->hashv);
         free(e);
     }
     pthread_mutex_unlock(&h->ip_mu);
@@ -55,9 +59,9 @@ void hub_release(struct hub *h, const char *ip)
 struct ip_count *hub_ip_entry(struct hub *h, const char *ip)
 {
     if (!h->cfg.max_conns_per_ip && !h->cfg.max_rooms_per_ip) return NULL;
+    uint32_t hv = id_hash(ip);
     pthread_mutex_lock(&h->ip_mu);
-    struct ip_count *e;
-    HASH_FIND_STR(h->ips, ip, e);
+    struct ip_count *e = ip_of(id_tab_find(&h->ips, ip, hv));
     pthread_mutex_unlock(&h->ip_mu);
     return e;
 }
@@ -65,9 +69,9 @@ struct ip_count *hub_ip_entry(struct hub *h, const char *ip)
 bool hub_ip_room_take(struct hub *h, const char *ip)
 {
     if (!h->cfg.max_rooms_per_ip) return true;
+    uint32_t hv = id_hash(ip);
     pthread_mutex_lock(&h->ip_mu);
-    struct ip_count *e;
-    HASH_FIND_STR(h->ips, ip, e);
+    struct ip_count *e = ip_of(id_tab_find(&h->ips, ip, hv));
     /* No entry: the connection was admitted before an out-of-memory; let it be. */
     bool ok = !e || e->rooms < h->cfg.max_rooms_per_ip;
     if (e && ok) e->rooms++;
@@ -78,9 +82,9 @@ bool hub_ip_room_take(struct hub *h, const char *ip)
 void hub_ip_room_give(struct hub *h, const char *ip, uint32_t n)
 {
     if (!h->cfg.max_rooms_per_ip || !n) return;
+    uint32_t hv = id_hash(ip);
     pthread_mutex_lock(&h->ip_mu);
-    struct ip_count *e;
-    HASH_FIND_STR(h->ips, ip, e);
+    struct ip_count *e = ip_of(id_tab_find(&h->ips, ip, hv));
     if (e) e->rooms = e->rooms > n ? e->rooms - n : 0;
     pthread_mutex_unlock(&h->ip_mu);
 }

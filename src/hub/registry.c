@@ -20,10 +20,9 @@ void registry_init(struct registry *r)
 {
     pthread_mutex_init(&r->mu, NULL);
     r->rooms = NULL;
-    r->users = NULL;
     r->seed = trace_random64();
     skl_init(&r->room_order, trace_random64());
-    ordset_init(&r->user_order, user_order_key);
+    ordset_init(&r->users, user_order_key);
 }
 
 static void online_user_free(struct hub *h, struct online_user *u)
@@ -39,15 +38,15 @@ void registry_destroy(struct registry *r)
         HASH_DEL(r->rooms, room);
         room_unref(room);
     }
-    struct online_user *u, *ut;
-    HASH_ITER(hh, r->users, u, ut)
-    {
-        HASH_DEL(r->users, u);
+    struct hub *h = (struct hub *)(void *)((char *)r - offsetof(struct hub, reg));
+    struct ordset_pos p;
+    for (struct online_user *u = ordset_after(&r->users, NULL, &p), *next; u; u = next) {
+        next = ordset_next(&r->users, &p); /* (does not read u) */
         hist_unref(u->stream);
-        online_user_free((struct hub *)(void *)((char *)r - offsetof(struct hub, reg)), u);
+        online_user_free(h, u);
     }
     skl_clear(&r->room_order);
-    ordset_clear(&r->user_order);
+    ordset_clear(&r->users);
     pthread_mutex_destroy(&r->mu);
 }
 
@@ -75,32 +74,31 @@ void room_unref(struct room *room)
 
 /* One allocation per online user: the record, each shard's part, the id (see struct
  * online_user). */
-static struct online_user *online_user_new(struct hub *h, const char *user)
+static struct online_user *online_user_new(struct hub *h, const char *user, uint32_t hv)
 {
     size_t len = strlen(user), locals = ou_prefix(h);
     char *base = calloc(1, locals + offsetof(struct online_user, key) + len + 1);
     if (!base) return NULL;
     struct online_user *u = (struct online_user *)(void *)(base + locals);
-    char *key = u->key;
-    memcpy(key, user, len + 1);
-    if (ordset_insert(&h->reg.user_order, u) != 0) {
+    memcpy(u->key, user, len + 1);
+    u->hashv = hv;
+    if (ordset_insert(&h->reg.users, u) != 0) {
         free(base); /* not listed anywhere: as if the allocation had failed */
         return NULL;
     }
-    HASH_ADD_KEYPTR(hh, h->reg.users, key, len, u);
     /* Keep the user's stream (if messages were ever sent to the user) while the user
      * is online, so its position survives a quiet hour. */
     u->stream = hist_get(h->hist, HIST_USER, user, false, NULL);
     return u;
 }
 
-void registry_user_add(struct hub *h, const char *user)
+struct online_user *registry_user_add(struct hub *h, const char *user)
 {
     struct registry *r = &h->reg;
+    uint32_t hv = user_hash(user); /* outside the lock (for a new record) */
     pthread_mutex_lock(&r->mu);
-    struct online_user *u;
-    HASH_FIND_STR(r->users, user, u);
-    if (!u && (u = online_user_new(h, user))) {
+    struct online_user *u = ordset_find(&r->users, user);
+    if (!u && (u = online_user_new(h, user, hv))) {
         /* In cluster mode the user's stream is the mirror of its stream in Redis,
          * followed while the user is online here. */
         if (h->relay && !u->stream) u->stream = hist_get(h->hist, HIST_USER, user, true, NULL);
@@ -109,17 +107,16 @@ void registry_user_add(struct hub *h, const char *user)
     }
     if (u) u->conns++;
     pthread_mutex_unlock(&r->mu);
+    return u;
 }
 
 void registry_user_remove(struct hub *h, const char *user)
 {
     struct registry *r = &h->reg;
     pthread_mutex_lock(&r->mu);
-    struct online_user *u;
-    HASH_FIND_STR(r->users, user, u);
+    struct online_user *u = ordset_find(&r->users, user);
     if (u && --u->conns == 0) {
-        HASH_DEL(r->users, u);
-        ordset_remove(&r->user_order, ou_key(u));
+        ordset_remove(&r->users, ou_key(u));
         if (h->relay && u->stream) relay_watch(h, HIST_USER, user, NULL, NULL, false);
         if (h->relay) cpresence_user(h, user, false);
         hist_unref(u->stream);  /* its time to live starts now */
@@ -128,22 +125,11 @@ void registry_user_remove(struct hub *h, const char *user)
     pthread_mutex_unlock(&r->mu);
 }
 
-struct online_user *registry_user_find(struct hub *h, const char *user)
-{
-    struct registry *r = &h->reg;
-    pthread_mutex_lock(&r->mu);
-    struct online_user *u;
-    HASH_FIND_STR(r->users, user, u);
-    pthread_mutex_unlock(&r->mu);
-    return u;
-}
-
 void registry_user_stream(struct hub *h, const char *user, struct hist_stream *s)
 {
     struct registry *r = &h->reg;
     pthread_mutex_lock(&r->mu);
-    struct online_user *u;
-    HASH_FIND_STR(r->users, user, u);
+    struct online_user *u = ordset_find(&r->users, user);
     if (u && !u->stream) u->stream = hist_ref(s);
     pthread_mutex_unlock(&r->mu);
 }
@@ -268,7 +254,7 @@ struct room *registry_find(struct hub *h, const char *room_id)
 size_t hub_online_user_count(struct hub *h)
 {
     pthread_mutex_lock(&h->reg.mu);
-    size_t n = HASH_COUNT(h->reg.users);
+    size_t n = ordset_count(&h->reg.users);
     pthread_mutex_unlock(&h->reg.mu);
     return n;
 }
@@ -347,7 +333,7 @@ static json_t *room_item(const struct skl_node *x)
 void hub_online_users(struct hub *h, const char *after, size_t limit, struct hub_page *out)
 {
     pthread_mutex_lock(&h->reg.mu);
-    page_walk_users(&h->reg.user_order, after, limit, out);
+    page_walk_users(&h->reg.users, after, limit, out);
     pthread_mutex_unlock(&h->reg.mu);
 }
 

@@ -88,7 +88,10 @@ static uint64_t deliver_item(struct shard *sh, struct item *it)
     }
     case IT_USER: {
         struct online_user *u = user_tab_find(&sh->users, (const char *)it->target->data);
-        for (struct client *c = u ? *ou_head(u, sh) : NULL; c; c = c->u_next) {
+        uint32_t nc = 0;
+        struct client *const *cs = u ? ou_clients(u, sh, &nc) : NULL;
+        for (uint32_t i = 0; i < nc; i++) {
+            struct client *c = cs[i];
             const struct user_pos *up = client_upos(c);
             if (!up || it->seq > up->live_from) n += shard_deliver(c, it->frame);
         }
@@ -103,9 +106,11 @@ static uint64_t deliver_item(struct shard *sh, struct item *it)
     case IT_ALL: {
         /* (A delivery never unlinks a client: closes complete at the end of the turn.) */
         for (uint32_t s = 0; s < sh->users.cap; s++) {
-            struct online_user *u = sh->users.slot[s];
-            for (struct client *c = u ? *ou_head(u, sh) : NULL; c; c = c->u_next)
-                n += shard_deliver(c, it->frame);
+            struct online_user *u = ou_of(sh->users.slot[s]);
+            uint32_t nc = 0;
+            struct client *const *cs = u ? ou_clients(u, sh, &nc) : NULL;
+            for (uint32_t i = 0; i < nc; i++)
+                n += shard_deliver(cs[i], it->frame);
         }
         break;
     }
@@ -238,9 +243,8 @@ static int64_t room_members(struct hub *h, struct room *room)
 
 static int64_t user_conns(struct hub *h, const char *user)
 {
-    struct online_user *u;
     pthread_mutex_lock(&h->reg.mu);
-    HASH_FIND_STR(h->reg.users, user, u);
+    const struct online_user *u = ordset_find(&h->reg.users, user);
     int64_t n = u ? (int64_t)u->conns : 0;
     pthread_mutex_unlock(&h->reg.mu);
     return n;
@@ -382,18 +386,64 @@ static int grow(void **arr, uint32_t *cap, size_t elem)
     return 0;
 }
 
+/* Adds c to a user's connections slot (see ou_slot): -ENOMEM leaves it unchanged. */
+static int slot_add(uintptr_t *slot, struct client *c)
+{
+    if (!*slot) {
+        *slot = (uintptr_t)c;
+        return 0;
+    }
+    struct user_conns *uc = (struct user_conns *)(*slot & ~(uintptr_t)1);
+    if (!(*slot & 1)) { /* a second connection: the array starts */
+        if (!(uc = malloc(sizeof *uc + 4 * sizeof uc->c[0]))) return -ENOMEM;
+        uc->c[0] = (struct client *)*slot;
+        uc->n = 1;
+        uc->cap = 4;
+    } else if (uc->n == uc->cap) {
+        struct user_conns *g = realloc(uc, sizeof *uc + 2 * (size_t)uc->cap * sizeof uc->c[0]);
+        if (!g) return -ENOMEM;
+        uc = g;
+        uc->cap *= 2;
+    }
+    uc->c[uc->n++] = c;
+    *slot = (uintptr_t)uc | 1;
+    return 0;
+}
+
+static void slot_del(uintptr_t *slot, struct client *c)
+{
+    if (!(*slot & 1)) {
+        if (*slot == (uintptr_t)c) *slot = 0;
+        return;
+    }
+    struct user_conns *uc = (struct user_conns *)(*slot & ~(uintptr_t)1);
+    uint32_t i = 0;
+    while (i < uc->n && uc->c[i] != c) /* a scan: the user's connections on one shard */
+        i++;
+    if (i == uc->n) return;
+    uc->c[i] = uc->c[--uc->n];
+    if (uc->n == 1) { /* back to the client itself in the slot */
+        *slot = (uintptr_t)uc->c[0];
+        free(uc);
+    } else if (uc->cap > 4 && uc->n * 4 <= uc->cap) { /* a crowd has gone */
+        struct user_conns *s = realloc(uc, sizeof *uc + (size_t)uc->cap / 2 * sizeof uc->c[0]);
+        if (s) {
+            s->cap /= 2;
+            *slot = (uintptr_t)s | 1;
+        }
+    }
+}
+
 void shard_user_link(struct shard *sh, struct client *c, struct online_user *u)
 {
-    struct client **head = ou_head(u, sh);
-    if (!*head) {
+    uintptr_t *slot = ou_slot(u, sh);
+    bool first = !*slot;
+    if (first) {
         if (user_tab_add(&sh->users, u) < 0) return;
         if (sh->hub->cfg.user_rate.rate)
             rate_bucket_init(ou_bucket(u, sh), &sh->hub->cfg.user_rate, loop_now(sh->loop));
     }
-    c->u_prev = NULL;
-    c->u_next = *head;
-    if (*head) (*head)->u_prev = c;
-    *head = c;
+    if (slot_add(slot, c) < 0) return; /* (not first: a single client needs no memory) */
     free((char *)(uintptr_t)c->user);
     c->user = ou_key(u); /* the one copy of the id */
     c->user_own = false;
@@ -404,15 +454,10 @@ void shard_user_unlink(struct shard *sh, struct client *c)
 {
     if (c->user_own) return; /* never linked */
     struct online_user *u = client_ou(c);
-    struct client **head = ou_head(u, sh);
-    if (c->u_prev)
-        c->u_prev->u_next = c->u_next;
-    else
-        *head = c->u_next;
-    if (c->u_next) c->u_next->u_prev = c->u_prev;
-    c->u_prev = c->u_next = NULL;
+    uintptr_t *slot = ou_slot(u, sh);
+    slot_del(slot, c);
     sh->n_clients--;
-    if (!*head) user_tab_del(&sh->users, u);
+    if (!*slot) user_tab_del(&sh->users, u);
 }
 
 struct membership *client_membership(const struct client *c, const char *room)
@@ -597,19 +642,16 @@ void hub_destroy(struct hub *h)
             item_release(&sh->inbox.items[k]);
         free(sh->inbox.items);
         free(sh->inbox.work);
-        user_tab_free(&sh->users);
+        id_tab_free(&sh->users);
         if (sh->inbox.w.fd >= 0) close(sh->inbox.w.fd);
         pthread_mutex_destroy(&sh->inbox.mu);
     }
     free(h->shards);
     registry_destroy(&h->reg);
     hist_store_free(h->hist); /* after the rooms and users that hold streams */
-    struct ip_count *e, *t;
-    HASH_ITER(hh, h->ips, e, t)
-    {
-        HASH_DEL(h->ips, e);
-        free(e);
-    }
+    for (uint32_t i = 0; i < h->ips.cap; i++)
+        if (h->ips.slot[i]) free(ip_of(h->ips.slot[i]));
+    id_tab_free(&h->ips);
     pthread_mutex_destroy(&h->ip_mu);
     hub_limits_destroy(h);
     free(h);

@@ -1,9 +1,11 @@
 """Online users' records as connections come and go (issue 13, memory per connection).
 
 Each user id has one record shared by the registry and every worker (the id stored
-once, each worker's list of the user's connections linked through the clients, the
-workers' open-addressing tables of users, the listing order in sorted blocks). These
-tests open several connections for each of many users on two workers, close a random
+once, each worker's slot of the user's connections: the client itself or an array
+when there are several, the registry's and the workers' open-addressing tables of
+users, the listing order in sorted blocks). These tests open several connections for
+each of many users on two workers (one user with 14, so that its arrays grow and
+shrink as they close), close a random
 subset in random order, open new ones (users whose every connection had gone come
 back as new records) and check after each round that:
 
@@ -130,7 +132,7 @@ class UserRecords(ServerTestCase):
         conns = []
         try:
             for i in range(14):
-                for _ in range(1 + i % 4):
+                for _ in range(1 + i % 4 + (12 if i == 13 else 0)):
                     conns.append(Hub(self.port, "u%02d" % i))
             for c in conns:
                 c.call("ping")

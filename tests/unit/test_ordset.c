@@ -1,7 +1,8 @@
 /* Unit tests for the ordered set in sorted blocks (base/ordset.h): random inserts and
  * removes (enough to split, merge and drop blocks) checked against a sorted
- * reference after every round, seeks from present, absent and NULL keys, keys
- * arriving in order (the append path), paging through the whole set, emptying it
+ * reference after every round, finds and seeks from present, absent and NULL keys, keys
+ * arriving in order (the append path), blocks kept at least three quarters full by
+ * handing entries to neighbours, paging through the whole set, emptying it
  * (no block left), duplicates refused, and clearing. Prints, without asserting on
  * it, the cost of 100k inserts and seeks. */
 #include <stdarg.h>
@@ -71,6 +72,12 @@ static void check_equal(const struct ordset *s, const unsigned char *in)
             assert_null(e);
     }
     if (n) assert_ptr_equal(ordset_after(s, "", &p), ref[0]); /* before every key */
+    /* find: every key, present or not, and keys between and around them */
+    for (size_t i = 0; i < N; i++)
+        assert_ptr_equal(ordset_find(s, keys[i]), in[i] ? keys[i] : NULL);
+    assert_null(ordset_find(s, ""));
+    assert_null(ordset_find(s, "k!"));
+    assert_null(ordset_find(s, "l"));
 }
 
 static void test_random_against_reference(void **state)
@@ -107,6 +114,7 @@ static void test_random_against_reference(void **state)
     struct ordset_pos p;
     assert_null(ordset_after(&s, NULL, &p));
     assert_null(ordset_after(&s, "a", &p));
+    assert_null(ordset_find(&s, "a"));
     assert_null(ordset_remove(&s, "a"));
     assert_int_equal(ordset_insert(&s, (void *)"a"), 0);
     assert_string_equal(ordset_after(&s, NULL, &p), "a");
@@ -114,6 +122,30 @@ static void test_random_against_reference(void **state)
     assert_int_equal(ordset_count(&s), 0);
     assert_int_equal(ordset_insert(&s, (void *)"b"), 0); /* usable after clear */
     ordset_clear(&s);
+}
+
+/* Keys in no order and keys ascending from the middle of the set (user ids that
+ * connect in numeric order: "u1", "u10", "u100", "u1000", "u1001", ...): a full
+ * block gives an entry to a neighbour with room before it splits, so blocks end up
+ * at least three quarters full (half full with splits alone). */
+static void test_blocks_stay_full(void **state)
+{
+    (void)state;
+    for (int order = 0; order < 2; order++) {
+        for (size_t i = 0; i < N; i++)
+            snprintf(keys[i], sizeof keys[i], order ? "u%lu" : "k%lu",
+                     order ? (unsigned long)i : (unsigned long)((i * 7919) % 100003));
+        struct ordset s;
+        ordset_init(&s, key_of);
+        for (size_t i = 0; i < N; i++)
+            assert_int_equal(ordset_insert(&s, keys[i]), 0);
+        assert_int_equal(ordset_count(&s), N);
+        assert_true((size_t)s.nb * ORDSET_BLOCK * 3 <= (size_t)N * 4);
+        static unsigned char all[N];
+        memset(all, 1, sizeof all);
+        check_equal(&s, all);
+        ordset_clear(&s);
+    }
 }
 
 static void test_in_order_and_paging(void **state)
@@ -196,6 +228,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_against_reference),
         cmocka_unit_test(test_in_order_and_paging),
+        cmocka_unit_test(test_blocks_stay_full),
         cmocka_unit_test(test_cost_printed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
