@@ -158,6 +158,13 @@ class FiguresAndRatios(unittest.TestCase):
         self.assertEqual(setup[3], "**8.00×** per CPU-s")
         self.assertIn("load gen 92% — saturated", setup[1])
 
+    def test_a_row_with_two_goals_says_which_is_met(self):
+        s = saved()
+        # wshub at 0.60 core against 0.75 (0.8x: CPU not met), p99 still 0.4x (met)
+        s["runs"]["wshub"]["fanout_rate"] = [rate_run(0.60, 2000.0, 4000.0)] * 3
+        results, table, _ = C.table_from(s["meta"], s["runs"])
+        self.assertIn("CPU ≤ 0.5×: **not met**; p99 ≤ 0.5×: met", table)
+
     def test_saturated_rows_listed(self):
         note = self.table.splitlines()[-1]
         self.assertIn("echo16 (wshub)", note)
