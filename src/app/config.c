@@ -198,7 +198,8 @@ static const struct opt_def options[] = {
      .min = 0,
      .max = DAY,
      .group = G_TIMEOUTS,
-     .help = "Time between pings sent to each client; 0 disables pings."},
+     .help = "Ping a client this long after the last bytes received from it, and again "
+             "every interval while it stays silent; 0 disables pings."},
     {.name = "read-timeout",
      .kind = K_DURATION,
      FIELD(read_timeout_ms),
