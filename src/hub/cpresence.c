@@ -176,12 +176,22 @@ static void resync_start(struct cpresence *p)
         p->resyncing = false;
 }
 
+/* How soon a beat that found Redis down looks again. The first beat after Redis is
+ * back is what (re-)registers this node, and the node is not ready until then: at
+ * start-up (the first beat often runs before the connection is made) and after an
+ * outage, waiting a whole beat period (ttl/3: 8.3 s at the default --presence-timeout)
+ * kept the node unready that long for nothing. */
+#define BEAT_RETRY_MS 100u
+
 static void on_beat(struct loop *loop, struct timer *t)
 {
     struct cpresence *p = (struct cpresence *)((char *)t - offsetof(struct cpresence, beat));
     struct redis_conn *rc = conn(p);
-    if (rc && redis_conn_up(rc)) presence_heartbeat(rc, p->pid, p->ttl_ms, beat_done, p);
-    loop_timer_arm(loop, t, p->ttl_ms / 3 ? p->ttl_ms / 3 : 1);
+    bool up = rc && redis_conn_up(rc);
+    if (up) presence_heartbeat(rc, p->pid, p->ttl_ms, beat_done, p);
+    uint32_t next = p->ttl_ms / 3 ? p->ttl_ms / 3 : 1;
+    if (!up && next > BEAT_RETRY_MS) next = BEAT_RETRY_MS;
+    loop_timer_arm(loop, t, next);
 }
 
 /* ---- sweeping dead nodes ---- */

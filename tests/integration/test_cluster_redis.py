@@ -23,8 +23,9 @@ Run: WSHUB_BIN=/path/to/wshub /usr/bin/python3 -m unittest -v test_cluster_redis
 import asyncio
 import unittest
 
-from cluster_harness import (ASAN, STEP, Client, ClusterTestCase, async_wait_until, http_status,
-                             node_metric, publish, publish_window, run)
+from cluster_harness import (ASAN, STEP, Client, ClusterTestCase, RedisServer, WshubServer,
+                             _free_port, async_wait_until, http_status, node_metric, publish,
+                             publish_window, run, wait_until)
 from wshub_harness import rss_bytes
 
 UNAVAILABLE = "wshub_cluster_unavailable_total"
@@ -229,6 +230,30 @@ class PartitionTests(ClusterTestCase):
                 await x.close()
 
         run(go())
+
+
+class StartBeforeRedisTests(unittest.TestCase):
+    """A node started before its Redis answers is ready soon after Redis does. The
+    heartbeat that registers a node (which it needs to be ready) used to wait a whole
+    beat period when it found Redis down: with --presence-timeout 300s that is ~98 s,
+    far past STEP, so this fails without the prompt retry."""
+
+    def test_node_ready_soon_after_redis_starts(self):
+        r = RedisServer()
+        r.port = _free_port()  # known now, started later
+        node = WshubServer(["--redis", r.url, "--presence-timeout", "300s", "--no-presence"],
+                           threads=1)
+        try:
+            node.start()  # /healthz: up, Redis not yet there
+            self.assertEqual(http_status(node.port, "/readyz"), 503)
+            r.start()
+            wait_until(lambda: http_status(node.port, "/readyz") == 200, STEP,
+                       "/readyz 200 after Redis started")
+        finally:
+            if node.proc is not None and node.proc.poll() is None:
+                rc, _, killed = node.stop()
+                node.check_stopped_cleanly(rc, killed)
+            r.stop()
 
 
 if __name__ == "__main__":
