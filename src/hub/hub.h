@@ -80,7 +80,8 @@ struct shard *hub_shard_current(void);
 
 /* Admission before an upgrade: 0 when a connection from ip may be opened (and is
  * then counted: release it with hub_release, which a client's close does), 503 when
- * the server is full, 429 when that address has too many. */
+ * the server is full (or out of memory for the address's count), 429 when that address
+ * has too many. */
 int hub_admit(struct hub *h, const char *ip);
 void hub_release(struct hub *h, const char *ip);
 

@@ -27,13 +27,20 @@ int hub_admit(struct hub *h, const char *ip)
     } else if (e) {
         e->n++;
     } else {
+        /* Out of memory: refused (503) rather than admitted uncounted. An uncounted
+         * connection's close would take one off a later entry for the same address,
+         * freeing it under the connections that point at it. */
         size_t len = strnlen(ip, CLIENT_IP_LEN - 1); /* (conn_peer's text always fits) */
         if ((e = calloc(1, sizeof *e + len + 1))) {
             memcpy(e->ip, ip, len);
             e->hashv = ip[len] ? id_hash(e->ip) : hv;
             e->n = 1;
-            if (id_tab_add(&h->ips, &e->hashv) < 0) free(e); /* uncounted, as without e */
+            if (id_tab_add(&h->ips, &e->hashv) < 0) {
+                free(e);
+                e = NULL;
+            }
         }
+        if (!e) rc = 503;
     }
     pthread_mutex_unlock(&h->ip_mu);
     if (rc) {
@@ -72,7 +79,8 @@ bool hub_ip_room_take(struct hub *h, const char *ip)
     uint32_t hv = id_hash(ip);
     pthread_mutex_lock(&h->ip_mu);
     struct ip_count *e = ip_of(id_tab_find(&h->ips, ip, hv));
-    /* No entry: the connection was admitted before an out-of-memory; let it be. */
+    /* Every admitted connection's address has an entry (hub_admit refuses otherwise);
+     * none would mean a caller without one: let it be. */
     bool ok = !e || e->rooms < h->cfg.max_rooms_per_ip;
     if (e && ok) e->rooms++;
     pthread_mutex_unlock(&h->ip_mu);
