@@ -22,36 +22,13 @@ import random
 import unittest
 import urllib.parse
 
-from wshub_harness import envelope, OP_TEXT, RawClient, ServerTestCase, http_request, metrics
+from wshub_harness import HubClient, ServerTestCase, http_request, metrics
 
 STEP_TIMEOUT = 10.0
 
 
-class Hub(RawClient):
-    """A raw /ws client speaking the hub's JSON."""
-
-    def __init__(self, port, user, **kw):
-        super().__init__(port, path="/ws?token=%s" % user, **kw)
-        self.user = user
-        self.n = 0
-
-    def send_json(self, type_, payload=None, **extra):
-        self.send_text(envelope(type_, payload, **extra))
-
-    def recv_json(self, timeout=STEP_TIMEOUT):
-        op, data = self.recv_message(timeout)
-        assert op == OP_TEXT, "expected a text message, got opcode %d" % op
-        return json.loads(data)
-
-    def call(self, type_, payload=None):
-        """Sends one request and returns the reply with its id (other messages skipped)."""
-        self.n += 1
-        rid = "r%d" % self.n
-        self.send_json(type_, payload, id=rid)
-        while True:
-            m = self.recv_json()
-            if m.get("id") == rid or m.get("payload", {}).get("id") == rid:
-                return m
+class Hub(HubClient):
+    """The harness's hub client, with pipelined joins."""
 
     def join_many(self, rooms):
         """Pipelined joins (no presence events); returns the replies by room."""

@@ -27,36 +27,9 @@ import random
 import time
 import unittest
 
-from wshub_harness import envelope, OP_TEXT, RawClient, ServerTestCase, http_request
+from wshub_harness import HubClient, ServerTestCase, http_request
 
 STEP_TIMEOUT = 10.0
-
-
-class Hub(RawClient):
-    def __init__(self, port, user):
-        super().__init__(port, path="/ws?token=%s" % user)
-        self.user = user
-        self.n = 0
-
-    def send_json(self, type_, payload=None, **extra):
-        self.send_text(envelope(type_, payload, **extra))
-
-    def recv_json(self, timeout=STEP_TIMEOUT):
-        op, data = self.recv_message(timeout)
-        assert op == OP_TEXT, "expected a text message, got opcode %d" % op
-        return json.loads(data)
-
-    def call(self, type_, payload=None):
-        """Sends one request and returns the reply with its id (other messages kept)."""
-        self.n += 1
-        rid = "r%d" % self.n
-        self.send_json(type_, payload, id=rid)
-        others = []
-        while True:
-            m = self.recv_json()
-            if m.get("id") == rid or m.get("payload", {}).get("id") == rid:  # acks: payload
-                return m, others
-            others.append(m)
 
 
 class UserRecords(ServerTestCase):
@@ -70,7 +43,7 @@ class UserRecords(ServerTestCase):
             payload = {"limit": 7}
             if cursor is not None:
                 payload["cursor"] = cursor
-            m, _ = conn.call("online_users", payload)
+            m = conn.call("online_users", payload)
             p = m["payload"]
             out.extend(p["online_users"])
             cursor = p["next_cursor"]
@@ -98,12 +71,12 @@ class UserRecords(ServerTestCase):
         self.assertEqual(json.loads(body)["online_users"], open_users)
         users = sorted({c.user for c in conns})
         for u in users:
-            ack, _ = sender.call("send_to_user", {"user_id": u, "k": "%s:%s" % (tag, u)})
+            ack = sender.call("send_to_user", {"user_id": u, "k": "%s:%s" % (tag, u)})
             self.assertNotEqual(ack["type"], "error", ack)
         for u in users:
-            ack, _ = sender.call("send_to_user", {"user_id": u, "k": "%s:end" % tag})
+            ack = sender.call("send_to_user", {"user_id": u, "k": "%s:end" % tag})
             self.assertNotEqual(ack["type"], "error", ack)
-        ack, _ = sender.call("broadcast", {"k": "%s:all" % tag})
+        ack = sender.call("broadcast", {"k": "%s:all" % tag})
         self.assertNotEqual(ack["type"], "error", ack)
         for c in conns:
             got = []
@@ -128,12 +101,12 @@ class UserRecords(ServerTestCase):
 
     def test_records_follow_connections(self):
         rnd = random.Random(self.SEED)
-        sender = Hub(self.port, "zz-sender")
+        sender = HubClient(self.port, "zz-sender")
         conns = []
         try:
             for i in range(14):
                 for _ in range(1 + i % 4 + (12 if i == 13 else 0)):
-                    conns.append(Hub(self.port, "u%02d" % i))
+                    conns.append(HubClient(self.port, "u%02d" % i))
             for c in conns:
                 c.call("ping")
             self.check_round(sender, conns, "r0")
@@ -146,7 +119,7 @@ class UserRecords(ServerTestCase):
                 # connections all went (their record is new), some for new users.
                 for _ in range(5):
                     u = "u%02d" % rnd.randrange(20)
-                    c = Hub(self.port, u)
+                    c = HubClient(self.port, u)
                     c.call("ping")
                     conns.append(c)
                 self.check_round(sender, conns, "r%d" % rnd_i)

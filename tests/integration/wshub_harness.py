@@ -764,6 +764,34 @@ class RawClient:
 # --------------------------------------------------------------------------- asyncio
 
 
+
+class HubClient(RawClient):
+    """A raw /ws client speaking the hub's JSON: `call` sends one request with an id
+    and returns its reply."""
+
+    def __init__(self, port, user, **kw):
+        super().__init__(port, path="/ws?token=%s" % user, **kw)
+        self.user = user
+        self.n = 0
+
+    def send_json(self, type_, payload=None, **extra):
+        self.send_text(envelope(type_, payload, **extra))
+
+    def recv_json(self, timeout=10.0):
+        op, data = self.recv_message(timeout)
+        assert op == OP_TEXT, "expected a text message, got opcode %d" % op
+        return json.loads(data)
+
+    def call(self, type_, payload=None):
+        """The reply to one request (other messages skipped)."""
+        self.n += 1
+        rid = "r%d" % self.n
+        self.send_json(type_, payload, id=rid)
+        while True:
+            m = self.recv_json()
+            if m.get("id") == rid or m.get("payload", {}).get("id") == rid:  # acks: payload
+                return m
+
 def run(coro, timeout=30.0):
     """Runs a coroutine (websockets client code) on a fresh event loop, bounded in time."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
