@@ -8,7 +8,7 @@
 
 static void echo_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, size_t len)
 {
-    const struct routes_ctx *r = ws->ud;
+    const struct routes_ctx *r = ws_ep(ws)->ud;
     if (ws_send(ws, op, data, len) == -ENOMEM) {
         ws_fail(ws, WS_CLOSE_INTERNAL, "out of memory");
         return;
@@ -33,5 +33,10 @@ void echo_route(struct http_ctx *ctx, void *ud)
     struct routes_ctx *r = ud;
     struct ws_handshake hs;
     if (routes_upgrade_check(ctx, &hs, NULL, r->origins) != 0) return;
-    ws_accept(ctx, &hs, &r->echo_ep, NULL, r);
+    struct ws_conn *ws = ws_conn_alloc(&r->echo_ep);
+    if (!ws) {
+        http_respond_error(ctx, 500, "internal", "out of memory", NULL);
+        return;
+    }
+    ws_accept(ctx, &hs, ws, NULL);
 }

@@ -108,16 +108,19 @@ static bool ws_upgrade(struct http_ctx *ctx, struct routes_ctx *r, const char *i
                            "since must be a whole number and epoch at most 16 characters", NULL);
         return false;
     }
-    struct client *c = hub_client_new(hub_shard_current(), id.user, &id, ip);
-    if (c && since_len != -1 && hub_client_resume(c, since, epoch_len > 0 ? epoch_s : "") < 0) {
-        hub_client_abandon(c); /* releases the address and the identity it took */
+    struct ws_conn *ws = ws_conn_alloc(&r->hub_ep);
+    struct client *c =
+        ws ? hub_client_init(ws_conn_data(ws), hub_shard_current(), id.user, &id, ip) : NULL;
+    if (!c) {
+        ws_conn_discard(ws);
+        hub_release(r->hub, ip);
+        auth_identity_free(&id);
         STAT_HANDSHAKE_FAILED(HSR_INTERNAL);
         http_respond_error(ctx, 500, "internal", "out of memory", NULL);
         return false;
     }
-    if (!c) {
-        hub_release(r->hub, ip);
-        auth_identity_free(&id);
+    if (since_len != -1 && hub_client_resume(c, since, epoch_len > 0 ? epoch_s : "") < 0) {
+        ws_conn_discard(ws); /* releases the address and the identity the client took */
         STAT_HANDSHAKE_FAILED(HSR_INTERNAL);
         http_respond_error(ctx, 500, "internal", "out of memory", NULL);
         return false;
@@ -127,11 +130,7 @@ static bool ws_upgrade(struct http_ctx *ctx, struct routes_ctx *r, const char *i
         hub_client_trace(c, &ut->span.ctx);
         upgrade_trace_client(ut, hub_client_user(c), hub_client_id(c));
     }
-    if (!ws_accept(ctx, &hs, &r->hub_ep, NULL, c)) {
-        hub_client_abandon(c);
-        return false;
-    }
-    return true;
+    return ws_accept(ctx, &hs, ws, NULL); /* when false, on_abandon released the client */
 }
 
 static void ws_route(struct http_ctx *ctx, void *ud)
@@ -177,8 +176,8 @@ int routes_init(struct routes_ctx *r, const struct wh_config *cfg, const struct 
     memset(r, 0, sizeof *r);
     r->cfg = cfg;
     r->wsopt = wsopt;
-    ws_endpoint_init(&r->hub_ep, &hub_ws_handler, wsopt);
-    ws_endpoint_init(&r->echo_ep, &echo_ws_handler, wsopt);
+    ws_endpoint_init(&r->hub_ep, &hub_ws_handler, wsopt, NULL, hub_client_size(hub));
+    ws_endpoint_init(&r->echo_ep, &echo_ws_handler, wsopt, r, 0);
     r->hub = hub;
     r->auth = auth;
     r->origins = origins;

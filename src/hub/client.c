@@ -30,7 +30,8 @@ const char *client_ip(const struct client *c, char *buf)
     buf[0] = 0;
     /* While it is open, the socket's peer is the address (conn_peer, as at the
      * upgrade); after the close the descriptor may be another connection's. */
-    if (c->ws && !conn_closed(&c->ws->c)) conn_peer(&c->ws->c, buf, CLIENT_IP_LEN);
+    struct ws_conn *ws = client_ws(c);
+    if (ws && !conn_closed(&ws->c)) conn_peer(&ws->c, buf, CLIENT_IP_LEN);
     return buf;
 }
 
@@ -89,7 +90,8 @@ static const struct client_claims *claims(const struct client *c)
     return c->cold ? &c->cold->claims : &no_claims;
 }
 
-static void client_free(struct client *c)
+/* Releases what the client holds, not its memory (the connection's). */
+static void client_clear(struct client *c)
 {
     struct client_cold *k = c->cold;
     if (k) {
@@ -100,16 +102,27 @@ static void client_free(struct client *c)
     }
     if (c->user_own) free((char *)(uintptr_t)c->user);
     free(c->rooms);
-    free(c);
+    memset(c, 0, sizeof *c);
 }
 
-struct client *hub_client_new(struct shard *sh, const char *user, struct auth_identity *id,
-                              const char *peer_ip)
+/* After the close (and the last hold): the connection's memory, the client in it. */
+static void client_free(struct client *c)
+{
+    client_clear(c);
+    ws_conn_release(ws_conn_of_data(c));
+}
+
+size_t hub_client_size(const struct hub *h)
+{
+    return sizeof(struct client) + (h->cfg.conn_rate.rate ? sizeof(struct rate_bucket) : 0);
+}
+
+struct client *hub_client_init(void *data, struct shard *sh, const char *user,
+                               struct auth_identity *id, const char *peer_ip)
 {
     bool rl = sh->hub->cfg.conn_rate.rate != 0;
-    struct client *c = calloc(1, sizeof *c + (rl ? sizeof(struct rate_bucket) : 0));
-    if (!c) return NULL;
-    (void)sh; /* = client_sh(c): clients are created on their shard's thread */
+    struct client *c = data; /* zeroed, hub_client_size bytes */
+    (void)sh;                /* = client_sh(c): clients are created on their shard's thread */
     c->opened_ms = (uint32_t)loop_now(sh->loop);
     /* The address is not copied: the per-address table's entry has it, and this
      * connection's count keeps the entry until hub_release. */
@@ -119,7 +132,7 @@ struct client *hub_client_new(struct shard *sh, const char *user, struct auth_id
     c->user = strdup(user);
     c->user_own = true;
     if (!c->user || (id && claims_take(c, id) < 0)) {
-        client_free(c);
+        client_clear(c); /* user NULL: on_abandon leaves it be */
         return NULL;
     }
     if (id) auth_identity_free(id); /* what was not taken */
@@ -163,12 +176,15 @@ int hub_client_resume(struct client *c, uint64_t since, const char *epoch)
     return 0;
 }
 
-void hub_client_abandon(struct client *c)
+/* The connection will not open: its admission and what the client took. A client
+ * that hub_client_init did not set up (user NULL) holds nothing. */
+static void on_abandon(struct ws_conn *ws)
 {
-    if (!c || c->ws) return; /* an opened client is released by its close */
+    struct client *c = ws_conn_data(ws);
+    if (!c->user) return;
     char ip[CLIENT_IP_LEN];
     hub_release(client_sh(c)->hub, client_ip(c, ip));
-    client_free(c);
+    client_clear(c);
 }
 
 /* Replies (acks, errors, query answers) obey the same queue bounds as deliveries: a
@@ -198,7 +214,7 @@ static int reject(struct client *c, enum proto_err e, const char *msg, json_t *i
         const char *t = trace_log_id(tid);
         log_info("closing client after repeated bad messages", "user=%s client=%s strikes=%u%s%s",
                  c->user, client_cid(c, cid), c->strikes, t ? " trace_id=" : "", t ? t : "");
-        ws_fail(c->ws, WS_CLOSE_POLICY,
+        ws_fail(client_ws(c), WS_CLOSE_POLICY,
                 e == PE_RATE_LIMITED ? "rate limit exceeded" : "too many bad messages");
     }
     return -1;
@@ -596,9 +612,9 @@ static int do_query(struct client *c, struct envelope *env)
 
 static void token_arm(struct client *c)
 {
-    if (!c->ws) return;
+    if (!c->open) return;
     if (!claims(c)->exp) {
-        ws_set_deadline(c->ws, 0);
+        ws_set_deadline(client_ws(c), 0);
         return;
     }
     uint64_t now = loop_now(client_sh(c)->loop);
@@ -610,12 +626,12 @@ static void token_arm(struct client *c)
     } else {
         at = left_ms + auth_leeway(client_sh(c)->hub->cfg.auth) * 1000;
     }
-    ws_set_deadline(c->ws, now + (at > 1 ? (uint64_t)at : 1));
+    ws_set_deadline(client_ws(c), now + (at > 1 ? (uint64_t)at : 1));
 }
 
 static void on_deadline(struct ws_conn *ws)
 {
-    struct client *c = ws->ud;
+    struct client *c = ws_conn_data(ws);
     int64_t exp = claims(c)->exp; /* non-zero: c->cold exists */
     if (!exp) return;
     int64_t now = (int64_t)time(NULL);
@@ -664,7 +680,7 @@ static int do_refresh(struct client *c, struct envelope *env)
     }
     if (claims_take(c, &id) < 0) { /* the old claims are gone: the new ones must hold */
         auth_identity_free(&id);
-        ws_fail(c->ws, WS_CLOSE_INTERNAL, "out of memory");
+        ws_fail(client_ws(c), WS_CLOSE_INTERNAL, "out of memory");
         return -1;
     }
     auth_identity_free(&id); /* what was not taken */
@@ -726,8 +742,8 @@ static void open_session(struct client *c)
 
 static void on_open(struct ws_conn *ws)
 {
-    struct client *c = ws->ud;
-    c->ws = ws;
+    struct client *c = ws_conn_data(ws);
+    c->open = true;
     /* From here the id is the online user's (one copy for the registry, the shards
      * and the client); without memory the client keeps its own and is not linked
      * (it then gets no messages sent to its user, as before when a link failed). */
@@ -747,7 +763,7 @@ static void on_open(struct ws_conn *ws)
 
 static void on_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, size_t len)
 {
-    struct client *c = ws->ud;
+    struct client *c = ws_conn_data(ws);
     if (op != WS_OP_TEXT) {
         reject(c, PE_BINARY, "messages on /ws are JSON text frames", NULL);
         return;
@@ -823,7 +839,7 @@ static void on_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, siz
 
 static void on_drain(struct ws_conn *ws)
 {
-    struct client *c = ws->ud;
+    struct client *c = ws_conn_data(ws);
     if (c->n_replaying) replay_pump(c);
     if (!c->cold || !c->cold->dropped) return;
     /* Tell a drop-oldest client what it lost, once its queue has room again. */
@@ -835,7 +851,7 @@ static void on_drain(struct ws_conn *ws)
 
 static void on_close(struct ws_conn *ws, unsigned code)
 {
-    struct client *c = ws->ud;
+    struct client *c = ws_conn_data(ws);
     char ip[CLIENT_IP_LEN];
     client_ip(c, ip);
     if (LOG_DEBUG >= log_min_level) {
@@ -854,12 +870,13 @@ static void on_close(struct ws_conn *ws, unsigned code)
     snprintf(user, sizeof user, "%s", c->user);
     registry_user_remove(client_sh(c)->hub, user);
     hub_release(client_sh(c)->hub, ip);
-    c->ws = NULL;
+    c->open = false;
     if (c->holds) { /* answers from the cluster are on their way: freed after them */
         c->closed = true;
+        ws_conn_keep(ws);
         return;
     }
-    client_free(c);
+    client_clear(c); /* the connection layer frees the memory */
 }
 
 const struct ws_handler hub_ws_handler = {
@@ -868,4 +885,5 @@ const struct ws_handler hub_ws_handler = {
     .on_drain = on_drain,
     .on_close = on_close,
     .on_deadline = on_deadline,
+    .on_abandon = on_abandon,
 };

@@ -85,13 +85,18 @@ struct shard *hub_shard_current(void);
 int hub_admit(struct hub *h, const char *ip);
 void hub_release(struct hub *h, const char *ip);
 
-/* A client for a connection about to be accepted on the current shard: user and id
+/* A /ws connection's client lives in the connection's own allocation: the hub's
+ * endpoint is set up with hub_ws_handler and data_size hub_client_size(). */
+size_t hub_client_size(const struct hub *h);
+/* Sets up the client of a connection about to be accepted on the current shard, in
+ * data (ws_conn_data of a ws_conn_alloc'd connection of that endpoint): user and id
  * (may be NULL) are copied/taken (id's heap parts are owned by the client after
- * this). Pass it as `ud` to ws_accept with hub_ws_handler. If ws_accept fails,
- * release it with hub_client_abandon. */
-struct client *hub_client_new(struct shard *sh, const char *user, struct auth_identity *id,
-                              const char *peer_ip);
-void hub_client_abandon(struct client *c);
+ * this), and the admission of peer_ip (hub_admit) becomes the client's. Returns the
+ * client, or NULL when out of memory: then it holds nothing, and the caller still
+ * owns the admission and id. From a client returned, the connection goes to
+ * ws_accept, or to ws_conn_discard, which releases all the client holds. */
+struct client *hub_client_init(void *data, struct shard *sh, const char *user,
+                               struct auth_identity *id, const char *peer_ip);
 /* The client asked, at the upgrade, for its user stream's position (?since=N, with
  * ?epoch=E to recover from it): after the open it is sent `session` and, when the
  * position can be continued, what it missed. -1 when out of memory. */

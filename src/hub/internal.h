@@ -173,13 +173,13 @@ struct client_cold {
     uint32_t dropped;  /* messages lost to drop-oldest since the client was last told */
 };
 
-/* A hub client: 56 bytes (a 64-byte malloc chunk), measured in docs/design.md
- * ("Memory of an idle hub connection"). Everything an idle connection does not need
- * is in cold; its shard is the thread's (client_sh); its id is computed (client_cid);
- * its place among its user's connections is the user's (ou_clients); its message
- * bucket follows it only when --rate-limit is on (client_rl). */
+/* A hub client: 40 bytes, in the same allocation as its connection, right after the
+ * ws_conn (ws_conn_data; client_ws), measured in docs/design.md ("Memory of an idle
+ * hub connection"). Everything an idle connection does not need is in cold; its
+ * shard is the thread's (client_sh); its id is computed (client_cid); its place among
+ * its user's connections is the user's (ou_clients); its message bucket follows it
+ * only when --rate-limit is on (client_rl). */
 struct client {
-    struct ws_conn *ws; /* from the open to the close */
     /* Before the open, the client's own copy (user_own); from the open, the online
      * user's id (container: client_ou). */
     const char *user;
@@ -195,9 +195,16 @@ struct client {
     uint16_t strikes;
     uint16_t n_replaying; /* memberships (and the user stream) replaying */
     uint16_t holds;       /* cluster answers on their way (relay.c): freed after them */
-    bool user_own;        /* user is the client's heap copy, not an online user's id */
-    bool closed;          /* closed while held */
+    bool user_own : 1;    /* user is the client's heap copy, not an online user's id */
+    bool open : 1;        /* from on_open to on_close */
+    bool closed : 1;      /* closed while held (the memory is kept: ws_conn_keep) */
 };
+
+/* The client's connection from the open to the close, else NULL. */
+static inline struct ws_conn *client_ws(const struct client *c)
+{
+    return c->open ? ws_conn_of_data((void *)(uintptr_t)c) : NULL;
+}
 
 /* Capacity of a client's rooms array holding n (it grows 4, 8, 16, ... when full). */
 static inline uint32_t rooms_cap(uint32_t n)

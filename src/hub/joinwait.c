@@ -126,7 +126,7 @@ static void send_fetched(struct client *c, const struct relay_fetched *res, uint
         uint64_t seq = res->since + 1 + i;
         if (seq != *cursor + 1) continue;
         if (presence || !frame_is_presence(res->frames[i])) {
-            ws_send_frame(c->ws, msg_ref(res->frames[i]));
+            ws_send_frame(client_ws(c), msg_ref(res->frames[i]));
             STAT_INC(hub_replayed);
         }
         (*cursor)++;
@@ -139,7 +139,7 @@ static void abort_recovery(struct client *c)
     char cid[17];
     log_info("recovery could not be completed from Redis, closing", "user=%s client=%s", c->user,
              client_cid(c, cid));
-    ws_fail(c->ws, WS_CLOSE_TRY_AGAIN, "recovery fell behind the history");
+    ws_fail(client_ws(c), WS_CLOSE_TRY_AGAIN, "recovery fell behind the history");
 }
 
 static void room_fetched(struct client *c, const struct relay_fetched *res)
@@ -224,7 +224,7 @@ static void user_fetched(struct client *c, const struct relay_fetched *res)
 
 void client_fetch_done(struct client *c, const struct relay_fetched *res)
 {
-    if (!c->closed && c->ws && c->ws->state == WS_OPEN) {
+    if (c->open && client_ws(c)->state == WS_OPEN) {
         if (res->user)
             user_fetched(c, res);
         else
@@ -246,7 +246,7 @@ void client_room_anchor(struct shard *sh, const struct item *it)
     for (uint32_t i = 0; i < lr->n; i++) {
         struct membership *m = lr->m[i];
         struct client *c = m->c;
-        if (!c->ws || c->ws->state != WS_OPEN) continue;
+        if (!c->open || client_ws(c)->state != WS_OPEN) continue;
         if (m->pend) {
             if (!m->pend->probing) complete_join(c, m, top);
             continue;
@@ -318,7 +318,7 @@ void client_user_anchor(struct shard *sh, const struct item *it)
     for (uint32_t i = 0; i < nc; i++) {
         struct client *c = cs[i];
         struct user_pos *up = client_upos(c);
-        if (!up || !up->stream || !c->ws || c->ws->state != WS_OPEN) continue;
+        if (!up || !up->stream || !c->open || client_ws(c)->state != WS_OPEN) continue;
         if (up->pending) {
             if (!up->probing) complete_session(c, top);
             continue;

@@ -29,7 +29,7 @@ enum pump { PUMP_DONE, PUMP_PAUSED, PUMP_ABORT };
 /* Room left in the half of the queue bounds that a replay may use. */
 static int budget(const struct client *c)
 {
-    const struct conn *cn = &c->ws->c;
+    const struct conn *cn = &client_ws(c)->c;
     const struct hub_config *cfg = &client_sh(c)->hub->cfg;
     uint32_t half = cfg->queue_msgs / 2 ? cfg->queue_msgs / 2 : 1;
     if (conn_out_count(cn) >= half ||
@@ -75,12 +75,12 @@ static enum pump pump_stream(struct client *c, struct hist_stream *s, uint64_t *
         const struct hub_config *cfg = &client_sh(c)->hub->cfg;
         int i = 0;
         for (; i < n; i++) {
-            struct conn *cn = &c->ws->c;
+            struct conn *cn = &client_ws(c)->c;
             if (conn_out_count(cn) > 0 &&
                 conn_out_bytes(cn) + buf[i].frame->len > cfg->queue_bytes / 2)
                 break; /* the rest waits for the drain */
             if (presence || !hist_entry_presence(&buf[i])) {
-                ws_send_frame(c->ws, buf[i].frame); /* takes the reference */
+                ws_send_frame(client_ws(c), buf[i].frame); /* takes the reference */
                 STAT_INC(hub_replayed);
             } else {
                 msg_unref(buf[i].frame); /* an event this member opted out of */
@@ -105,7 +105,7 @@ static bool finish(struct client *c, enum pump r, bool *flag)
         char cid[17];
         log_info("recovery overtaken by the history, closing", "user=%s client=%s", c->user,
                  client_cid(c, cid));
-        ws_fail(c->ws, WS_CLOSE_TRY_AGAIN, "recovery fell behind the history");
+        ws_fail(client_ws(c), WS_CLOSE_TRY_AGAIN, "recovery fell behind the history");
         return false;
     }
     return true;
@@ -113,7 +113,7 @@ static bool finish(struct client *c, enum pump r, bool *flag)
 
 void replay_pump(struct client *c)
 {
-    struct ws_conn *ws = c->ws;
+    struct ws_conn *ws = client_ws(c);
     if (!ws || ws->state != WS_OPEN || conn_closed(&ws->c)) return;
     struct user_pos *up = client_upos(c);
     if (up && up->replaying) {

@@ -197,7 +197,7 @@ static bool over_limit(const struct conn *cn, const struct hub_config *cfg, size
 
 bool shard_deliver(struct client *c, struct wh_msg *frame)
 {
-    struct ws_conn *ws = c->ws;
+    struct ws_conn *ws = client_ws(c);
     if (!ws || ws->state != WS_OPEN || conn_closed(&ws->c)) return false;
     struct conn *cn = &ws->c;
     const struct hub_config *cfg = &client_sh(c)->hub->cfg;

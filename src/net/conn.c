@@ -157,7 +157,7 @@ static void free_task(struct loop *loop, struct loop_task *t)
     (void)loop;
     struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, task));
     if (c->ops && c->ops->on_free) c->ops->on_free(c);
-    free(c);
+    if (!(c->flags & CONN_KEEP)) free(c);
 }
 
 static void free_raw_task(struct loop *loop, struct loop_task *t)

@@ -6,8 +6,9 @@
  *
  * Ownership: a conn owns its fd and the references to queued messages. After
  * conn_close the struct stays valid until the end of the loop turn, then ops->on_free
- * is called to release the protocol's part and the memory is freed: callers up the
- * stack can still look at it (conn_closed()) but must not use it further. */
+ * is called to release the protocol's part and the memory is freed (unless on_free
+ * set CONN_KEEP: then the protocol frees it later): callers up the stack can still
+ * look at it (conn_closed()) but must not use it further. */
 #ifndef WSHUB_NET_CONN_H
 #define WSHUB_NET_CONN_H
 
@@ -48,6 +49,7 @@ enum conn_flags {
     CONN_READ_AGAIN = 1u << 3,  /* input may be pending (read cap hit, or resumed) */
     CONN_FINISHING = 1u << 4,   /* flush, half-close, discard input until EOF */
     CONN_HALF_CLOSED = 1u << 5, /* our side is shut down */
+    CONN_KEEP = 1u << 6,        /* set by on_free: its protocol frees the memory later */
     CONN_PROTO_BIT0 = 1u << 16, /* bits 16..31: the protocol's own (spares it a field) */
 };
 

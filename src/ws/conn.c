@@ -23,9 +23,33 @@ static void ws_on_blocked(struct conn *c);
     }
 
 void ws_endpoint_init(struct ws_endpoint *ep, const struct ws_handler *h,
-                      const struct ws_options *opt)
+                      const struct ws_options *opt, void *ud, size_t data_size)
 {
-    *ep = (struct ws_endpoint){.ops = WS_OPS, .h = h, .opt = opt};
+    *ep = (struct ws_endpoint){.ops = WS_OPS, .h = h, .opt = opt, .ud = ud, .data_size = data_size};
+}
+
+struct ws_conn *ws_conn_alloc(const struct ws_endpoint *ep)
+{
+    struct ws_conn *ws = calloc(1, WS_CONN_DATA_OFFSET + ep->data_size);
+    if (ws) ws->c.ops = &ep->ops;
+    return ws;
+}
+
+void ws_conn_discard(struct ws_conn *ws)
+{
+    if (!ws) return;
+    if (ws_ep(ws)->h->on_abandon) ws_ep(ws)->h->on_abandon(ws);
+    free(ws);
+}
+
+void ws_conn_keep(struct ws_conn *ws)
+{
+    ws->c.flags |= CONN_KEEP;
+}
+
+void ws_conn_release(struct ws_conn *ws)
+{
+    free(ws);
 }
 
 bool ws_conn_is(const struct conn *c)
@@ -459,9 +483,10 @@ static void ws_on_free(struct conn *c)
     STAT_DEC(conns_open);
 }
 
-struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
-                          const struct ws_endpoint *ep, const char *extra_headers, void *ud)
+bool ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs, struct ws_conn *ws,
+               const char *extra_headers)
 {
+    const struct ws_endpoint *ep = ws_ep(ws);
     const struct ws_options *opt = ep->opt;
     /* Negotiated here so that every WebSocket endpoint gets it alike; the extension
      * line goes before the caller's extra headers. */
@@ -479,23 +504,22 @@ struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
     }
     char resp[1024];
     size_t n = ws_handshake_response(resp, sizeof resp, hs, extra_headers);
-    struct ws_conn *ws = calloc(1, sizeof *ws);
-    if (!ws || n == 0) {
-        free(ws);
+    if (n == 0) {
+        ws_conn_discard(ws);
         http_respond_error(ctx, 500, "internal", "cannot set up the connection", NULL);
-        return NULL;
+        return false;
     }
     struct conn *from = ctx->conn;
 
-    ws->ud = ud;
     ws->pmd = pmd;
     STAT_INC(ws_open); /* before migrating: on_free, which undoes it, may run from here */
     if (conn_migrate(from, &ws->c, &ep->ops) < 0) {
         static const struct ws_handler none = {0};
         static const struct ws_endpoint never_opened = {.ops = WS_OPS, .h = &none};
+        if (ep->h->on_abandon) ep->h->on_abandon(ws);
         ws->c.ops = &never_opened.ops; /* its handler must not hear a close */
         http_conn_upgraded(ctx, 500);
-        return NULL; /* conn_migrate closed it; on_free releases ws */
+        return false; /* conn_migrate closed it; the end of the turn frees ws */
     }
     http_conn_upgraded(ctx, 101);
     STAT_INC(ws_upgrades);
@@ -507,5 +531,5 @@ struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
     if (ep->h->on_open) ep->h->on_open(ws);
     if (ctx->rest_len && !conn_closed(&ws->c) && ws->state == WS_OPEN)
         ws_on_data(&ws->c, ctx->rest, ctx->rest_len);
-    return conn_closed(&ws->c) ? NULL : ws;
+    return true;
 }

@@ -9,9 +9,13 @@
  * connection is dropped. A message (or frame) in progress must be complete within
  * message_timeout of its first byte, or the connection is failed with 1008.
  *
- * Ownership: a ws_conn is created by ws_accept and freed by the connection layer after
- * it closes; handler->on_close is called exactly once, just before that, whatever
- * ended the connection. ws->ud belongs to the handler. Frames sent with ws_send_frame
+ * Ownership: a ws_conn is allocated by ws_conn_alloc with the endpoint's data_size
+ * bytes of handler state in the same allocation (ws_conn_data: one allocation and no
+ * pointer between them, which is 16 B and a cache miss less per connection), handed
+ * to ws_accept, and freed by the connection layer after it closes;
+ * handler->on_close is called exactly once, just before that, whatever ended the
+ * connection, and may keep the memory for later (ws_conn_keep, ws_conn_release). A
+ * connection that never opens gets on_abandon instead. Frames sent with ws_send_frame
  * are shared by reference.
  *
  * permessage-deflate (ws/deflate.h): ws_accept negotiates it from the request when
@@ -63,6 +67,10 @@ struct ws_handler {
     void (*on_close)(struct ws_conn *ws, unsigned code);
     /* The deadline set with ws_set_deadline has come (optional). It may close. */
     void (*on_deadline)(struct ws_conn *ws);
+    /* The connection will not open (ws_accept failed, or ws_conn_discard): release
+     * what the handler put in its data (optional). The memory is not the handler's
+     * to free. */
+    void (*on_abandon)(struct ws_conn *ws);
 };
 
 enum ws_state { WS_OPEN = 0, WS_CLOSE_SENT = 1, WS_DONE = 2 };
@@ -77,19 +85,22 @@ struct ws_partial {
 };
 
 /* What every connection of one endpoint shares: the connection layer's callbacks,
- * the handler's and the options. A connection's conn.ops points at the endpoint (ops
- * comes first), so the whole costs each connection one pointer. Set up with
- * ws_endpoint_init; the caller keeps it alive while connections live. */
+ * the handler's, the options, the endpoint's own data (ud) and how many bytes of
+ * handler state each connection carries after its ws_conn (data_size). A
+ * connection's conn.ops points at the endpoint (ops comes first), so the whole costs
+ * each connection one pointer. Set up with ws_endpoint_init; the caller keeps it
+ * alive while connections live. */
 struct ws_endpoint {
     struct conn_ops ops; /* first */
     const struct ws_handler *h;
     const struct ws_options *opt;
+    void *ud;
+    size_t data_size;
 };
 
 struct ws_conn {
     struct conn c;           /* first: conn callbacks hand back this pointer */
     struct ws_partial *part; /* NULL between messages */
-    void *ud;
     /* Loop time in ms mod 2^32 of the last bytes received (ws/conn.c widens it
      * against the loop's clock). Pings go out every ping interval of silence,
      * counted from it; `pings` is how many have (mod 256). */
@@ -106,21 +117,47 @@ struct ws_conn {
 /* Reading paused by a ping flood, resumed on drain (a bit of c.flags). */
 #define WS_PING_PAUSED CONN_PROTO_BIT0
 
-/* Completes the upgrade of ctx's connection: sends the 101 answer for hs (with the
- * Sec-WebSocket-Extensions line when permessage-deflate is agreed, then extra_headers,
- * CRLF-terminated, or NULL), moves the connection to WebSocket,
- * calls h->on_open and feeds it any bytes that followed the request. Returns the new
- * connection, or NULL when it could not be set up (the connection is then closed). */
 void ws_endpoint_init(struct ws_endpoint *ep, const struct ws_handler *h,
-                      const struct ws_options *opt);
+                      const struct ws_options *opt, void *ud, size_t data_size);
 
 static inline const struct ws_endpoint *ws_ep(const struct ws_conn *ws)
 {
     return (const struct ws_endpoint *)ws->c.ops;
 }
 
-struct ws_conn *ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs,
-                          const struct ws_endpoint *ep, const char *extra_headers, void *ud);
+/* Where a connection's handler state starts (data_size bytes, zeroed at allocation),
+ * and back. Aligned for any object of up to 8-byte alignment. */
+#define WS_CONN_DATA_OFFSET ((sizeof(struct ws_conn) + 7) & ~(size_t)7)
+static inline void *ws_conn_data(struct ws_conn *ws)
+{
+    return (char *)ws + WS_CONN_DATA_OFFSET;
+}
+static inline struct ws_conn *ws_conn_of_data(void *data)
+{
+    return (struct ws_conn *)(void *)((char *)data - WS_CONN_DATA_OFFSET);
+}
+
+/* A connection of ep before its upgrade: the ws_conn and ep->data_size bytes of
+ * handler state, zeroed; NULL without memory. The caller fills in its data and passes
+ * it to ws_accept, or gives it up with ws_conn_discard (on_abandon, then freed). */
+struct ws_conn *ws_conn_alloc(const struct ws_endpoint *ep);
+void ws_conn_discard(struct ws_conn *ws);
+
+/* From on_close: the memory (and so the handler's data) outlives the connection until
+ * ws_conn_release. Nothing but the data may be used after on_close. */
+void ws_conn_keep(struct ws_conn *ws);
+void ws_conn_release(struct ws_conn *ws);
+
+/* Completes the upgrade of ctx's connection onto ws (from ws_conn_alloc): sends the
+ * 101 answer for hs (with the Sec-WebSocket-Extensions line when permessage-deflate
+ * is agreed, then extra_headers, CRLF-terminated, or NULL), moves the connection to
+ * WebSocket, calls on_open and feeds it any bytes that followed the request. Returns
+ * true when the connection opened (it may have closed since, and is then freed at the
+ * end of the turn). false: it could not be set up (the connection is closed, with a
+ * 500 when nothing was sent yet); on_abandon was called and the memory is freed, now
+ * or at the end of the turn. */
+bool ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs, struct ws_conn *ws,
+               const char *extra_headers);
 
 /* A server frame (unmasked, FIN set) holding payload, with one reference. */
 struct wh_msg *ws_frame_new(enum ws_opcode op, const void *payload, size_t len);
