@@ -104,7 +104,7 @@ static void list_cluster(struct http_ctx *ctx, struct api *a, enum hub_listing k
         return;
     }
     /* The answer is posted to this worker's loop, so it cannot run before this returns. */
-    if (hub_list_async(a->hub, kind, room, after, limit, ctx->conn->loop, list_back, w) != 0) {
+    if (hub_list_async(a->hub, kind, room, after, limit, conn_loop(ctx->conn), list_back, w) != 0) {
         deferred_unavailable(w->d);
         free(w);
     }
@@ -410,7 +410,8 @@ static void publish_cluster(struct http_ctx *ctx, int target, const char *id, co
         free(w); /* the client is gone: nothing is published */
         return;
     }
-    if (hub_publish_async(a->hub, target, id, type, pp, ctx->conn->loop, publish_back, w) != 0) {
+    if (hub_publish_async(a->hub, target, id, type, pp, conn_loop(ctx->conn), publish_back, w) !=
+        0) {
         STAT_INC(api_publish_refused[PE_UNAVAILABLE]);
         deferred_unavailable(w->d);
         free(w);

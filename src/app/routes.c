@@ -24,7 +24,7 @@ int routes_upgrade_check(struct http_ctx *ctx, struct ws_handshake *hs,
         http_respond_error(ctx, st, "bad_handshake", hs->reason, extra);
         return -1;
     }
-    if (!origin_allowed(ctx->req, origins, ctx->conn->tls != NULL)) {
+    if (!origin_allowed(ctx->req, origins, conn_tls(ctx->conn) != NULL)) {
         STAT_HANDSHAKE_FAILED(HSR_ORIGIN);
         http_respond_error(ctx, 403, "origin_not_allowed", "Origin not allowed", NULL);
         return -1;

@@ -181,15 +181,15 @@ static void access_log(struct http_ctx *ctx, int status, size_t bytes)
     char peer[64];
     const struct http_request *r = ctx->req;
     log_access(status, bytes, r->method, r->method_len, r->path, r->path_len, r->minor_version,
-               loop_now(ctx->conn->loop) - ctx->start_ms, conn_peer(ctx->conn, peer, sizeof peer),
-               ctx->trace_id);
+               loop_now(conn_loop(ctx->conn)) - ctx->start_ms,
+               conn_peer(ctx->conn, peer, sizeof peer), ctx->trace_id);
 }
 
 static void deferred_log(const struct http_deferred *d, const struct http_conn *hc, int status,
                          size_t bytes)
 {
     log_access(status, bytes, d->text, d->method_len, d->text + d->method_len, d->path_len,
-               d->minor_version, loop_now(hc->c.loop) - d->start_ms, d->peer,
+               d->minor_version, loop_now(conn_loop(&hc->c)) - d->start_ms, d->peer,
                d->trace_id[0] ? d->trace_id : NULL);
 }
 
@@ -388,7 +388,7 @@ static size_t process(struct http_conn *hc, uint8_t *p, size_t n)
         if (hc->close_after && hc->state == HC_IDLE) return n;
         if (hc->state == HC_IDLE) {
             hc->state = HC_READING;
-            hc->started_ms = loop_now(hc->c.loop);
+            hc->started_ms = loop_now(conn_loop(&hc->c));
             conn_timer_arm(&hc->c, hc->srv->handshake_timeout_ms);
         }
         struct http_request req;
@@ -682,7 +682,7 @@ void http_deferred_respond(struct http_deferred *d, int status, const char *cont
             d->hc = hc;
             hc->resuming = d;
             loop_task_init(&d->resume, resume_task);
-            loop_defer(hc->c.loop, &d->resume);
+            loop_defer(conn_loop(&hc->c), &d->resume);
             return; /* the task frees d */
         }
     }

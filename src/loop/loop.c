@@ -32,6 +32,7 @@ struct post_item {
 struct loop {
     int epfd;
     bool stop;
+    uint8_t id; /* its slot in loop_table */
     uint64_t now_ms;
     uint64_t tick_done; /* every tick up to and including this one has been processed */
     size_t ntimers;
@@ -72,10 +73,36 @@ size_t loop_timer_count(const struct loop *loop)
 
 static void wake_cb(struct loop *loop, struct io_watch *w, uint32_t events);
 
+/* Slots are taken and given back under table_mu. A loop's thread reads its own slot
+ * without it: the slot was written before the loop was handed to that thread and
+ * stays until loop_destroy. */
+struct loop *loop_table[LOOP_MAX];
+static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int table_take(struct loop *loop)
+{
+    int id = -1;
+    pthread_mutex_lock(&table_mu);
+    for (unsigned i = 0; i < LOOP_MAX; i++)
+        if (!loop_table[i]) {
+            loop_table[i] = loop;
+            id = (int)i;
+            break;
+        }
+    pthread_mutex_unlock(&table_mu);
+    return id;
+}
+
 struct loop *loop_create(void)
 {
     struct loop *loop = calloc(1, sizeof *loop);
     if (!loop) return NULL;
+    int id = table_take(loop);
+    if (id < 0) {
+        free(loop);
+        return NULL;
+    }
+    loop->id = (uint8_t)id;
     loop->rbuf = malloc(LOOP_RBUF_SIZE);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     loop_watch_init(&loop->wake, eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), wake_cb);
@@ -103,6 +130,9 @@ void loop_destroy(struct loop *loop)
     }
     pthread_mutex_destroy(&loop->post_mu);
     free(loop->rbuf);
+    pthread_mutex_lock(&table_mu);
+    loop_table[loop->id] = NULL;
+    pthread_mutex_unlock(&table_mu);
     free(loop);
 }
 
@@ -113,6 +143,7 @@ void loop_stop(struct loop *loop)
 
 int loop_watch_add(struct loop *loop, struct io_watch *w, uint32_t events)
 {
+    w->loop = loop->id;
     struct epoll_event ev = {.events = events | EPOLLET, .data.ptr = w};
     return epoll_ctl(loop->epfd, EPOLL_CTL_ADD, w->fd, &ev) < 0 ? -errno : 0;
 }

@@ -18,11 +18,26 @@ struct loop;
 
 /* A registered file descriptor. Its callback gets the epoll event bits. Every
  * connection embeds one, so it is 8 bytes: like a timer's, the callback is an index
- * into a process-wide table of the few distinct callbacks (loop_watch_init). */
+ * into a process-wide table of the few distinct callbacks (loop_watch_init), and the
+ * loop it is registered with is an index into the table of live loops (loop_of), so
+ * that what embeds a watch need not also point at its loop. */
 struct io_watch {
     int fd;
     uint8_t kind; /* the callback's index (loop.c) */
+    uint8_t loop; /* its loop's index, set by loop_watch_add */
 };
+
+/* Live loops by index: a slot is taken by loop_create and given back by
+ * loop_destroy, so at most LOOP_MAX loops exist at once (workers, the cluster's
+ * thread, tests' own). */
+#define LOOP_MAX 256u
+extern struct loop *loop_table[LOOP_MAX];
+
+/* The loop w was last added to (only valid after loop_watch_add). */
+static inline struct loop *loop_of(const struct io_watch *w)
+{
+    return loop_table[w->loop];
+}
 
 #define LOOP_WATCH_KINDS 16u /* distinct watch callbacks in the process */
 
@@ -69,6 +84,7 @@ struct loop_task {
 #define LOOP_WHEEL_SLOTS 1024u /* one revolution: ~8 s; longer timers go round again */
 #define LOOP_RBUF_SIZE   (256u * 1024u)
 
+/* NULL when out of memory or when LOOP_MAX loops exist. */
 struct loop *loop_create(void);
 void loop_destroy(struct loop *loop);
 
@@ -80,8 +96,8 @@ void loop_run(struct loop *loop);
 void loop_drain_tasks(struct loop *loop);
 void loop_stop(struct loop *loop);
 
-/* Registers w (w->fd, w->cb set by the caller) for `events` (EPOLLIN, EPOLLOUT, ...;
- * EPOLLET is added). Returns 0 or -errno. */
+/* Registers w (set up with loop_watch_init) for `events` (EPOLLIN, EPOLLOUT, ...;
+ * EPOLLET is added), and w->loop. Returns 0 or -errno. */
 int loop_watch_add(struct loop *loop, struct io_watch *w, uint32_t events);
 int loop_watch_mod(struct loop *loop, struct io_watch *w, uint32_t events);
 void loop_watch_del(struct loop *loop, struct io_watch *w);

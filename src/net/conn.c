@@ -5,7 +5,7 @@
  * for IN|OUT|RDHUP in edge-triggered mode, so no epoll_ctl is needed when a socket
  * fills up or drains: CONN_WRITABLE tracks the edge instead.
  *
- * TLS (conn->tls set, see net/tls_io.h) branches off at the three points where bytes
+ * TLS (CONN_TLS set, conn_tls; see net/tls_io.h) branches off at the three points where bytes
  * meet the socket: the read call, the flush and the first events (the handshake);
  * queueing, timers, backpressure and closing are shared. */
 #include "net/conn.h"
@@ -85,7 +85,7 @@ uint32_t conn_head_written(const struct conn *c)
 /* Output not yet handed to the kernel: queued, or staged by TLS for a retry. */
 static inline bool has_output(const struct conn *c)
 {
-    return conn_out_count(c) || (c->tls && tls_io_staged(c));
+    return conn_out_count(c) || (conn_tls(c) && tls_io_staged(c));
 }
 
 static void conn_io_cb(struct loop *loop, struct io_watch *w, uint32_t events);
@@ -141,7 +141,6 @@ int conn_init(struct conn *c, struct loop *loop, int fd, const struct conn_ops *
               struct conn_list *list)
 {
     loop_watch_init(&c->w, fd, conn_io_cb);
-    c->loop = loop;
     c->ops = ops;
     c->flags = CONN_WRITABLE;
     loop_timer_init(&c->timer, conn_timer_cb);
@@ -176,16 +175,15 @@ int conn_migrate(struct conn *from, struct conn *to, const struct conn_ops *ops)
         to->link.prev->next = &to->link;
         to->link.next->prev = &to->link;
     }
-    loop_timer_cancel(from->loop, &from->timer);
-    int rc = loop_watch_mod(to->loop, &to->w, CONN_EVENTS);
+    loop_timer_cancel(conn_loop(from), &from->timer);
+    int rc = loop_watch_mod(conn_loop(to), &to->w, CONN_EVENTS);
     /* `from` may still be on the task list: let that entry free it. */
-    from->flags = CONN_CLOSED;
+    from->flags = CONN_CLOSED; /* (a TLS stream goes with `to`'s CONN_TLS) */
     from->q = NULL;
     from->link.next = from->link.prev = NULL;
-    from->tls = NULL; /* carried over to `to` */
     from->task.fn = free_raw_task;
-    loop_defer(from->loop, &from->task);
-    if (has_output(to) || (to->flags & CONN_READ_AGAIN)) loop_defer(to->loop, &to->task);
+    loop_defer(conn_loop(from), &from->task);
+    if (has_output(to) || (to->flags & CONN_READ_AGAIN)) loop_defer(conn_loop(to), &to->task);
     if (rc < 0) conn_close(to);
     return rc;
 }
@@ -206,14 +204,14 @@ void conn_close(struct conn *c)
      * (accepted with SOCK_CLOEXEC), so close is the last one; that is one system call
      * less per connection. Events already fetched in this turn find CONN_CLOSED, and
      * the struct outlives the turn. */
-    if (c->tls) tls_io_free(c);
+    if (conn_tls(c)) tls_io_free(c);
     close(c->w.fd);
     c->w.fd = -1;
-    loop_timer_cancel(c->loop, &c->timer);
+    loop_timer_cancel(conn_loop(c), &c->timer);
     queue_clear(c);
     list_unlink(c);
     c->task.fn = free_task;
-    loop_defer(c->loop, &c->task);
+    loop_defer(conn_loop(c), &c->task);
 }
 
 void conn_send(struct conn *c, struct wh_msg *m)
@@ -231,7 +229,7 @@ void conn_send(struct conn *c, struct wh_msg *m)
     q->slot[(q->head + q->count) & (q->cap - 1)] = m;
     q->count++;
     q->bytes += m->len;
-    loop_defer(c->loop, &c->task);
+    loop_defer(conn_loop(c), &c->task);
 }
 
 int conn_send_copy(struct conn *c, const void *data, size_t len)
@@ -277,13 +275,13 @@ static void half_close(struct conn *c)
 {
     if (c->flags & CONN_HALF_CLOSED) return;
     c->flags |= CONN_HALF_CLOSED;
-    if (c->tls) tls_io_shutdown(c);
+    if (conn_tls(c)) tls_io_shutdown(c);
     shutdown(c->w.fd, SHUT_WR);
 }
 
 static void mark_blocked(struct conn *c)
 {
-    uint32_t now = (uint32_t)loop_now(c->loop);
+    uint32_t now = (uint32_t)loop_now(conn_loop(c));
     c->blocked_since32 = now ? now : 1;
 }
 
@@ -440,7 +438,7 @@ static void flush_plain(struct conn *c)
 
 void conn_flush(struct conn *c)
 {
-    if (c->tls)
+    if (conn_tls(c))
         tls_io_flush(c);
     else
         flush_plain(c);
@@ -463,21 +461,22 @@ void conn_flush(struct conn *c)
 
 static void conn_read(struct conn *c, bool until_eof)
 {
-    uint8_t *buf = loop_rbuf(c->loop);
+    uint8_t *buf = loop_rbuf(conn_loop(c));
     for (int i = 0; i < CONN_READS_PER_TURN; i++) {
         if (c->flags & CONN_PAUSED) {
             c->flags |= CONN_READ_AGAIN;
             return;
         }
-        ssize_t n =
-            c->tls ? tls_io_read(c, buf, LOOP_RBUF_SIZE) : recv(c->w.fd, buf, LOOP_RBUF_SIZE, 0);
+        ssize_t n = conn_tls(c) ? tls_io_read(c, buf, LOOP_RBUF_SIZE)
+                                : recv(c->w.fd, buf, LOOP_RBUF_SIZE, 0);
         if (n > 0) {
             if (!(c->flags & CONN_FINISHING)) c->ops->on_data(c, buf, (size_t)n);
             if (c->flags & CONN_CLOSED) return;
             /* A short read drained the socket; a later arrival raises a new edge.
              * With RDHUP seen, read on to collect the EOF, which raises no edge.
              * Under TLS only WANT_READ says the socket is drained. */
-            if (!until_eof && (c->tls ? c->tls->drained : (size_t)n < LOOP_RBUF_SIZE)) return;
+            if (!until_eof && (conn_tls(c) ? conn_tls(c)->drained : (size_t)n < LOOP_RBUF_SIZE))
+                return;
             continue;
         }
         if (n == 0) {
@@ -490,7 +489,7 @@ static void conn_read(struct conn *c, bool until_eof)
         return;
     }
     c->flags |= CONN_READ_AGAIN;
-    loop_defer(c->loop, &c->task);
+    loop_defer(conn_loop(c), &c->task);
 }
 
 static void conn_io_cb(struct loop *loop, struct io_watch *w, uint32_t events)
@@ -498,15 +497,15 @@ static void conn_io_cb(struct loop *loop, struct io_watch *w, uint32_t events)
     (void)loop;
     struct conn *c = (struct conn *)w;
     if (c->flags & CONN_CLOSED) return;
-    if (c->tls) {
+    if (conn_tls(c)) {
         if (!tls_io_open(c)) {
             int r = tls_io_handshake(c);
             if (r < 0) conn_close(c);
             if (r <= 0) return;
             events |= EPOLLIN; /* the request may have come with the client's Finished */
         }
-        if ((events & EPOLLOUT) && c->tls->read_wants_write) {
-            c->tls->read_wants_write = false;
+        if ((events & EPOLLOUT) && conn_tls(c)->read_wants_write) {
+            conn_tls(c)->read_wants_write = false;
             events |= EPOLLIN;
         }
     }
@@ -517,8 +516,8 @@ static void conn_io_cb(struct loop *loop, struct io_watch *w, uint32_t events)
     }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         conn_read(c, (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
-        if (c->tls && c->tls->write_wants_read && !(c->flags & CONN_CLOSED)) {
-            c->tls->write_wants_read = false;
+        if (conn_tls(c) && conn_tls(c)->write_wants_read && !(c->flags & CONN_CLOSED)) {
+            conn_tls(c)->write_wants_read = false;
             conn_flush(c);
         }
     }
@@ -546,7 +545,7 @@ static void conn_timer_cb(struct loop *loop, struct timer *t)
         conn_close(c);
         return;
     }
-    if (c->tls && !tls_io_open(c)) {
+    if (conn_tls(c) && !tls_io_open(c)) {
         /* Nothing above TLS has seen a byte yet: there is no one to answer. */
         tls_io_handshake_timeout(c);
         conn_close(c);
@@ -560,11 +559,11 @@ void conn_finish(struct conn *c, uint32_t linger_ms)
     if (c->flags & (CONN_CLOSED | CONN_FINISHING)) return;
     c->flags |= CONN_FINISHING;
     c->flags &= ~CONN_PAUSED;
-    loop_timer_arm(c->loop, &c->timer, linger_ms);
+    loop_timer_arm(conn_loop(c), &c->timer, linger_ms);
     if (!has_output(c))
         half_close(c);
     else
-        loop_defer(c->loop, &c->task);
+        loop_defer(conn_loop(c), &c->task);
 }
 
 void conn_pause(struct conn *c)
@@ -577,17 +576,17 @@ void conn_resume(struct conn *c)
     if (!(c->flags & CONN_PAUSED)) return;
     c->flags &= ~CONN_PAUSED;
     c->flags |= CONN_READ_AGAIN;
-    loop_defer(c->loop, &c->task);
+    loop_defer(conn_loop(c), &c->task);
 }
 
 void conn_timer_arm(struct conn *c, uint64_t ms)
 {
-    if (!(c->flags & CONN_CLOSED)) loop_timer_arm(c->loop, &c->timer, ms);
+    if (!(c->flags & CONN_CLOSED)) loop_timer_arm(conn_loop(c), &c->timer, ms);
 }
 
 void conn_timer_cancel(struct conn *c)
 {
-    loop_timer_cancel(c->loop, &c->timer);
+    loop_timer_cancel(conn_loop(c), &c->timer);
 }
 
 const char *conn_peer(const struct conn *c, char *out, size_t cap)

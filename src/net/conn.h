@@ -50,6 +50,7 @@ enum conn_flags {
     CONN_FINISHING = 1u << 4,   /* flush, half-close, discard input until EOF */
     CONN_HALF_CLOSED = 1u << 5, /* our side is shut down */
     CONN_KEEP = 1u << 6,        /* set by on_free: its protocol frees the memory later */
+    CONN_TLS = 1u << 7,         /* under TLS: conn_tls has its stream */
     CONN_PROTO_BIT0 = 1u << 16, /* bits 16..31: the protocol's own (spares it a field) */
 };
 
@@ -77,8 +78,7 @@ struct conn_queue {
 };
 
 struct conn {
-    struct io_watch w;
-    struct loop *loop;
+    struct io_watch w; /* also names the conn's loop: conn_loop */
     const struct conn_ops *ops;
     struct conn_link link; /* on the owner's conn_list, if it gave one */
     struct timer timer;
@@ -88,8 +88,22 @@ struct conn {
     /* Loop time (ms, mod 2^32; never 0) when a write hit EAGAIN with data queued, or 0:
      * read it with conn_blocked_since. 32 bits: a block is judged within seconds. */
     uint32_t blocked_since32;
-    struct tls_stream *tls; /* NULL on a plaintext connection (net/tls_io.h) */
 };
+
+/* A TLS connection's stream (net/tls_io.h) is found by its descriptor in a
+ * process-wide table (tls_io.c), so that a plaintext connection does not carry a
+ * pointer for it: the flag is tested where the pointer was. A slot is only touched by
+ * the thread that owns the descriptor, and is emptied before the descriptor closes. */
+extern struct tls_stream **conn_tls_table;
+static inline struct tls_stream *conn_tls(const struct conn *c)
+{
+    return (c->flags & CONN_TLS) ? conn_tls_table[c->w.fd] : NULL;
+}
+
+static inline struct loop *conn_loop(const struct conn *c)
+{
+    return loop_of(&c->w);
+}
 
 static inline uint32_t conn_out_count(const struct conn *c)
 {
@@ -105,7 +119,7 @@ static inline uint64_t conn_out_bytes(const struct conn *c)
 static inline uint64_t conn_blocked_since(const struct conn *c)
 {
     if (!c->blocked_since32) return 0;
-    uint64_t now = loop_now(c->loop);
+    uint64_t now = loop_now(conn_loop(c));
     return now - (uint32_t)((uint32_t)now - c->blocked_since32);
 }
 

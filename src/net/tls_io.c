@@ -2,8 +2,10 @@
 #include "net/tls_io.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -16,8 +18,29 @@
 
 static _Thread_local uint8_t scratch[TLS_RECORD_MAX];
 
+/* The streams by descriptor (conn_tls): one slot per descriptor the process may
+ * open (the hard RLIMIT_NOFILE, so no descriptor falls outside it), allocated at the
+ * first TLS connection. calloc of this size maps fresh zero pages, so only the pages
+ * where TLS descriptors land take memory. */
+struct tls_stream **conn_tls_table;
+static size_t table_cap;
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
+#define TLS_TABLE_MAX ((size_t)1 << 24)
+
+static void table_init(void)
+{
+    struct rlimit rl;
+    size_t cap = TLS_TABLE_MAX; /* (unlimited: descriptors past it are refused TLS) */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max < TLS_TABLE_MAX)
+        cap = (size_t)rl.rlim_max;
+    if ((conn_tls_table = calloc(cap, sizeof *conn_tls_table))) table_cap = cap;
+}
+
 int tls_io_start(struct conn *c, struct tls_server *srv)
 {
+    pthread_once(&table_once, table_init);
+    if (c->w.fd < 0 || (size_t)c->w.fd >= table_cap) return -ENOMEM;
     struct tls_stream *t = calloc(1, sizeof *t);
     if (!t) return -ENOMEM;
     t->ssl = tls_server_new_ssl(srv, c->w.fd);
@@ -25,7 +48,8 @@ int tls_io_start(struct conn *c, struct tls_server *srv)
         free(t);
         return -ENOMEM;
     }
-    c->tls = t;
+    conn_tls_table[c->w.fd] = t;
+    c->flags |= CONN_TLS;
     return 0;
 }
 
@@ -48,7 +72,7 @@ static void refuse_plaintext(struct conn *c)
 
 int tls_io_handshake(struct conn *c)
 {
-    struct tls_stream *t = c->tls;
+    struct tls_stream *t = conn_tls(c);
     ERR_clear_error();
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
@@ -87,7 +111,7 @@ void tls_io_handshake_timeout(struct conn *c)
 
 ssize_t tls_io_read(struct conn *c, uint8_t *buf, size_t cap)
 {
-    struct tls_stream *t = c->tls;
+    struct tls_stream *t = conn_tls(c);
     size_t got = 0;
     /* One SSL_read yields at most one record: gather several, so the protocol above
      * parses in large chunks as it does on a plaintext socket. */
@@ -140,7 +164,7 @@ static int stage_keep(struct tls_stream *t, const uint8_t *p, size_t len)
 
 void tls_io_flush(struct conn *c)
 {
-    struct tls_stream *t = c->tls;
+    struct tls_stream *t = conn_tls(c);
     if (t->state != TLS_OPEN) return;
     while ((c->flags & (CONN_WRITABLE | CONN_CLOSED)) == CONN_WRITABLE) {
         const uint8_t *p;
@@ -190,7 +214,7 @@ void tls_io_flush(struct conn *c)
 
 void tls_io_shutdown(struct conn *c)
 {
-    struct tls_stream *t = c->tls;
+    struct tls_stream *t = conn_tls(c);
     if (t->state != TLS_OPEN) return;
     ERR_clear_error();
     SSL_shutdown(t->ssl);
@@ -199,9 +223,10 @@ void tls_io_shutdown(struct conn *c)
 
 void tls_io_free(struct conn *c)
 {
-    struct tls_stream *t = c->tls;
+    struct tls_stream *t = conn_tls(c);
     if (!t) return;
-    c->tls = NULL;
+    conn_tls_table[c->w.fd] = NULL;
+    c->flags &= ~(uint32_t)CONN_TLS;
     SSL_free(t->ssl);
     free(t->stage);
     free(t);

@@ -1,7 +1,7 @@
 /* The TLS side of a connection: the server handshake, reads and writes through an
- * OpenSSL SSL on the connection's socket. net/conn.c calls these only when
- * conn->tls is set, so a plaintext connection pays one pointer test per read, write
- * and event, and nothing else.
+ * OpenSSL SSL on the connection's socket. net/conn.c calls these only when the
+ * connection has CONN_TLS (its stream is conn_tls(c)), so a plaintext connection pays
+ * one flag test per read, write and event, and nothing else (not even the pointer).
  *
  * Writes: queued frames are copied into a per-thread 16 KiB scratch buffer (one TLS
  * record's worth) and handed to SSL_write, so many small frames share one record and
@@ -42,7 +42,9 @@ struct tls_stream {
 };
 
 /* Puts c (just accepted, not yet read from) under TLS with the server's current
- * certificate. Returns 0 or -ENOMEM; the caller closes c on failure. */
+ * certificate. Returns 0 or -ENOMEM (also for a descriptor beyond the hard
+ * RLIMIT_NOFILE seen at the first call, which cannot happen unless the limit is
+ * raised later); the caller closes c on failure. */
 int tls_io_start(struct conn *c, struct tls_server *srv);
 
 /* Advances the server handshake. 1: done (application data may already be buffered:
@@ -66,12 +68,12 @@ void tls_io_free(struct conn *c);
 
 static inline bool tls_io_staged(const struct conn *c)
 {
-    return c->tls->stage_len != 0;
+    return conn_tls(c)->stage_len != 0;
 }
 
 static inline bool tls_io_open(const struct conn *c)
 {
-    return c->tls->state == TLS_OPEN;
+    return conn_tls(c)->state == TLS_OPEN;
 }
 
 #endif

@@ -150,7 +150,7 @@ static inline uint64_t next_ping_at(uint64_t now, uint64_t last_rx, const struct
 static void schedule(struct ws_conn *ws)
 {
     const struct ws_options *o = ws_ep(ws)->opt;
-    uint64_t now = loop_now(ws->c.loop), at = UINT64_MAX;
+    uint64_t now = loop_now(conn_loop(&ws->c)), at = UINT64_MAX;
     if (ws->state == WS_CLOSE_SENT) return; /* the close timer is armed instead */
     uint64_t last_rx = past32(now, ws->last_rx32);
     uint64_t blocked = conn_blocked_since(&ws->c);
@@ -358,7 +358,7 @@ static void drop_partial(struct ws_conn *ws)
 static void ws_on_data(struct conn *c, uint8_t *data, size_t len)
 {
     struct ws_conn *ws = (struct ws_conn *)c;
-    uint64_t now = loop_now(c->loop);
+    uint64_t now = loop_now(conn_loop(c));
     ws->last_rx32 = (uint32_t)now;
     ws->pings = 0;
     if (ws->state == WS_DONE) return;
@@ -415,7 +415,7 @@ static void ws_on_timer(struct conn *c)
 {
     struct ws_conn *ws = (struct ws_conn *)c;
     const struct ws_options *o = ws_ep(ws)->opt;
-    uint64_t now = loop_now(c->loop);
+    uint64_t now = loop_now(conn_loop(c));
     if (ws->state == WS_CLOSE_SENT) {
         STAT_INC(ws_close_timeouts);
         conn_close(c);
@@ -525,7 +525,7 @@ bool ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs, struct ws_co
     STAT_INC(ws_upgrades);
     if (pmd.flags & WS_DEFLATE_ON) STAT_INC(ws_deflate_negotiated);
     conn_send_copy(&ws->c, resp, n);
-    uint64_t now = loop_now(ws->c.loop);
+    uint64_t now = loop_now(conn_loop(&ws->c));
     ws->last_rx32 = (uint32_t)now;
     schedule(ws);
     if (ep->h->on_open) ep->h->on_open(ws);
