@@ -207,7 +207,7 @@ static int reject(struct client *c, enum proto_err e, const char *msg, json_t *i
     send_trace_end(&st);
     /* Refusals during shutdown are no fault of the client's (no strike: a 1008 must not
      * overtake the deliveries that shutdown still owes it). */
-    if (e != PE_SHUTTING_DOWN && e != PE_UNAVAILABLE && c->strikes < UINT16_MAX &&
+    if (e != PE_SHUTTING_DOWN && e != PE_UNAVAILABLE && c->strikes < UINT8_MAX &&
         ++c->strikes >= client_sh(c)->hub->cfg.strikes_to_close) {
         STAT_INC(hub_strike_closes);
         char tid[33], cid[17];
@@ -315,7 +315,7 @@ static bool begin_recovery(struct client *c, struct hist_stream *s, int stream, 
     if (!ok) return false;
     *cursor = since;
     *live_from = UINT64_MAX; /* the replay catches up from the history */
-    c->n_replaying++;
+    c->replay_due = true;
     return true;
 }
 
@@ -346,7 +346,7 @@ static int do_join(struct client *c, struct envelope *env)
         snap = hist_top(m->lr->room->stream);
         hist_unlock(m->lr->room->stream);
     } else {
-        if (c->n_rooms >= client_sh(c)->hub->cfg.max_rooms_per_conn)
+        if (client_n_rooms(c) >= client_sh(c)->hub->cfg.max_rooms_per_conn)
             return reject(c, PE_TOO_LARGE, "too many rooms joined on this connection", env->id);
         char ip[CLIENT_IP_LEN];
         if (!hub_ip_room_take(client_sh(c)->hub, client_ip(c, ip)))
@@ -363,7 +363,7 @@ static int do_join(struct client *c, struct envelope *env)
                        ? reject(c, PE_LIMIT_REACHED, "the server has its most rooms", env->id)
                        : reject(c, PE_INTERNAL, "could not join", env->id);
         }
-        m = c->rooms[c->n_rooms - 1];
+        m = c->rooms->m[c->rooms->n - 1];
         if (client_sh(c)->hub->relay) /* room_joined once the room's position is known */
             return join_wait(c, m, env->id, sv != NULL, since, epoch);
     }
@@ -840,7 +840,7 @@ static void on_message(struct ws_conn *ws, enum ws_opcode op, uint8_t *data, siz
 static void on_drain(struct ws_conn *ws)
 {
     struct client *c = ws_conn_data(ws);
-    if (c->n_replaying) replay_pump(c);
+    if (c->replay_due) replay_pump(c);
     if (!c->cold || !c->cold->dropped) return;
     /* Tell a drop-oldest client what it lost, once its queue has room again. */
     json_t *p = json_pack("{s:I}", "count", (json_int_t)c->cold->dropped);
@@ -861,9 +861,9 @@ static void on_close(struct ws_conn *ws, unsigned code)
         log_debug("client disconnected", "client=%s user=%s remote=%s duration_ms=%u code=%u",
                   client_cid(c, cid), c->user, ip, ms, code);
     }
-    hub_ip_room_give(client_sh(c)->hub, ip, c->n_rooms);
-    while (c->n_rooms)
-        shard_leave(c, c->rooms[c->n_rooms - 1]);
+    hub_ip_room_give(client_sh(c)->hub, ip, client_n_rooms(c));
+    while (client_n_rooms(c))
+        shard_leave(c, c->rooms->m[c->rooms->n - 1]);
     shard_user_unlink(client_sh(c), c);
     /* c->user may be the online user's id, which the last remove frees: a copy. */
     char user[AUTH_MAX_USER + 1];

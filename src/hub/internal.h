@@ -183,27 +183,42 @@ struct client {
     /* Before the open, the client's own copy (user_own); from the open, the online
      * user's id (container: client_ou). */
     const char *user;
-    struct membership **rooms; /* [n_rooms]; capacity: rooms_cap(n_rooms) */
-    struct client_cold *cold;  /* NULL until needed */
+    struct client_rooms *rooms; /* NULL until its first join (client_n_rooms) */
+    struct client_cold *cold;   /* NULL until needed */
     /* Its address's entry in the per-address table (which is the address text), when
      * that table is kept (--max-rooms-per-ip, on by default, or
      * --max-connections-per-ip); else the text is asked of the socket (client_ip). */
     struct ip_count *ipe;
-    uint32_t n_rooms;
     uint32_t opened_ms; /* loop time of hub_client_new (the open's turn), mod 2^32: the
                          * close line's duration, and part of the client id */
-    uint16_t strikes;
-    uint16_t n_replaying; /* memberships (and the user stream) replaying */
-    uint16_t holds;       /* cluster answers on their way (relay.c): freed after them */
-    bool user_own : 1;    /* user is the client's heap copy, not an online user's id */
-    bool open : 1;        /* from on_open to on_close */
-    bool closed : 1;      /* closed while held (the memory is kept: ws_conn_keep) */
+    uint16_t holds;     /* cluster answers on their way (relay.c): freed after them */
+    uint8_t strikes;    /* bad messages in a row (saturates; strikes_to_close <= 255) */
+    /* Set whenever a membership or the user stream starts replaying; replay_pump
+     * clears it once a pass finds none left (a bit, not a count: the client stays
+     * 40 bytes). */
+    bool replay_due : 1;
+    bool user_own : 1; /* user is the client's heap copy, not an online user's id */
+    bool open : 1;     /* from on_open to on_close */
+    bool closed : 1;   /* closed while held (the memory is kept: ws_conn_keep) */
 };
 
 /* The client's connection from the open to the close, else NULL. */
 static inline struct ws_conn *client_ws(const struct client *c)
 {
     return c->open ? ws_conn_of_data((void *)(uintptr_t)c) : NULL;
+}
+
+/* A client's memberships, allocated at its first join: its count in the same
+ * allocation as the array, so a client in no room pays one NULL pointer for both. The
+ * capacity is not stored: rooms_cap(n). */
+struct client_rooms {
+    uint32_t n;
+    struct membership *m[];
+};
+
+static inline uint32_t client_n_rooms(const struct client *c)
+{
+    return c->rooms ? c->rooms->n : 0;
 }
 
 /* Capacity of a client's rooms array holding n (it grows 4, 8, 16, ... when full). */

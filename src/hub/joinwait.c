@@ -92,7 +92,7 @@ static void complete_join(struct client *c, struct membership *m, uint64_t top)
         STAT_INC(hub_recoveries[0][0]);
         m->cursor = pj->since;
         m->replaying = true;
-        c->n_replaying++;
+        c->replay_due = true;
         room_joined(c, m, pj->id, top, epoch, 1, top - pj->since);
         pend_free(m);
         replay_pump(c);
@@ -164,7 +164,7 @@ static void room_fetched(struct client *c, const struct relay_fetched *res)
         pend_free(m);
         send_fetched(c, res, &m->cursor, m->presence);
         m->replaying = true;
-        c->n_replaying++;
+        c->replay_due = true;
         replay_pump(c);
         return;
     }
@@ -208,7 +208,7 @@ static void user_fetched(struct client *c, const struct relay_fetched *res)
         session_msg(c, res->top, epoch, true, res->top - up->since);
         send_fetched(c, res, &up->cursor, true);
         up->replaying = true;
-        c->n_replaying++;
+        c->replay_due = true;
         replay_pump(c);
         return;
     }
@@ -255,7 +255,6 @@ void client_room_anchor(struct shard *sh, const struct item *it)
             STAT_INC(hub_recoveries[0][1]);
             if (m->replaying) {
                 m->replaying = false;
-                c->n_replaying--;
             }
             m->fetching = false;
             char epoch[HIST_EPOCH_LEN + 1];
@@ -266,7 +265,7 @@ void client_room_anchor(struct shard *sh, const struct item *it)
             m->cursor = old_top; /* what it had; the rest comes from Redis */
             m->live_from = UINT64_MAX;
             m->replaying = true;
-            c->n_replaying++;
+            c->replay_due = true;
             replay_pump(c);
         }
     }
@@ -290,7 +289,7 @@ static void complete_session(struct client *c, uint64_t top)
         STAT_INC(hub_recoveries[1][0]);
         up->cursor = up->since;
         up->replaying = true;
-        c->n_replaying++;
+        c->replay_due = true;
         session_msg(c, top, epoch, true, top - up->since);
         replay_pump(c);
         return;
@@ -327,7 +326,6 @@ void client_user_anchor(struct shard *sh, const struct item *it)
             STAT_INC(hub_recoveries[1][1]);
             if (up->replaying) {
                 up->replaying = false;
-                c->n_replaying--;
             }
             up->fetching = false;
             char epoch[HIST_EPOCH_LEN + 1];
@@ -338,7 +336,7 @@ void client_user_anchor(struct shard *sh, const struct item *it)
             up->cursor = old_top;
             up->live_from = UINT64_MAX;
             up->replaying = true;
-            c->n_replaying++;
+            c->replay_due = true;
             replay_pump(c);
         }
     }

@@ -97,7 +97,6 @@ static bool finish(struct client *c, enum pump r, bool *flag)
 {
     if (r == PUMP_DONE) {
         *flag = false;
-        c->n_replaying--;
         return true;
     }
     if (r == PUMP_ABORT) {
@@ -115,20 +114,23 @@ void replay_pump(struct client *c)
 {
     struct ws_conn *ws = client_ws(c);
     if (!ws || ws->state != WS_OPEN || conn_closed(&ws->c)) return;
+    if (!c->replay_due) return;
     struct user_pos *up = client_upos(c);
     if (up && up->replaying) {
         struct fetch_ctx fx = {&up->fetching, true, c->user};
         enum pump r = pump_stream(c, up->stream, &up->cursor, &up->live_from, true, &fx);
         if (!finish(c, r, &up->replaying) || r == PUMP_PAUSED) return;
     }
-    for (uint32_t i = 0; i < c->n_rooms && c->n_replaying; i++) {
-        struct membership *m = c->rooms[i];
+    for (uint32_t i = 0; i < client_n_rooms(c); i++) {
+        struct membership *m = c->rooms->m[i];
         if (!m->replaying) continue;
         struct fetch_ctx fx = {&m->fetching, false, m->lr->room->id};
         enum pump r =
             pump_stream(c, m->lr->room->stream, &m->cursor, &m->live_from, m->presence, &fx);
         if (!finish(c, r, &m->replaying) || r == PUMP_PAUSED) return;
     }
+    /* A whole pass without a pause: nothing is left replaying. */
+    c->replay_due = false;
 }
 
 int hub_history(struct hub *h, bool user, const char *id, uint64_t after, struct hub_history *out)

@@ -462,8 +462,8 @@ void shard_user_unlink(struct shard *sh, struct client *c)
 
 struct membership *client_membership(const struct client *c, const char *room)
 {
-    for (uint32_t i = 0; i < c->n_rooms; i++)
-        if (strcmp(c->rooms[i]->lr->room->id, room) == 0) return c->rooms[i];
+    for (uint32_t i = 0; i < client_n_rooms(c); i++)
+        if (strcmp(c->rooms->m[i]->lr->room->id, room) == 0) return c->rooms->m[i];
     return NULL;
 }
 
@@ -482,11 +482,16 @@ static void local_room_drop_if_empty(struct shard *sh, struct local_room *lr)
 int shard_join(struct client *c, const char *room_id, bool presence, uint64_t *snap)
 {
     struct shard *sh = client_sh(c);
-    /* The array's capacity is not stored: it is rooms_cap(n_rooms), so it grows
-     * when n_rooms reaches it (a realloc to the next size; leaving never shrinks it,
-     * and a later realloc to a computed size only keeps or shrinks it above n). */
-    uint32_t cap = rooms_cap(c->n_rooms);
-    if (c->n_rooms == cap && grow((void **)&c->rooms, &cap, sizeof *c->rooms)) return -ENOMEM;
+    /* The array's capacity is not stored: it is rooms_cap(n), so it grows when n
+     * reaches it (a realloc to the next size; leaving never shrinks it). */
+    uint32_t n = client_n_rooms(c), cap = rooms_cap(n);
+    if (n == cap) {
+        cap = cap ? cap * 2 : 4;
+        struct client_rooms *nr = realloc(c->rooms, sizeof *nr + (size_t)cap * sizeof nr->m[0]);
+        if (!nr) return -ENOMEM;
+        nr->n = n;
+        c->rooms = nr;
+    }
     struct membership *m = calloc(1, sizeof *m);
     if (!m) return -ENOMEM;
     struct local_room *lr;
@@ -524,7 +529,7 @@ int shard_join(struct client *c, const char *room_id, bool presence, uint64_t *s
     m->live_from = *snap;
     m->index = lr->n;
     lr->m[lr->n++] = m;
-    c->rooms[c->n_rooms++] = m;
+    c->rooms->m[c->rooms->n++] = m;
     return 0;
 }
 
@@ -536,13 +541,12 @@ int shard_leave(struct client *c, struct membership *m)
     uint32_t i = m->index;
     lr->m[i] = lr->m[--lr->n];
     lr->m[i]->index = i;
-    for (uint32_t k = 0; k < c->n_rooms; k++) {
-        if (c->rooms[k] == m) {
-            c->rooms[k] = c->rooms[--c->n_rooms];
+    for (uint32_t k = 0; k < client_n_rooms(c); k++) {
+        if (c->rooms->m[k] == m) {
+            c->rooms->m[k] = c->rooms->m[--c->rooms->n];
             break;
         }
     }
-    if (m->replaying) c->n_replaying--;
     if (m->pend) {
         json_decref(m->pend->id);
         free(m->pend);
