@@ -90,6 +90,13 @@ static const struct client_claims *claims(const struct client *c)
     return c->cold ? &c->cold->claims : &no_claims;
 }
 
+/* The budget of an idle hub connection (issue 13, docs/design.md): the connection and
+ * its client in one 160-byte malloc chunk (a request of n bytes takes n + 8 rounded
+ * up to 16). A field added here or in ws_conn that crosses it costs every connection
+ * 16 bytes: move something cold out instead. */
+_Static_assert(WS_CONN_DATA_OFFSET + sizeof(struct client) <= 152,
+               "a hub connection and its client fit one 160-byte chunk");
+
 /* Releases what the client holds, not its memory (the connection's). */
 static void client_clear(struct client *c)
 {

@@ -165,6 +165,38 @@ class ClusterTests(ClusterTestCase):
 
         run(go())
 
+    def test_client_gone_with_answers_on_their_way(self):
+        """A client that sends a burst of publishes and closes at once is closed while
+        the cluster's answers to it are on their way: its memory (the connection and
+        the client, one allocation) is kept until the last answer is back, then freed.
+        The sanitizer build reports a use after free or a leak if that goes wrong. Every
+        publish the node read is still delivered, in the order sent."""
+        room = "c-gone"
+        burst = 200
+
+        async def go():
+            m = await Client.open(self.nodes[1].port, "member")
+            base = (await m.join(room))["seq"]
+            p = await Client.open(self.nodes[0].port, "leaver")
+            await p.join(room)
+            for i in range(burst):
+                await p.send("send_to_room", {"room_id": room, "n": i}, "g%d" % i)
+            # FIN right behind the frames: the node reads the burst and the end of the
+            # connection together, and closes it with the answers still out.
+            p.ws.transport.close()
+            await m.wait_room_seq(room, base + burst)
+            got = [(f["seq"], f["payload"]["n"]) for f in m.room_frames(room) if f.get("from") == "leaver"]
+            self.assertEqual(got, [(base + 1 + i, i) for i in range(burst)])
+            # The node is whole: a new connection publishes and is answered.
+            q = await Client.open(self.nodes[0].port, "after")
+            await q.join(room)
+            r = await q.request("send_to_room", {"room_id": room, "n": "after"})
+            self.assertEqual(r["type"], "ack", r)
+            for x in (m, q):
+                await x.close()
+
+        run(go())
+
     def test_listings_are_the_same_from_every_node(self):
         n0, n1, n2 = (n.port for n in self.nodes)
         ids = [n.node_id for n in self.nodes]

@@ -1,6 +1,7 @@
 /* Event loop: the timing wheel (never early, at most a tick or so late, O(1) cancel
  * and re-arm, timers longer than one revolution, re-arm from inside a callback),
- * end-of-turn tasks, and posts from another thread. */
+ * end-of-turn tasks, posts from another thread, and the table of live loops by which a
+ * watch names its loop. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -241,6 +242,46 @@ static void test_timer_kinds(void **state)
     loop_destroy(loop);
 }
 
+static void watch_cb(struct loop *loop, struct io_watch *w, uint32_t events)
+{
+    (void)loop;
+    (void)w;
+    (void)events;
+}
+
+/* A watch names its loop by index (what a connection uses instead of a pointer):
+ * right for every live loop, at most LOOP_MAX of them, and a slot given back is taken
+ * again. */
+static void test_loop_table(void **state)
+{
+    (void)state;
+    static struct loop *loops[LOOP_MAX + 1];
+    static struct io_watch w[LOOP_MAX];
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    unsigned n = 0;
+    while (n <= LOOP_MAX && (loops[n] = loop_create()))
+        n++;
+    assert_int_equal(n, LOOP_MAX); /* no other loop is alive in this test */
+    for (unsigned i = 0; i < n; i++) {
+        loop_watch_init(&w[i], fds[0], watch_cb);
+        assert_int_equal(loop_watch_add(loops[i], &w[i], 1u /* EPOLLIN */), 0);
+        assert_ptr_equal(loop_of(&w[i]), loops[i]);
+    }
+    loop_destroy(loops[7]);
+    loops[7] = loop_create();
+    assert_non_null(loops[7]);
+    assert_null(loop_create()); /* full again */
+    loop_watch_init(&w[7], fds[0], watch_cb);
+    assert_int_equal(loop_watch_add(loops[7], &w[7], 1u), 0);
+    assert_ptr_equal(loop_of(&w[7]), loops[7]);
+    assert_ptr_equal(loop_of(&w[8]), loops[8]);
+    for (unsigned i = 0; i < n; i++)
+        loop_destroy(loops[i]);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 static void test_post_from_thread(void **state)
 {
     (void)state;
@@ -265,6 +306,7 @@ int main(void)
         cmocka_unit_test(test_post_from_thread),
         cmocka_unit_test(test_tick_wrap),
         cmocka_unit_test(test_timer_kinds),
+        cmocka_unit_test(test_loop_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
