@@ -189,7 +189,7 @@ struct client {
      * that table is kept (--max-rooms-per-ip, on by default, or
      * --max-connections-per-ip); else the text is asked of the socket (client_ip). */
     struct ip_count *ipe;
-    uint32_t opened_ms; /* loop time of hub_client_new (the open's turn), mod 2^32: the
+    uint32_t opened_ms; /* loop time of hub_client_init (the open's turn), mod 2^32: the
                          * close line's duration, and part of the client id */
     uint16_t holds;     /* cluster answers on their way (relay.c): freed after them */
     uint8_t strikes;    /* bad messages in a row (saturates; strikes_to_close <= 255) */
