@@ -25,6 +25,9 @@
 #include <stdio.h>
 
 #define WH_MAX_LISTEN 16
+/* Most worker threads: each has an event loop, and a process holds at most LOOP_MAX
+ * (256, loop/loop.h) of them; the rest are the cluster's and a margin. */
+#define WH_MAX_THREADS 250
 
 struct wh_listen {
     char host[64]; /* numeric IPv4 or IPv6 address (no brackets), or "" for any (IPv4) */
@@ -70,21 +73,21 @@ struct wh_config {
     uint32_t max_connections;        /* --max-connections, 0 = from the descriptor limit */
     uint32_t max_connections_per_ip; /* --max-connections-per-ip, 0 = unlimited */
     /* rooms and messages */
-    int send_policy;             /* --send-policy any|members */
-    int slow_consumer;           /* --slow-consumer close|drop-oldest */
-    bool presence;               /* --presence */
-    bool client_broadcast;       /* --client-broadcast */
-    uint32_t max_rooms_per_conn; /* --max-rooms-per-connection */
-    uint32_t max_rooms;          /* --max-rooms on this node, 0 = unlimited */
-    uint32_t max_rooms_per_ip;   /* --max-rooms-per-ip (memberships), 0 = unlimited */
-    uint32_t query_rate;         /* --query-rate listings per second per client, 0 = off */
-    uint32_t query_burst;        /* --query-burst */
-    char *streams;               /* --stream ROOM:INTERVAL[,ROOM:INTERVAL...] */
-    uint32_t history_size;       /* --history-size: messages kept per room and user */
-    uint32_t history_ttl_ms;     /* --history-ttl */
-    uint64_t history_memory;     /* --history-memory: cap for all history */
-    char *history_rules;         /* --history PATTERN:SIZE:TTL[,...] */
-    char *redis;                 /* --redis URL[,URL...]: cluster mode */
+    int send_policy;              /* --send-policy any|members */
+    int slow_consumer;            /* --slow-consumer close|drop-oldest */
+    bool presence;                /* --presence */
+    bool client_broadcast;        /* --client-broadcast */
+    uint32_t max_rooms_per_conn;  /* --max-rooms-per-connection */
+    uint32_t max_rooms;           /* --max-rooms on this node, 0 = unlimited */
+    uint32_t max_rooms_per_ip;    /* --max-rooms-per-ip (memberships), 0 = unlimited */
+    uint32_t query_rate;          /* --query-rate listings per second per client, 0 = off */
+    uint32_t query_burst;         /* --query-burst */
+    char *streams;                /* --stream ROOM:INTERVAL[,ROOM:INTERVAL...] */
+    uint32_t history_size;        /* --history-size: messages kept per room and user */
+    uint32_t history_ttl_ms;      /* --history-ttl */
+    uint64_t history_memory;      /* --history-memory: cap for all history */
+    char *history_rules;          /* --history PATTERN:SIZE:TTL[,...] */
+    char *redis;                  /* --redis URL[,URL...]: cluster mode */
     uint32_t presence_timeout_ms; /* --presence-timeout */
     /* TLS */
     char *tls_cert; /* --tls-cert FILE (PEM chain); with tls_key, every listener is TLS */

@@ -531,7 +531,8 @@ struct wh_server *server_start(const struct wh_config *cfg, int *exit_code)
     int n = cfg->threads;
     if (n <= 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cpus > 0 ? (int)cpus : 1;
+        /* (--threads' own bound: a process has at most LOOP_MAX event loops) */
+        n = cpus > 0 ? (int)(cpus < WH_MAX_THREADS ? cpus : WH_MAX_THREADS) : 1;
     }
     if (server_prepare(s, n) < 0) {
         *exit_code = 2;

@@ -590,8 +590,8 @@ static void test_bad_values(void **state)
 {
     (void)state;
     load_fails(ARGS("--threads", "abc"), NO_ENV,
-               WANT("wshub: --threads: \"abc\" is not a whole number (0..256)"));
-    load_fails(ARGS("-t", "257"), NO_ENV, WANT("--threads: \"257\" is out of range (0..256)"));
+               WANT("wshub: --threads: \"abc\" is not a whole number (0..250)"));
+    load_fails(ARGS("-t", "251"), NO_ENV, WANT("--threads: \"251\" is out of range (0..250)"));
     load_fails(ARGS("-t", "-1"), NO_ENV, WANT("--threads", "\"-1\""));
     load_fails(ARGS("-t", "18446744073709551616"), NO_ENV, WANT("--threads", "out of range"));
     load_fails(ARGS("--threads="), NO_ENV, WANT("--threads: \"\" is not a whole number"));
@@ -622,7 +622,7 @@ static void test_bad_values(void **state)
 
     /* The environment and the file name themselves as the source. */
     load_fails(NO_ARGS, ENV("WSHUB_THREADS=abc"),
-               WANT("wshub: WSHUB_THREADS: \"abc\" is not a whole number (0..256)"));
+               WANT("wshub: WSHUB_THREADS: \"abc\" is not a whole number (0..250)"));
     load_fails(NO_ARGS, ENV("WSHUB_MAX_MESSAGE_SIZE=1.5M"), WANT("WSHUB_MAX_MESSAGE_SIZE"));
     load_fails(NO_ARGS, ENV("WSHUB_LISTEN=:1,,:2"), WANT("WSHUB_LISTEN: \"\""));
     load_fails(NO_ARGS, ENV("WSHUB_ECHO=2"), WANT("WSHUB_ECHO: \"2\""));
