@@ -77,6 +77,7 @@ static void wake_cb(struct loop *loop, struct io_watch *w, uint32_t events);
  * without it: the slot was written before the loop was handed to that thread and
  * stays until loop_destroy. */
 struct loop *loop_table[LOOP_MAX];
+_Static_assert(LOOP_MAX <= 256, "a watch names its loop in a byte");
 static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static int table_take(struct loop *loop)
