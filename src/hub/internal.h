@@ -504,8 +504,22 @@ struct client *client_hold(struct client *c);
 void client_release(struct client *c);
 void client_publish_done(struct client *c, json_t *id, const char *room, uint64_t seq, bool ok);
 void client_fetch_done(struct client *c, const struct relay_fetched *res);
+/* Replies obey the queue bounds of deliveries. client_reject answers an `error` with
+ * code e, counts it and the client's strike (closing it 1008 at strikes_to_close),
+ * and returns -1; client_ack is a publish's `ack` (seq 0: none). */
 void client_reply(struct client *c, const char *type, json_t *payload, json_t *id);
-void client_reject(struct client *c, enum proto_err e, const char *msg, json_t *id);
+int client_reject(struct client *c, enum proto_err e, const char *msg, json_t *id);
+void client_ack(struct client *c, json_t *id, const char *room, uint64_t seq);
+/* The claims of the client's token (none under --auth none). */
+const struct client_claims *client_token_claims(const struct client *c);
+
+/* commands.c: one envelope other than `refresh` carried out (0) or refused with an
+ * error (-1). client_begin_recovery decides and counts a recovery of stream s from
+ * (epoch, since): on success the caller's cursor and live_from are set for
+ * replay_pump. */
+int client_command(struct client *c, struct envelope *env);
+bool client_begin_recovery(struct client *c, struct hist_stream *s, int stream, uint64_t since,
+                           const char *epoch, uint64_t *cursor, uint64_t *live_from);
 /* joinwait.c: a new member's room_joined waits for the room's position (m->pend). */
 int join_wait(struct client *c, struct membership *m, json_t *id, bool has_since, uint64_t since,
               const char *epoch);
