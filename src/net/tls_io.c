@@ -20,8 +20,9 @@ static _Thread_local uint8_t scratch[TLS_RECORD_MAX];
 
 /* The streams by descriptor (conn_tls): one slot per descriptor the process may
  * open (the hard RLIMIT_NOFILE, so no descriptor falls outside it), allocated at the
- * first TLS connection. calloc of this size maps fresh zero pages, so only the pages
- * where TLS descriptors land take memory. */
+ * first TLS connection: a fixed 8 B per possible descriptor (160 KB at a limit of
+ * 20,000; a large calloc gets fresh zero pages from mmap, which take memory only
+ * where TLS descriptors land), paid only by a server that serves TLS. */
 struct tls_stream **conn_tls_table;
 static size_t table_cap;
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
