@@ -253,9 +253,7 @@ void client_room_anchor(struct shard *sh, const struct item *it)
         }
         if (reset) {
             STAT_INC(hub_recoveries[0][1]);
-            if (m->replaying) {
-                m->replaying = false;
-            }
+            m->replaying = false;
             m->fetching = false;
             char epoch[HIST_EPOCH_LEN + 1];
             epoch_of(lr->room->stream, epoch, NULL);
@@ -324,9 +322,7 @@ void client_user_anchor(struct shard *sh, const struct item *it)
         }
         if (reset) {
             STAT_INC(hub_recoveries[1][1]);
-            if (up->replaying) {
-                up->replaying = false;
-            }
+            up->replaying = false;
             up->fetching = false;
             char epoch[HIST_EPOCH_LEN + 1];
             epoch_of(up->stream, epoch, NULL);
