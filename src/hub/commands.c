@@ -42,6 +42,18 @@ static bool parse_since(json_t *since, uint64_t *seq, const char **epoch)
     return true;
 }
 
+/* In cluster mode a publish goes through Redis (relay.c) and is acked once Redis has
+ * given it its position (client_publish_done); id NULL with HIST_ROOM: everyone. */
+static int send_cluster(struct client *c, struct envelope *env, enum hist_kind kind, const char *id,
+                        const struct proto_payload *payload)
+{
+    if (relay_publish(client_sh(c)->hub, kind, id, env->type_str, payload, c->user, c, env->id) !=
+        0)
+        return client_reject(c, PE_UNAVAILABLE, "the cluster's Redis cannot be reached: not sent",
+                             env->id);
+    return 0;
+}
+
 /* Decides a recovery of the stream s from (epoch, since), counted: on success the
  * caller's cursor and live_from are set for replay_pump. */
 bool client_begin_recovery(struct client *c, struct hist_stream *s, int stream, uint64_t since,
@@ -171,14 +183,10 @@ static int do_send_room(struct client *c, struct envelope *env, bool chat)
     }
     struct membership *m = client_membership(c, room);
     uint64_t seq;
-    if (client_sh(c)->hub->relay) { /* acked once Redis has given it its position */
-        int rc = relay_publish(client_sh(c)->hub, HIST_ROOM, room, env->type_str, &payload, c->user,
-                               c, env->id);
+    if (client_sh(c)->hub->relay) {
+        int rc = send_cluster(c, env, HIST_ROOM, room, &payload);
         json_decref(chatp);
-        if (rc != 0)
-            return client_reject(c, PE_UNAVAILABLE,
-                                 "the cluster's Redis cannot be reached: not sent", env->id);
-        return 0;
+        return rc;
     }
     if (m) {
         seq = room_publish(client_sh(c)->hub, m->lr->room, env->type_str, &payload, c->user, false);
@@ -195,13 +203,7 @@ static int do_send_user(struct client *c, struct envelope *env)
     const char *user;
     enum proto_err e = envelope_name(env, "user_id", &user);
     if (e) return client_reject(c, e, "send_to_user needs a user_id string (1-128 bytes)", env->id);
-    if (client_sh(c)->hub->relay) {
-        if (relay_publish(client_sh(c)->hub, HIST_USER, user, env->type_str, &env->out, c->user, c,
-                          env->id) != 0)
-            return client_reject(c, PE_UNAVAILABLE,
-                                 "the cluster's Redis cannot be reached: not sent", env->id);
-        return 0;
-    }
+    if (client_sh(c)->hub->relay) return send_cluster(c, env, HIST_USER, user, &env->out);
     hub_publish_user(client_sh(c)->hub, user, env->type_str, &env->out, c->user);
     client_ack(c, env->id, NULL, 0);
     return 0;
@@ -211,13 +213,7 @@ static int do_broadcast(struct client *c, struct envelope *env)
 {
     bool allowed = client_sh(c)->hub->cfg.client_broadcast || client_token_claims(c)->can_broadcast;
     if (!allowed) return client_reject(c, PE_FORBIDDEN, "broadcast is not allowed", env->id);
-    if (client_sh(c)->hub->relay) {
-        if (relay_publish(client_sh(c)->hub, HIST_ROOM, NULL, env->type_str, &env->out, c->user, c,
-                          env->id) != 0)
-            return client_reject(c, PE_UNAVAILABLE,
-                                 "the cluster's Redis cannot be reached: not sent", env->id);
-        return 0;
-    }
+    if (client_sh(c)->hub->relay) return send_cluster(c, env, HIST_ROOM, NULL, &env->out);
     hub_publish_all(client_sh(c)->hub, env->type_str, &env->out, c->user);
     client_ack(c, env->id, NULL, 0);
     return 0;
