@@ -190,6 +190,34 @@ class FiguresAndRatios(unittest.TestCase):
         _, table, _ = C.table_from(s["meta"], s["runs"])
         self.assertEqual(table.splitlines()[0], "| | wshub |")
 
+    def test_a_peer_built_by_hand_gets_its_own_ratio_column(self):
+        s = saved()
+        s["meta"]["peers"] = ["uws"]
+        s["runs"]["uws"] = {
+            # 0.50 µs per message: wshub (0.40) is 1.25x per CPU-s
+            "echo16": [echo_run(1.8e6, 0.50, 90.0)] * 3,
+            "fanout": [fanout_run(1.0e6, 1.00, 60.0)] * 3,
+            # 0.60 core and 8 ms: wshub 0.5x of both
+            "fanout_rate": [rate_run(0.60, 3000.0, 8000.0)] * 3,
+            "hub10k": [idle_run(300.0, 10.0)] * 3,
+            "setup": [idle_run(300.0, 15.0)] * 3,
+        }
+        _, table, block = C.table_from(s["meta"], s["runs"])
+        lines = table.splitlines()
+        self.assertEqual(lines[0], "| | wshub | seed-go | uws | wshub ÷ seed-go | "
+                                   "goal (issue 13) | wshub ÷ uws |")
+        self.assertEqual(lines[1], "|---|" + "---|" * 6)
+        cells = {line.split(" | ")[0][2:]: [c.strip() for c in line.strip("|").split(" | ")]
+                 for line in lines[2:] if line.startswith("| ")}
+        label = {k: lab for k, lab, _, _ in C.SCENARIOS}
+        self.assertEqual(cells[label["echo16"]][6], "**1.25×** per CPU-s")
+        self.assertEqual(cells[label["echo16"]][4], "**20.0×** per CPU-s")  # still vs Go
+        self.assertEqual(cells[label["fanout_rate"]][6], "CPU **0.50×**, p99 **0.50×**")
+        self.assertEqual(cells[label["hub10k"]][6], "0.80×")
+        self.assertEqual(cells[label["setup"]][6], "**1.20×** per CPU-s")
+        self.assertIn("--peer uws=…", block)
+        self.assertIn("uws built by hand outside the repository", block)
+
     def test_caption_says_whether_the_machine_was_quiet(self):
         s = saved()
         for per in s["runs"].values():
@@ -230,10 +258,17 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(p.returncode, 0)
         text = " ".join(p.stdout.split())
         for opt in ("--repeat", "--duration", "--servers", "--scenarios", "--build",
-                    "--quiet-wait", "--no-write", "--from-json"):
+                    "--quiet-wait", "--no-write", "--from-json", "--peer"):
             self.assertIn(opt, text)
         for key, _, _, _ in C.SCENARIOS:
             self.assertIn(key, text)
+
+    def test_a_peer_without_a_command_is_a_usage_error(self):
+        for spec in ("uws", "uws=", "=cmd {port}", "seed-go=cmd {port}"):
+            p = subprocess.run([sys.executable, COMPARE, "--servers", "wshub,seed-go",
+                                "--peer", spec], capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 2, spec)
+            self.assertIn("--peer wants NAME=COMMAND", p.stderr)
 
     def test_unknown_scenario_is_a_usage_error(self):
         p = subprocess.run([sys.executable, COMPARE, "--scenarios", "echo16,nope"],
