@@ -131,6 +131,15 @@ static const struct opt_def options[] = {
      .max = GIB,
      .group = G_NETWORK,
      .help = "Largest HTTP request body."},
+    {.name = "defer-accept",
+     .kind = K_BOOL,
+     FIELD(defer_accept),
+     .def = "true",
+     .group = G_NETWORK,
+     .help = "Let the kernel hand over a connection only once its first bytes (the "
+             "request or TLS hello) have arrived: one wake-up instead of two per "
+             "connection. A client that connects and sends nothing is handed over "
+             "about a second later, and its --handshake-timeout runs from then."},
 
     {.name = "max-message-size",
      .kind = K_SIZE,

@@ -51,6 +51,7 @@ struct wh_config {
     uint32_t write_timeout_ms;     /* --write-timeout, default 10 s */
     uint32_t message_timeout_ms;   /* --message-timeout, default 60 s */
     uint32_t handshake_timeout_ms; /* --handshake-timeout, default 10 s */
+    bool defer_accept;             /* --defer-accept: TCP_DEFER_ACCEPT on the listeners */
     uint32_t close_timeout_ms;     /* --close-timeout: wait for the peer's close, 5 s */
     uint32_t idle_timeout_ms;      /* --http-idle-timeout: keep-alive HTTP, default 30 s */
     uint32_t shutdown_timeout_ms;  /* --shutdown-timeout, default 5 s */

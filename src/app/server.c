@@ -280,9 +280,14 @@ static int worker_init(struct wh_server *s, struct worker *w, int id)
     for (int i = 0; i < cfg->n_listen; i++) {
         int fd = listener_socket(cfg->listen[i].host, s->ports[i], 1);
         if (fd < 0) return fd;
+        int rc = cfg->defer_accept ? listener_defer_accept(fd, 1) : 0;
+        if (rc < 0) {
+            close(fd);
+            return rc;
+        }
         struct listener *l = &w->listeners[w->n_listeners++];
         snprintf(l->name, sizeof l->name, "%s:%u", cfg->listen[i].host, s->ports[i]);
-        int rc = listener_start(l, w->loop, fd, on_accept, w);
+        rc = listener_start(l, w->loop, fd, on_accept, w);
         if (rc < 0) return rc;
     }
     return 0;

@@ -56,6 +56,12 @@ int listener_port(int fd)
     return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
+int listener_defer_accept(int fd, unsigned seconds)
+{
+    int v = (int)seconds;
+    return setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, sizeof v) < 0 ? -errno : 0;
+}
+
 static void accept_all(struct listener *l)
 {
     for (;;) {

@@ -1,6 +1,8 @@
 """Listening: running out of file descriptors (EMFILE) must not spin the event loop,
 and service must resume when descriptors free up; IPv6 and several --listen
-addresses; an address already in use is refused at start-up with exit status 1."""
+addresses; an address already in use is refused at start-up with exit status 1;
+--defer-accept: a connection is taken in with its first bytes, and a silent one about a
+second later, still timed out and counted."""
 
 import resource
 import signal
@@ -9,7 +11,7 @@ import subprocess
 import time
 import unittest
 
-from wshub_harness import (HOST, WshubServer, upgrade_request, wshub_bin)
+from wshub_harness import (HOST, WshubServer, metrics, upgrade_request, wshub_bin)
 
 
 def cpu_seconds(pid):
@@ -111,6 +113,49 @@ class SignalTests(unittest.TestCase):
         self.assertLess(time.monotonic() - t0, 2.5, "second signal did not end it at once")
         self.assertEqual(rc, 1, srv.stderr())
         self.assertIn("second signal", srv.stderr())
+
+
+class DeferAcceptTests(unittest.TestCase):
+    """What the server holds is seen through wshub_connections_open, which counts the
+    /metrics request that reads it too."""
+
+    def server(self, *args):
+        srv = WshubServer(["--handshake-timeout", "5s"] + list(args), threads=1).start()
+        self.addCleanup(srv.close_files)
+        self.addCleanup(srv.stop)
+        return srv
+
+    def open_now(self, srv):
+        return metrics(srv.port)["wshub_connections_open"]
+
+    def silent_and_speaking(self, srv):
+        silent = socket.create_connection((HOST, srv.port), timeout=3)
+        self.addCleanup(silent.close)
+        speaking = socket.create_connection((HOST, srv.port), timeout=3)
+        self.addCleanup(speaking.close)
+        speaking.sendall(b"GET /echo HTTP/1.1\r\n")  # half a request: held, not answered
+        return silent, speaking
+
+    def test_a_silent_connection_waits_in_the_kernel(self):
+        srv = self.server()
+        silent, speaking = self.silent_and_speaking(srv)
+        time.sleep(0.3)
+        self.assertEqual(self.open_now(srv), 2, "the speaking one and /metrics only")
+        # The kernel hands the silent one over at its next SYN-ACK (about 1 s): from
+        # then on it is the server's, under the handshake timeout like any other.
+        deadline = time.monotonic() + 5
+        while self.open_now(srv) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(self.open_now(srv), 3, "the silent connection was never taken in")
+        # ... and a request sent now is served as usual.
+        silent.sendall(upgrade_request(srv.port))
+        self.assertTrue(silent.recv(4096).startswith(b"HTTP/1.1 101"))
+
+    def test_no_defer_accept_takes_every_connection_at_once(self):
+        srv = self.server("--no-defer-accept")
+        self.silent_and_speaking(srv)
+        time.sleep(0.3)
+        self.assertEqual(self.open_now(srv), 3)
 
 
 class ListenTests(unittest.TestCase):
