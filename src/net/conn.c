@@ -33,10 +33,12 @@
  * cost of fan-out when it was a list), and nothing is allocated per message. The ring
  * is allocated when something is queued and freed when the queue drains, so an idle
  * connection holds none; re-allocating it per burst costs far less than the writev
- * that drains it. It starts at 16 slots (152 bytes, while anything is queued) so that
- * a burst of 16 replies, as in the echo benchmark, does not also pay a grow: a malloc,
- * a copy and a free per burst. */
-#define RING_MIN 16u
+ * that drains it. It starts at 8 slots (88 bytes, a 96-byte chunk): at 16, the
+ * ring that carries each connection's 101 left freed 160-byte chunks between the
+ * connections' own, and idle memory rose from 139 to 155 B per /echo connection and
+ * from 242 to 250 B per hub connection (10k, docs/benchmarks.md), for a saving on
+ * bursts of 16 replies too small to measure. */
+#define RING_MIN 8u
 
 static inline struct wh_msg *ring_at(const struct conn *c, uint32_t i)
 {
