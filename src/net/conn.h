@@ -144,6 +144,14 @@ int conn_migrate(struct conn *from, struct conn *to, const struct conn_ops *ops)
  * flushing at the end of the turn. Ignored (reference dropped) once closing. */
 void conn_send(struct conn *c, struct wh_msg *m);
 
+/* Room for n bytes of output written in place, in the thread's cork: NULL when the
+ * cork cannot take them (TLS, closing, blocked, something already queued, n over
+ * 16 KiB), and the caller queues a message instead. The bytes count as sent in order
+ * after everything before and before everything after; they go out at the end of the
+ * turn with one send, and are not in conn_out_count/bytes nor ever dropped by
+ * conn_drop_oldest/conn_discard_queued. Write them before the next call into this
+ * module. */
+uint8_t *conn_cork(struct conn *c, size_t n);
 /* Copies data into a new message and queues it. Returns 0 or -ENOMEM. */
 int conn_send_copy(struct conn *c, const void *data, size_t len);
 

@@ -89,9 +89,26 @@ void ws_send_frame(struct ws_conn *ws, struct wh_msg *frame)
     conn_send(&ws->c, frame);
 }
 
+/* Frames up to this size are corked rather than queued as messages: the size below
+ * which the connection layer would copy a frame into its staging buffer anyway. */
+#define WS_CORK_MAX 1024u
+
 int ws_send(struct ws_conn *ws, enum ws_opcode op, const void *data, size_t len)
 {
     if (ws->state != WS_OPEN || conn_closed(&ws->c)) return -EPIPE;
+    if (len <= WS_CORK_MAX && !(ws->pmd.flags & WS_DEFLATE_ON)) {
+        /* A small uncompressed frame is built in the cork: no message to allocate,
+         * queue, copy again and release (see conn_cork). */
+        size_t hl = len < 126 ? 2 : 4; /* a server's frame is not masked */
+        uint8_t *p = conn_cork(&ws->c, hl + len);
+        if (p) {
+            ws_frame_header(p, op, true, false, len, NULL);
+            if (len) memcpy(p + hl, data, len);
+            STAT_INC(ws_msgs_out);
+            STAT_ADD(ws_bytes_out, hl + len);
+            return 0;
+        }
+    }
     struct wh_msg *m = ws_frame_new(op, data, len);
     if (!m) return -ENOMEM;
     ws_send_frame(ws, m);

@@ -3,7 +3,8 @@
  * back until resume, conn_finish delivers then sends EOF, a close from inside a
  * callback is safe and on_free runs exactly once, migrate keeps the stream, and
  * writes that block part-way through coalesced (staged) and in-place frames lose and
- * repeat nothing. */
+ * repeat nothing, and corked bytes keep their order through hand-overs, queueing,
+ * partial sends, migration and close. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -490,6 +491,138 @@ static void test_accepted_sockets_have_nodelay(void **state)
     loop_destroy(loop);
 }
 
+/* Writes bytes into the cork (asserting it takes them). */
+static void cork_put(struct tconn *t, const void *data, size_t n)
+{
+    uint8_t *p = conn_cork(&t->c, n);
+    assert_non_null(p);
+    memcpy(p, data, n);
+}
+
+/* The cork keeps the order of everything sent to a connection: corked bytes go before
+ * a message queued after them (it spills them first), and once something is queued the
+ * cork refuses, so the caller queues too. A second connection taking the cork sends the
+ * first one's bytes at once. Closing drops what is corked; migrate hands it over. */
+static void test_cork_order_handover_close(void **state)
+{
+    (void)state;
+    struct loop *loop = loop_create();
+    int pa, pb, pc;
+    struct tconn *a = make(loop, &pa, NULL);
+    struct tconn *b = make(loop, &pb, NULL);
+    struct tconn *c = make(loop, &pc, NULL);
+    char buf[64];
+
+    cork_put(a, "a1,", 3);
+    cork_put(a, "a2,", 3);
+    assert_int_equal(conn_out_count(&a->c), 0);      /* not queued: corked */
+    assert_int_equal(read(pa, buf, sizeof buf), -1); /* nothing sent before the flush */
+    cork_put(b, "b1,", 3);                           /* takes the cork: a's go out now */
+    assert_int_equal(read(pa, buf, sizeof buf), 6);
+    assert_memory_equal(buf, "a1,a2,", 6);
+    conn_send_copy(&b->c, "b2,", 3); /* spills b1 first */
+    assert_int_equal(conn_out_count(&b->c), 2);
+    assert_null(conn_cork(&b->c, 3)); /* something queued: the caller queues */
+    conn_send_copy(&b->c, "b3", 2);
+    cork_put(a, "a3", 2);
+    spin(loop, 20);
+    assert_int_equal(read(pa, buf, sizeof buf), 2);
+    assert_memory_equal(buf, "a3", 2);
+    assert_int_equal(read(pb, buf, sizeof buf), 8);
+    assert_memory_equal(buf, "b1,b2,b3", 8);
+    assert_int_equal(a->drains, 1); /* the cork's flush drains like a queue's */
+
+    /* Closed with bytes corked: they are dropped, and the cork is free again. */
+    cork_put(c, "lost", 4);
+    conn_close(&c->c);
+    cork_put(a, "after", 5);
+    spin(loop, 20);
+    assert_int_equal(read(pc, buf, sizeof buf), 0); /* EOF, nothing before it */
+    assert_int_equal(read(pa, buf, sizeof buf), 5);
+    assert_memory_equal(buf, "after", 5);
+
+    /* Migrated with bytes corked: the new struct owns them and sends them first. */
+    cork_put(a, "m1,", 3);
+    struct tconn *a2 = calloc(1, sizeof *a2);
+    assert_int_equal(conn_migrate(&a->c, &a2->c, &tops), 0);
+    conn_send_copy(&a2->c, "m2", 2);
+    spin(loop, 20);
+    assert_int_equal(read(pa, buf, sizeof buf), 5);
+    assert_memory_equal(buf, "m1,m2", 5);
+
+    /* Refused: more than the cork holds, a closing or TLS connection. */
+    assert_null(conn_cork(&a2->c, 16 * 1024 + 1));
+    a2->c.flags |= CONN_TLS;
+    assert_null(conn_cork(&a2->c, 1));
+    a2->c.flags &= ~CONN_TLS;
+    conn_close(&a2->c);
+    assert_null(conn_cork(&a2->c, 1));
+    conn_close(&b->c);
+    loop_drain_tasks(loop);
+    close(pa);
+    close(pb);
+    close(pc);
+    loop_destroy(loop);
+}
+
+/* Corked bytes that the socket does not take at once, at the end-of-turn flush (a) and
+ * when another connection takes the cork (c), move into the queue and arrive whole and
+ * in order with what was sent after them; the blocked connection reports it. */
+static void check_spilled(struct loop *loop, struct tconn *t, int peer, bool by_handover,
+                          struct tconn *other)
+{
+    shrink_buffers(t, peer);
+    static uint8_t expect[1 << 17], got[1 << 17];
+    size_t total = 0;
+    for (int round = 0; round < 8; round++) {
+        for (size_t k = 0; k < 12000; k++)
+            expect[total + k] = (uint8_t)(round * 13 + k * 5);
+        uint8_t *p = conn_cork(&t->c, 12000);
+        if (p) {
+            memcpy(p, expect + total, 12000);
+        } else { /* blocked or queued after a spill: queue, as ws_send does */
+            assert_true(round > 0);
+            assert_int_equal(conn_send_copy(&t->c, expect + total, 12000), 0);
+        }
+        total += 12000;
+        if (round == 0) {
+            if (by_handover)
+                cork_put(other, "x", 1); /* t's cork sent now, in part */
+            else
+                spin(loop, 1);                          /* t's own flush sends it, in part */
+            assert_int_equal(conn_out_count(&t->c), 1); /* the unsent rest, spilled */
+            assert_true(conn_out_bytes(&t->c) > 0 && conn_out_bytes(&t->c) < 12000);
+        }
+        spin(loop, 1);
+    }
+    assert_true(t->blocked >= 1);
+    assert_int_equal(read_all(loop, peer, got, 0, total), total);
+    assert_memory_equal(got, expect, total);
+    assert_int_equal(conn_out_bytes(&t->c), 0);
+}
+
+static void test_cork_partial_sends_spill(void **state)
+{
+    (void)state;
+    struct loop *loop = loop_create();
+    int pa, pb, pc;
+    struct tconn *a = make(loop, &pa, NULL);
+    struct tconn *b = make(loop, &pb, NULL);
+    struct tconn *c = make(loop, &pc, NULL);
+    check_spilled(loop, a, pa, false, NULL);
+    check_spilled(loop, c, pc, true, b);
+    char buf[8];
+    assert_int_equal(read(pb, buf, sizeof buf), 1);
+    conn_close(&a->c);
+    conn_close(&b->c);
+    conn_close(&c->c);
+    loop_drain_tasks(loop);
+    close(pa);
+    close(pb);
+    close(pc);
+    loop_destroy(loop);
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -511,6 +644,8 @@ int main(void)
         cmocka_unit_test(test_coalesced_partial_writes),
         cmocka_unit_test(test_staged_partial_head_survives_drop),
         cmocka_unit_test(test_accepted_sockets_have_nodelay),
+        cmocka_unit_test(test_cork_order_handover_close),
+        cmocka_unit_test(test_cork_partial_sends_spill),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }
