@@ -96,8 +96,9 @@ uint32_t conn_head_written(const struct conn *c)
  *
  * Why: an echo reply or an ack through the queue is a message allocated, filled,
  * queued, copied again into the staging buffer and released, per frame; with 16
- * replies per read that was ~30 ns of the ~70 ns per message wshub spent in user
- * space where uWebSockets, which corks the same way, spent ~40 (docs/benchmarks.md). */
+ * replies per read, corking took wshub's user time per echoed message from 56–79 ns
+ * to 52–60 (four interleaved runs; uWebSockets, which corks the same way, 39–51; see
+ * docs/benchmarks.md). */
 #define CONN_CORK_SIZE (16u * 1024u)
 
 static _Thread_local struct {
