@@ -123,6 +123,7 @@ static void cork_spill(struct conn *c, uint32_t from)
     uint32_t n = cork.len - from;
     cork.owner = NULL;
     cork.len = 0;
+    if (n == 0) return; /* (only if conn_cork was asked for 0 bytes) */
     struct wh_msg *m = msg_new(n);
     if (!m || ring_push(c, m) < 0) {
         msg_unref(m);

@@ -162,7 +162,9 @@ bool ws_accept(struct http_ctx *ctx, const struct ws_handshake *hs, struct ws_co
 /* A server frame (unmasked, FIN set) holding payload, with one reference. */
 struct wh_msg *ws_frame_new(enum ws_opcode op, const void *payload, size_t len);
 
-/* Sends a message as one frame. Returns 0, -ENOMEM, or -EPIPE when closing. */
+/* Sends a message as one frame: under 1 KiB and uncompressed it is written straight
+ * into the connection's cork when it can be (conn_cork), else queued as a message.
+ * Returns 0, -ENOMEM, or -EPIPE when closing. */
 int ws_send(struct ws_conn *ws, enum ws_opcode op, const void *data, size_t len);
 
 /* Queues a frame built by ws_frame_new, taking one reference. */
