@@ -2,7 +2,8 @@
 and service must resume when descriptors free up; IPv6 and several --listen
 addresses; an address already in use is refused at start-up with exit status 1;
 --defer-accept: a connection is taken in with its first bytes, and a silent one about a
-second later, still timed out and counted."""
+second later and then served (that it is then timed out and counted is
+test_raw_protocol's and test_abuse's)."""
 
 import resource
 import signal
