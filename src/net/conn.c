@@ -94,7 +94,8 @@ uint32_t conn_head_written(const struct conn *c)
  * owner's queue as one message ("spilled"), and anything queued for the owner with
  * conn_send spills the cork first, so the order on the wire is the order of sending.
  *
- * Why: an echo reply or an ack through the queue is a message allocated, filled,
+ * Why: an echo reply (ws_send, the one user today) through the queue is a message
+ * allocated, filled,
  * queued, copied again into the staging buffer and released, per frame; with 16
  * replies per read, corking took wshub's user time per echoed message from 56–79 ns
  * to 52–60 (four interleaved runs; uWebSockets, which corks the same way, 39–51; see
