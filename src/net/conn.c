@@ -95,11 +95,10 @@ uint32_t conn_head_written(const struct conn *c)
  * conn_send spills the cork first, so the order on the wire is the order of sending.
  *
  * Why: an echo reply (ws_send, the one user today) through the queue is a message
- * allocated, filled,
- * queued, copied again into the staging buffer and released, per frame; with 16
- * replies per read, corking took wshub's user time per echoed message from 56–79 ns
- * to 52–60 (four interleaved runs; uWebSockets, which corks the same way, 39–51; see
- * docs/benchmarks.md). */
+ * allocated, filled, queued, copied again into the staging buffer and released, per
+ * frame; with 16 replies per read, corking took wshub's user time per echoed message
+ * from 56–79 ns to 52–60 (four interleaved runs; uWebSockets, which corks the same
+ * way, 39–51; see docs/benchmarks.md). */
 #define CONN_CORK_SIZE (16u * 1024u)
 
 static _Thread_local struct {
