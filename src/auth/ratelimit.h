@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 struct rate_bucket {
-    uint64_t last_ms; /* when tokens were last added */
+    uint64_t last_ms;      /* when tokens were last added */
     uint32_t tokens_milli; /* tokens * 1000, so fractional refills are not lost */
 };
 
