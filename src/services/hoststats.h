@@ -18,22 +18,22 @@
 #include <stdint.h>
 
 struct hoststats_sample {
-    bool ok;                 /* every source was read */
-    double cpu_percent;      /* busy share of all CPUs over the interval, 0..100 */
+    bool ok;            /* every source was read */
+    double cpu_percent; /* busy share of all CPUs over the interval, 0..100 */
     uint64_t mem_total_kib, mem_available_kib;
     double mem_used_percent;
     double load1, load5, load15;
-    uint64_t net_rx_bytes, net_tx_bytes;     /* counters since boot, all non-lo */
+    uint64_t net_rx_bytes, net_tx_bytes;           /* counters since boot, all non-lo */
     double net_rx_bytes_per_s, net_tx_bytes_per_s; /* over the interval */
-    uint64_t taken_ms;       /* the caller's monotonic clock at sampling */
+    uint64_t taken_ms;                             /* the caller's monotonic clock at sampling */
 };
 
 struct hoststats {
-    uint64_t cpu_busy, cpu_total;  /* previous /proc/stat totals (jiffies) */
-    uint64_t rx, tx;               /* previous net counters */
-    uint64_t last_ms;              /* when rx/tx were read */
-    bool primed;                   /* both CPU and net baselines exist */
-    const char *proc_root;         /* "/proc" normally; tests point it elsewhere */
+    uint64_t cpu_busy, cpu_total; /* previous /proc/stat totals (jiffies) */
+    uint64_t rx, tx;              /* previous net counters */
+    uint64_t last_ms;             /* when rx/tx were read */
+    bool primed;                  /* both CPU and net baselines exist */
+    const char *proc_root;        /* "/proc" normally; tests point it elsewhere */
 };
 
 void hoststats_init(struct hoststats *h, const char *proc_root);

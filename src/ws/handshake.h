@@ -23,10 +23,10 @@
 #define WS_ACCEPT_LEN 28 /* base64 of a SHA-1 digest */
 
 struct ws_handshake {
-    int status;             /* 0 when the request is a valid upgrade, else HTTP status */
-    const char *reason;     /* static text saying why it failed (for the body and logs);
-                             * never NULL after ws_handshake_check ("ok" on success) */
-    const char *key;        /* Sec-WebSocket-Key value, points into the request */
+    int status;         /* 0 when the request is a valid upgrade, else HTTP status */
+    const char *reason; /* static text saying why it failed (for the body and logs);
+                         * never NULL after ws_handshake_check ("ok" on success) */
+    const char *key;    /* Sec-WebSocket-Key value, points into the request */
     size_t key_len;
     char accept[WS_ACCEPT_LEN + 1];
     const char *subprotocol; /* chosen one (points into `supported`), or NULL */
