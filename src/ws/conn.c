@@ -99,10 +99,11 @@ int ws_send(struct ws_conn *ws, enum ws_opcode op, const void *data, size_t len)
     if (len <= WS_CORK_MAX && !(ws->pmd.flags & WS_DEFLATE_ON)) {
         /* A small uncompressed frame is built in the cork: no message to allocate,
          * queue, copy again and release (see conn_cork). */
-        size_t hl = len < 126 ? 2 : 4; /* a server's frame is not masked */
+        uint8_t hdr[WS_MAX_HEADER];
+        size_t hl = ws_frame_header(hdr, op, true, false, len, NULL);
         uint8_t *p = conn_cork(&ws->c, hl + len);
         if (p) {
-            ws_frame_header(p, op, true, false, len, NULL);
+            memcpy(p, hdr, hl);
             if (len) memcpy(p + hl, data, len);
             STAT_INC(ws_msgs_out);
             STAT_ADD(ws_bytes_out, hl + len);

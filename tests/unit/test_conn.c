@@ -499,6 +499,29 @@ static void cork_put(struct tconn *t, const void *data, size_t n)
     memcpy(p, data, n);
 }
 
+/* Three connections on one loop, for the cork's hand-overs; the test closes its
+ * connections (one may have migrated), trio_end the rest. */
+struct trio {
+    struct loop *loop;
+    struct tconn *t[3];
+    int peer[3];
+};
+
+static void trio_start(struct trio *x)
+{
+    x->loop = loop_create();
+    for (int i = 0; i < 3; i++)
+        x->t[i] = make(x->loop, &x->peer[i], NULL);
+}
+
+static void trio_end(struct trio *x)
+{
+    loop_drain_tasks(x->loop);
+    for (int i = 0; i < 3; i++)
+        close(x->peer[i]);
+    loop_destroy(x->loop);
+}
+
 /* The cork keeps the order of everything sent to a connection: corked bytes go before
  * a message queued after them (it spills them first), and once something is queued the
  * cork refuses, so the caller queues too. A second connection taking the cork sends the
@@ -506,11 +529,11 @@ static void cork_put(struct tconn *t, const void *data, size_t n)
 static void test_cork_order_handover_close(void **state)
 {
     (void)state;
-    struct loop *loop = loop_create();
-    int pa, pb, pc;
-    struct tconn *a = make(loop, &pa, NULL);
-    struct tconn *b = make(loop, &pb, NULL);
-    struct tconn *c = make(loop, &pc, NULL);
+    struct trio x;
+    trio_start(&x);
+    struct loop *loop = x.loop;
+    struct tconn *a = x.t[0], *b = x.t[1], *c = x.t[2];
+    int pa = x.peer[0], pb = x.peer[1], pc = x.peer[2];
     char buf[64];
 
     cork_put(a, "a1,", 3);
@@ -558,11 +581,7 @@ static void test_cork_order_handover_close(void **state)
     conn_close(&a2->c);
     assert_null(conn_cork(&a2->c, 1));
     conn_close(&b->c);
-    loop_drain_tasks(loop);
-    close(pa);
-    close(pb);
-    close(pc);
-    loop_destroy(loop);
+    trio_end(&x);
 }
 
 /* Corked bytes that the socket does not take at once, at the end-of-turn flush (a) and
@@ -604,11 +623,11 @@ static void check_spilled(struct loop *loop, struct tconn *t, int peer, bool by_
 static void test_cork_partial_sends_spill(void **state)
 {
     (void)state;
-    struct loop *loop = loop_create();
-    int pa, pb, pc;
-    struct tconn *a = make(loop, &pa, NULL);
-    struct tconn *b = make(loop, &pb, NULL);
-    struct tconn *c = make(loop, &pc, NULL);
+    struct trio x;
+    trio_start(&x);
+    struct loop *loop = x.loop;
+    struct tconn *a = x.t[0], *b = x.t[1], *c = x.t[2];
+    int pa = x.peer[0], pb = x.peer[1], pc = x.peer[2];
     check_spilled(loop, a, pa, false, NULL);
     check_spilled(loop, c, pc, true, b);
     char buf[8];
@@ -616,11 +635,7 @@ static void test_cork_partial_sends_spill(void **state)
     conn_close(&a->c);
     conn_close(&b->c);
     conn_close(&c->c);
-    loop_drain_tasks(loop);
-    close(pa);
-    close(pb);
-    close(pc);
-    loop_destroy(loop);
+    trio_end(&x);
 }
 
 static int teardown(void **state)
