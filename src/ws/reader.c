@@ -327,6 +327,36 @@ static int frame_payload(struct ws_reader *r, uint8_t *p, size_t n,
     return rc < 0 ? rc : 0;
 }
 
+/* The common frame from a client, taken in one step: between messages, a final,
+ * unfragmented, uncompressed text or binary frame, masked, under 126 bytes, lying whole
+ * in data[*pos..len). Everything such a frame can break is checked here too (its size
+ * against the limit, its UTF-8); anything else, including every error the header
+ * could carry, is left to the general path. Returns 0 when it stopped (at a frame it
+ * does not take, or the end), else what frame_payload would have returned. Why: echo
+ * and chat traffic is almost all such frames, and the general path's header copy,
+ * state stores and per-frame dispatch cost ~20 ns per 32-byte message where this
+ * takes ~10 (docs/benchmarks.md). */
+static int small_frames(struct ws_reader *r, uint8_t *data, size_t len, size_t *pos,
+                        const struct ws_reader_callbacks *cb, void *ud)
+{
+    size_t i = *pos;
+    while (len - i >= 6 && r->state == ST_HDR) {
+        unsigned b0 = data[i], b1 = data[i + 1];
+        size_t n = b1 & 0x7Fu;
+        if ((b0 != 0x81u && b0 != 0x82u) || !(b1 & 0x80u) || n > 125 || n > len - i - 6 ||
+            n > r->max_message_size)
+            break;
+        uint8_t *p = data + i + 6;
+        ws_mask(p, n, data + i + 2, 0);
+        i += 6 + n;
+        *pos = i;
+        if (b0 == 0x81u && !ws_utf8_valid(p, n)) return WS_CLOSE_BAD_DATA;
+        int rc = cb->on_message ? cb->on_message(ud, (enum ws_opcode)(b0 & 0x0Fu), false, p, n) : 0;
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
 int ws_reader_feed(struct ws_reader *r, uint8_t *data, size_t len,
                    const struct ws_reader_callbacks *cb, void *ud)
 {
@@ -334,6 +364,11 @@ int ws_reader_feed(struct ws_reader *r, uint8_t *data, size_t len,
     while (i < len && r->state != ST_CLOSED) {
         int rc;
         if (r->state == ST_HDR) {
+            if (!r->hdr_have && !r->msg_op && !(r->flags & WS_READER_CLIENT)) {
+                rc = small_frames(r, data, len, &i, cb, ud);
+                if (rc) return fail(r, rc);
+                if (i == len || r->state != ST_HDR) continue;
+            }
             rc = read_header(r, data, len, &i);
             if (rc) return fail(r, rc);
             if (r->state != ST_PAYLOAD) break;
