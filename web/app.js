@@ -174,8 +174,9 @@ async function refreshLists() {
       return li;
     }));
     $('online-count').textContent = String(online.count);
-  } catch {
-    /* offline for a moment: the next tick refreshes */
+  } catch (e) {
+    // Offline for a moment, or over the listing budget: the next tick refreshes.
+    console.warn(`room and user lists not refreshed: ${e.code || e.message}`);
   }
 }
 

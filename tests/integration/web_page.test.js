@@ -58,6 +58,8 @@ async function openPage(port, name, viewport = { width: 1280, height: 760 }) {
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.errors = errors;
+  page.logs = [];
+  page.on('console', (m) => page.logs.push(`${m.type()}: ${m.text()}`));
   await page.goto(`http://127.0.0.1:${port}/`);
   await page.fill('#signin-name', name);
   await page.click('#signin-btn');
@@ -74,6 +76,24 @@ async function say(page, text) {
 
 function seesMessage(page, text) {
   return page.waitForSelector(`#messages li.msg:has-text(${JSON.stringify(text)})`, { timeout: T });
+}
+
+// waitForFunction that, when it times out, tells what the page showed, what it logged
+// and the end of the server's log: a failure on a loaded CI machine must be readable
+// from the test's output alone.
+async function waitShowing(page, srv, fn, what) {
+  try {
+    await page.waitForFunction(fn, null, { timeout: T });
+  } catch (e) {
+    const seen = await page.evaluate(() => ({
+      state: document.getElementById('state').textContent,
+      online: [...document.querySelectorAll('#online li')].map((l) => l.textContent),
+      rooms: [...document.querySelectorAll('#rooms li')].map((l) => l.textContent),
+    })).catch((x) => `unreadable: ${x.message}`);
+    throw new Error(`${what}: ${e.message}\npage: ${JSON.stringify(seen)}\n` +
+      `page log:\n${(page.logs || []).slice(-20).join('\n')}\n` +
+      `--- server stderr (end) ---\n${srv.stderr().slice(-3000)}`);
+  }
 }
 
 const shot = (page, name) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
@@ -94,7 +114,8 @@ test('two users chat, the API notification reaches the right one, the chart fill
     const li = document.querySelector('#rooms li[data-room="lobby"] .n');
     return li && li.textContent === '2';
   }, null, { timeout: T });
-  await alice.waitForFunction(() => [...document.querySelectorAll('#online li')].map((l) => l.textContent).join(',') === 'alice,bob', null, { timeout: T });
+  await waitShowing(alice, srv, () => [...document.querySelectorAll('#online li')].map((l) => l.textContent).join(',') === 'alice,bob',
+    "alice's online list to read alice,bob");
 
   const r = await h.publish(srv, { type: 'notification', user_id: 'bob', payload: { title: 'Build finished', body: 'all green', priority: 'high' } }, { key: 'k' });
   assert.equal(r.status, 202);
@@ -214,7 +235,8 @@ test("the design guide's client (section 7.2, as printed) runs in the browser ag
     window.guide.c.send('join_room', { room_id: 'lobby' });
     window.guide.c.send('join_room', { room_id: 'stats' });
   });
-  await alice.waitForFunction(() => [...document.querySelectorAll('#online li')].some((l) => l.textContent === 'guide-user'), null, { timeout: T });
+  await waitShowing(alice, srv, () => [...document.querySelectorAll('#online li')].some((l) => l.textContent === 'guide-user'),
+    "alice's online list to name guide-user");
   await say(alice, 'hello guide');
   await page.waitForFunction(() => window.guide.got.chat.some((p) => p.content === 'hello guide'), null, { timeout: T });
   await page.evaluate(() => window.guide.c.send('chat_message', { room_id: 'lobby', content: 'the guide answers' }));
