@@ -370,7 +370,16 @@ class ClusterMetrics(ServerTestCase):
                 f = await recv_json(ws)
                 acked |= f["type"] == "ack" and f["payload"].get("id") == "barrier"
                 delivered |= f["type"] == "send_to_room" and f["payload"].get("text") == "barrier"
+            # The join's presence event goes to Redis only after a presence round trip
+            # of its own, so it can land after the barrier: wait until both are counted.
+            want = m0["wshub_cluster_messages_received_total"] + 2
+            deadline = time.monotonic() + 10
             before = scrape(port)[1]
+            while before["wshub_cluster_messages_received_total"] < want:
+                self.assertLess(time.monotonic(), deadline, "the presence event never came")
+                await asyncio.sleep(0.02)
+                before = scrape(port)[1]
+            self.assertEqual(before["wshub_cluster_messages_received_total"], want)
             texts = ["message %d %s" % (i, "x" * i) for i in range(N)]
             for i, t in enumerate(texts):
                 await publish(ws, "m%d" % i, t)
