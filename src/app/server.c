@@ -276,6 +276,7 @@ static int worker_init(struct wh_server *s, struct worker *w, int id)
         .handshake_timeout_ms = cfg->handshake_timeout_ms,
         .idle_timeout_ms = cfg->idle_timeout_ms,
         .tls = s->tls,
+        .read_first = cfg->defer_accept,
     };
     for (int i = 0; i < cfg->n_listen; i++) {
         int fd = listener_socket(cfg->listen[i].host, s->ports[i], 1);

@@ -128,7 +128,14 @@ int http_conn_start(struct http_server *srv, struct loop *loop, int fd, struct c
         return -1;
     }
     hc->srv = srv;
-    int rc = conn_init(&hc->c, loop, fd, &http_ops, list);
+    /* Under TCP_DEFER_ACCEPT the request is normally already here: read it now, and an
+     * upgrade registers the WebSocket connection once (conn_init_read_first). */
+    bool read_first = srv->read_first && !srv->tls;
+    int rc = 0;
+    if (read_first)
+        conn_init_read_first(&hc->c, loop, fd, &http_ops, list);
+    else
+        rc = conn_init(&hc->c, loop, fd, &http_ops, list);
     if (rc < 0) {
         close(fd);
         free(hc);
@@ -143,6 +150,7 @@ int http_conn_start(struct http_server *srv, struct loop *loop, int fd, struct c
     hc->state = HC_READING;
     hc->started_ms = loop_now(loop);
     conn_timer_arm(&hc->c, srv->handshake_timeout_ms);
+    if (read_first) conn_read_first(&hc->c);
     return 0;
 }
 

@@ -66,6 +66,8 @@ struct http_server {
     uint32_t idle_timeout_ms;
     bool shutting_down;     /* set per worker copy; answers close connections */
     struct tls_server *tls; /* every connection starts with a TLS handshake, or NULL */
+    bool read_first;        /* the listeners defer accept (TCP_DEFER_ACCEPT): read a
+                               plaintext connection's request before registering it */
 };
 
 /* Takes ownership of fd and starts serving HTTP on it. Returns 0 or -errno (fd is

@@ -142,9 +142,14 @@ void loop_stop(struct loop *loop)
     loop->stop = true;
 }
 
-int loop_watch_add(struct loop *loop, struct io_watch *w, uint32_t events)
+void loop_watch_bind(struct loop *loop, struct io_watch *w)
 {
     w->loop = loop->id;
+}
+
+int loop_watch_add(struct loop *loop, struct io_watch *w, uint32_t events)
+{
+    loop_watch_bind(loop, w);
     struct epoll_event ev = {.events = events | EPOLLET, .data.ptr = w};
     return epoll_ctl(loop->epfd, EPOLL_CTL_ADD, w->fd, &ev) < 0 ? -errno : 0;
 }

@@ -33,7 +33,8 @@ struct io_watch {
 #define LOOP_MAX 256u
 extern struct loop *loop_table[LOOP_MAX];
 
-/* The loop w was last added to (only valid after loop_watch_add). */
+/* The loop w was last added or bound to (only valid after loop_watch_add or
+ * loop_watch_bind). */
 static inline struct loop *loop_of(const struct io_watch *w)
 {
     return loop_table[w->loop];
@@ -99,6 +100,9 @@ void loop_stop(struct loop *loop);
 /* Registers w (set up with loop_watch_init) for `events` (EPOLLIN, EPOLLOUT, ...;
  * EPOLLET is added), and w->loop. Returns 0 or -errno. */
 int loop_watch_add(struct loop *loop, struct io_watch *w, uint32_t events);
+/* Names loop as w's (loop_of) without registering w: for a descriptor served once
+ * before it is added (conn_init_read_first). loop_watch_add binds it too. */
+void loop_watch_bind(struct loop *loop, struct io_watch *w);
 int loop_watch_mod(struct loop *loop, struct io_watch *w, uint32_t events);
 void loop_watch_del(struct loop *loop, struct io_watch *w);
 

@@ -219,18 +219,49 @@ static void list_unlink(struct conn *c)
     c->link.next = c->link.prev = NULL;
 }
 
-int conn_init(struct conn *c, struct loop *loop, int fd, const struct conn_ops *ops,
-              struct conn_list *list)
+static void conn_setup(struct conn *c, int fd, const struct conn_ops *ops)
 {
     loop_watch_init(&c->w, fd, conn_io_cb);
     c->ops = ops;
     c->flags = CONN_WRITABLE;
     loop_timer_init(&c->timer, conn_timer_cb);
     loop_task_init(&c->task, conn_task_cb);
+}
+
+int conn_init(struct conn *c, struct loop *loop, int fd, const struct conn_ops *ops,
+              struct conn_list *list)
+{
+    conn_setup(c, fd, ops);
     int rc = loop_watch_add(loop, &c->w, CONN_EVENTS);
     if (rc < 0) return rc;
     list_link(c, list);
     return 0;
+}
+
+void conn_init_read_first(struct conn *c, struct loop *loop, int fd, const struct conn_ops *ops,
+                          struct conn_list *list)
+{
+    conn_setup(c, fd, ops);
+    c->flags |= CONN_UNWATCHED;
+    loop_watch_bind(loop, &c->w);
+    list_link(c, list);
+}
+
+static void conn_read(struct conn *c, bool until_eof);
+
+/* Registers a connection that was served before it was watched. Edge-triggered: what
+ * arrived since the read is reported by the registration itself. */
+static int watch_now(struct conn *c)
+{
+    c->flags &= ~(uint32_t)CONN_UNWATCHED;
+    return loop_watch_add(conn_loop(c), &c->w, CONN_EVENTS);
+}
+
+void conn_read_first(struct conn *c)
+{
+    conn_read(c, false);
+    if ((c->flags & (CONN_CLOSED | CONN_UNWATCHED)) == CONN_UNWATCHED && watch_now(c) < 0)
+        conn_close(c);
 }
 
 static void free_task(struct loop *loop, struct loop_task *t)
@@ -259,7 +290,8 @@ int conn_migrate(struct conn *from, struct conn *to, const struct conn_ops *ops)
         to->link.next->prev = &to->link;
     }
     loop_timer_cancel(conn_loop(from), &from->timer);
-    int rc = loop_watch_mod(conn_loop(to), &to->w, CONN_EVENTS);
+    int rc = (to->flags & CONN_UNWATCHED) ? watch_now(to)
+                                          : loop_watch_mod(conn_loop(to), &to->w, CONN_EVENTS);
     /* `from` may still be on the task list: let that entry free it. */
     from->flags = CONN_CLOSED; /* (a TLS stream goes with `to`'s CONN_TLS) */
     from->q = NULL;

@@ -51,6 +51,7 @@ enum conn_flags {
     CONN_HALF_CLOSED = 1u << 5, /* our side is shut down */
     CONN_KEEP = 1u << 6,        /* set by on_free: its protocol frees the memory later */
     CONN_TLS = 1u << 7,         /* under TLS: conn_tls has its stream */
+    CONN_UNWATCHED = 1u << 8,   /* not yet added to the loop (conn_init_read_first) */
     CONN_PROTO_BIT0 = 1u << 16, /* bits 16..31: the protocol's own (spares it a field) */
 };
 
@@ -134,6 +135,19 @@ size_t conn_list_count(const struct conn_list *list); /* O(n): for shutdown poll
  * registers it with the loop. Returns 0 or -errno (the fd is then not owned). */
 int conn_init(struct conn *c, struct loop *loop, int fd, const struct conn_ops *ops,
               struct conn_list *list);
+
+/* conn_init for a socket whose first bytes are already there (accepted under
+ * TCP_DEFER_ACCEPT): c is set up but not registered, and conn_read_first then reads
+ * it before it is. A connection that is migrated by that read (an upgrade) is
+ * registered once, as what it became, and none waits a loop turn for its first
+ * event. Why: at the upgrade, conn_migrate would otherwise re-point the epoll entry
+ * at the new struct, one epoll_ctl(MOD) per connection. Plaintext only. */
+void conn_init_read_first(struct conn *c, struct loop *loop, int fd, const struct conn_ops *ops,
+                          struct conn_list *list);
+/* Reads c (set up by conn_init_read_first) as if it were readable, then registers
+ * what is left of it: nothing if it closed, the new struct if it was migrated (done
+ * by conn_migrate), else c. A registration that fails closes the connection. */
+void conn_read_first(struct conn *c);
 
 /* Moves a live connection into `to` (a fresh zeroed struct of another protocol):
  * fd, queue, list membership and epoll registration. `from` is freed without calling

@@ -496,9 +496,15 @@ def envelope(type_, payload=None, **extra):
     return json.dumps(o, separators=(",", ":"))
 
 
-def metrics(port):
-    """The server's /metrics as {sample name with labels: value}."""
-    status, _, body = http_request(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+def metrics(port, conn=None):
+    """The server's /metrics as {sample name with labels: value}: on a connection of its
+    own, or on conn (an HttpConn kept alive between reads)."""
+    req = b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
+    if conn is None:
+        status, _, body = http_request(port, req + b"Connection: close\r\n\r\n")
+    else:
+        conn.send(req + b"\r\n")
+        status, _, body = conn.read_response()
     if status != 200:
         raise AssertionError("/metrics: %d" % status)
     out = {}

@@ -31,9 +31,11 @@ struct tconn {
     size_t got_len;
     int drains, blocked, frees, eofs;
     bool close_on_data;
+    struct tconn *migrate_to; /* on data: migrate into it (once) */
 };
 
 static int frees_total;
+static const struct conn_ops tops; /* defined below the callbacks */
 
 static void t_data(struct conn *c, uint8_t *d, size_t n)
 {
@@ -45,6 +47,11 @@ static void t_data(struct conn *c, uint8_t *d, size_t n)
     if (t->close_on_data) {
         conn_close(c);
         conn_close(c); /* idempotent */
+    }
+    if (t->migrate_to) { /* as an HTTP connection's upgrade does */
+        struct tconn *to = t->migrate_to;
+        t->migrate_to = NULL;
+        assert_int_equal(conn_migrate(c, &to->c, &tops), 0);
     }
 }
 static void t_eof(struct conn *c)
@@ -276,6 +283,89 @@ static void test_migrate(void **state)
     loop_drain_tasks(loop);
     assert_int_equal(frees_total, 1);
     assert_int_equal(conn_list_count(&list), 0);
+    close(peer);
+    loop_destroy(loop);
+}
+
+/* conn_init_read_first + conn_read_first: bytes already waiting are read at once,
+ * before the loop runs; whatever the first read left of the connection (itself, or
+ * what it migrated into) is registered, so later bytes arrive; a connection closed by
+ * its first read is not registered and is freed once. */
+static struct tconn *make_read_first(struct loop *loop, int *peer, const char *waiting,
+                                     struct tconn *migrate_to, bool close_on_data)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    if (waiting) assert_int_equal(write(sv[1], waiting, strlen(waiting)), (ssize_t)strlen(waiting));
+    struct tconn *t = calloc(1, sizeof *t);
+    t->migrate_to = migrate_to;
+    t->close_on_data = close_on_data;
+    conn_init_read_first(&t->c, loop, sv[0], &tops, NULL);
+    *peer = sv[1];
+    return t;
+}
+
+static void test_read_first(void **state)
+{
+    (void)state;
+    struct loop *loop = loop_create();
+    int peer;
+
+    /* Waiting bytes: read before the loop runs; later bytes after registration. */
+    struct tconn *t = make_read_first(loop, &peer, "GET", NULL, false);
+    conn_read_first(&t->c);
+    assert_int_equal(t->got_len, 3);
+    assert_int_equal(write(peer, " /", 2), 2);
+    spin(loop, 20);
+    assert_int_equal(t->got_len, 5);
+    assert_memory_equal(t->got, "GET /", 5);
+    conn_send_copy(&t->c, "ok", 2);
+    spin(loop, 20);
+    char buf[16];
+    assert_int_equal(read(peer, buf, sizeof buf), 2);
+    conn_close(&t->c);
+    loop_drain_tasks(loop);
+    close(peer);
+
+    /* Nothing waiting: the first read finds nothing, and the registration catches what
+     * comes later. */
+    t = make_read_first(loop, &peer, NULL, NULL, false);
+    conn_read_first(&t->c);
+    assert_int_equal(t->got_len, 0);
+    assert_int_equal(write(peer, "late", 4), 4);
+    spin(loop, 20);
+    assert_int_equal(t->got_len, 4);
+    conn_close(&t->c);
+    loop_drain_tasks(loop);
+    close(peer);
+
+    /* Migrated by its first read (an upgrade): the new struct is what is registered
+     * (a MOD of a descriptor never added would fail and close it). */
+    struct tconn *to = calloc(1, sizeof *to);
+    t = make_read_first(loop, &peer, "upgrade", to, false);
+    frees_total = 0;
+    conn_read_first(&t->c); /* t is freed at the end of the turn */
+    assert_int_equal(write(peer, "frame", 5), 5);
+    spin(loop, 20);
+    assert_false(conn_closed(&to->c));
+    assert_int_equal(to->got_len, 5);
+    assert_memory_equal(to->got, "frame", 5);
+    conn_send_copy(&to->c, "reply", 5);
+    spin(loop, 20);
+    assert_int_equal(read(peer, buf, sizeof buf), 5);
+    assert_int_equal(frees_total, 0);
+    conn_close(&to->c);
+    loop_drain_tasks(loop);
+    assert_int_equal(frees_total, 1);
+    close(peer);
+
+    /* Closed by its first read: never registered, freed once. */
+    frees_total = 0;
+    t = make_read_first(loop, &peer, "bad", NULL, true);
+    conn_read_first(&t->c);
+    loop_drain_tasks(loop);
+    assert_int_equal(frees_total, 1);
+    assert_int_equal(read(peer, buf, sizeof buf), 0); /* our side is closed */
     close(peer);
     loop_destroy(loop);
 }
@@ -661,6 +751,7 @@ int main(void)
         cmocka_unit_test(test_accepted_sockets_have_nodelay),
         cmocka_unit_test(test_cork_order_handover_close),
         cmocka_unit_test(test_cork_partial_sends_spill),
+        cmocka_unit_test(test_read_first),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }
