@@ -376,7 +376,10 @@ test('recovery of the user stream (send_to_user) across a dropped connection', a
     if (i % 40 === 20) proxy.dropAll();
     if (i % 10 === 0) await h.delay(5);
   }
-  await h.eventually(() => c.state === 'open', { what: 'erin back' });
+  // Caught up before the last drop: a client still replaying (far behind after the
+  // drops above, on a slow machine) could be more than --history-size (100) behind
+  // when it comes back, and that recovery fails by design.
+  await h.eventually(() => c.state === 'open' && got.length >= N, { timeout: 10000, what: `erin back with all ${N} (have ${got.length})` });
   proxy.target = null;
   proxy.dropAll();
   const M = 30;
