@@ -1,4 +1,5 @@
-/* Listening sockets and the accept loop (edge-triggered: accept until EAGAIN). */
+/* Listening sockets and the accept loop (edge-triggered: accept until EAGAIN, at most
+ * LISTENER_ACCEPTS_PER_TURN a turn). */
 #include "net/listener.h"
 
 #include <arpa/inet.h>
@@ -64,10 +65,16 @@ int listener_defer_accept(int fd, unsigned seconds)
 
 static void accept_all(struct listener *l)
 {
-    for (;;) {
+    for (int taken = 0;;) {
+        if (taken == LISTENER_ACCEPTS_PER_TURN) {
+            /* Edge-triggered: no new event comes for what is already waiting. */
+            loop_defer(l->loop, &l->more);
+            return;
+        }
         int fd = accept4(l->w.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             l->accepted++;
+            taken++;
             l->on_accept(l, fd);
             continue;
         }
@@ -106,6 +113,13 @@ static void listener_cb(struct loop *loop, struct io_watch *w, uint32_t events)
     if (!loop_timer_armed(&l->retry)) accept_all(l);
 }
 
+static void more_cb(struct loop *loop, struct loop_task *t)
+{
+    (void)loop;
+    struct listener *l = (struct listener *)((char *)t - offsetof(struct listener, more));
+    if (l->w.fd >= 0 && !loop_timer_armed(&l->retry)) accept_all(l); /* (closed meanwhile) */
+}
+
 static void retry_cb(struct loop *loop, struct timer *t)
 {
     (void)loop;
@@ -120,6 +134,7 @@ int listener_start(struct listener *l, struct loop *loop, int fd, listener_accep
     l->on_accept = fn;
     l->ud = ud;
     loop_timer_init(&l->retry, retry_cb);
+    loop_task_init(&l->more, more_cb);
     /* Accepted sockets inherit TCP_NODELAY from the listening socket (Linux copies
      * the listener's options into each child): set once here rather than with one
      * setsockopt per accepted connection. */

@@ -3,8 +3,9 @@ and service must resume when descriptors free up; IPv6 and several --listen
 addresses; an address already in use is refused at start-up with exit status 1;
 --defer-accept: a connection is taken in with its first bytes, and a silent one about a
 second later and then served (that it is then timed out and counted is
-test_raw_protocol's and test_abuse's)."""
+test_raw_protocol's and test_abuse's); a full backlog is served, 64 connections a turn."""
 
+import os
 import resource
 import signal
 import socket
@@ -164,6 +165,40 @@ class DeferAcceptTests(unittest.TestCase):
         # Registered at accept and read at its first event: served as usual.
         silent.sendall(upgrade_request(srv.port))
         self.assertTrue(silent.recv(4096).startswith(b"HTTP/1.1 101"))
+
+
+class AcceptBacklogTests(unittest.TestCase):
+    """The listener takes at most 64 connections from the backlog per turn and comes
+    back for the rest on the next one; edge-triggered, nothing else would wake it for
+    them. A stopped server lets the backlog fill: on SIGCONT every connection in it
+    must be served, with and without --defer-accept."""
+
+    def backlog_served(self, *args):
+        srv = WshubServer(list(args), threads=1).start()
+        self.addCleanup(srv.stop)
+        os.kill(srv.proc.pid, signal.SIGSTOP)
+        socks = []
+        try:
+            for _ in range(300):  # a handshake each, completed by the kernel
+                s = socket.create_connection((HOST, srv.port), timeout=10)
+                self.addCleanup(s.close)
+                s.sendall(upgrade_request(srv.port))
+                socks.append(s)
+        finally:
+            os.kill(srv.proc.pid, signal.SIGCONT)
+        for i, s in enumerate(socks):
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = s.recv(4096)
+                self.assertTrue(chunk, "connection %d closed unanswered" % i)
+                head += chunk
+            self.assertTrue(head.startswith(b"HTTP/1.1 101"), (i, head[:80]))
+
+    def test_a_full_backlog_is_served(self):
+        self.backlog_served()
+
+    def test_a_full_backlog_is_served_without_defer_accept(self):
+        self.backlog_served("--no-defer-accept")
 
 
 class ListenTests(unittest.TestCase):
