@@ -165,6 +165,32 @@ class FiguresAndRatios(unittest.TestCase):
         results, table, _ = C.table_from(s["meta"], s["runs"])
         self.assertIn("CPU ≤ 0.5×: **not met**; p99 ≤ 0.5×: met", table)
 
+    def test_a_saturated_peer_at_a_fixed_rate_voids_the_verdict(self):
+        s = saved()
+        s["meta"]["scenarios"].append("fanout_rate50")
+        # the Go peer at 0.95 core at 100 msg/s (saturated), 0.60 at 50 msg/s (not)
+        s["runs"]["seed-go"]["fanout_rate"] = [rate_run(0.95, 9000.0, 60000.0)] * 3
+        s["runs"]["seed-go"]["fanout_rate50"] = [rate_run(0.60, 5000.0, 10000.0)] * 3
+        s["runs"]["wshub"]["fanout_rate50"] = [rate_run(0.33, 2000.0, 4000.0)] * 3
+        results, table, _ = C.table_from(s["meta"], s["runs"])
+        self.assertTrue(results["seed-go"]["fanout_rate"]["server_saturated"])
+        self.assertFalse(results["wshub"]["fanout_rate"]["server_saturated"])
+        self.assertFalse(results["seed-go"]["fanout_rate50"]["server_saturated"])
+        rows = {line.split(" | ")[0][2:]: [c.strip() for c in line.strip("|").split(" | ")]
+                for line in table.splitlines() if line.startswith("| ") and
+                not line.startswith("| |")}
+        label = {k: lab for k, lab, _, _ in C.SCENARIOS}
+        hundred, fifty = rows[label["fanout_rate"]], rows[label["fanout_rate50"]]
+        self.assertIn("0.95 core — server saturated", hundred[2])
+        self.assertNotIn("saturated", hundred[1])
+        # 0.30 / 0.95 meets the goal, but against a saturated peer that means nothing
+        self.assertEqual(hundred[4], "CPU ≤ 0.5×, p99 ≤ 0.5×: met (seed-go saturated: not a "
+                                     "measure of the rate's cost)")
+        self.assertEqual(fifty[3], "CPU **0.55×**, p99 **0.40×**")
+        self.assertEqual(fifty[4], "CPU ≤ 0.5×: **not met**; p99 ≤ 0.5×: met")
+        self.assertIn("a server marked saturated used at least 0.9 of its core",
+                      table.splitlines()[-1])
+
     def test_saturated_rows_listed(self):
         note = self.table.splitlines()[-1]
         self.assertIn("echo16 (wshub)", note)
