@@ -42,7 +42,7 @@ static bool parse_since(json_t *since, uint64_t *seq, const char **epoch)
     return true;
 }
 
-/* In cluster mode a publish goes through Redis (relay.c) and is acked once Redis has
+/* In cluster mode a publish goes through Redis (relay_publish.c) and is acked once Redis has
  * given it its position (client_publish_done); id NULL with HIST_ROOM: everyone. */
 static int send_cluster(struct client *c, struct envelope *env, enum hist_kind kind, const char *id,
                         const struct proto_payload *payload)

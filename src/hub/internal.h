@@ -452,7 +452,7 @@ static inline struct online_user *user_tab_find(const struct id_tab *t, const ch
  * the client's send queue allows; called again when the queue drains. */
 void replay_pump(struct client *c);
 
-/* relay.c: cluster mode (h->relay set). */
+/* relay.c and relay_publish.c: cluster mode (h->relay set). */
 int relay_start(struct hub *h);
 void relay_stop(struct hub *h);
 /* The registry starts (on) and stops following a stream when this node gets its first
