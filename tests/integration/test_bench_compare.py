@@ -188,8 +188,13 @@ class FiguresAndRatios(unittest.TestCase):
                                      "measure of the rate's cost)")
         self.assertEqual(fifty[3], "CPU **0.55×**, p99 **0.40×**")
         self.assertEqual(fifty[4], "CPU ≤ 0.5×: **not met**; p99 ≤ 0.5×: met")
-        self.assertIn("a server marked saturated used at least 0.9 of its core",
+        self.assertIn("a server marked saturated used at least 0.9 of its core(s)",
                       table.splitlines()[-1])
+        # a server on two CPUs (wshub-2t) is saturated at 1.8 cores, not 0.9
+        two = [dict(rate_run(1.2, 2000.0, 4000.0), server_cpus=2)] * 3
+        self.assertFalse(C.figures("latency", two)["server_saturated"])
+        two = [dict(rate_run(1.9, 2000.0, 4000.0), server_cpus=2)] * 3
+        self.assertTrue(C.figures("latency", two)["server_saturated"])
 
     def test_saturated_rows_listed(self):
         note = self.table.splitlines()[-1]
