@@ -573,9 +573,14 @@ void http_conn_shutdown(struct conn *c)
 {
     struct http_conn *hc = (struct http_conn *)c;
     hc->srv->shutting_down = true;
-    if (hc->state == HC_IDLE && !conn_out_count(c))
+    /* A connection that has sent nothing since its last answer (or at all: a browser's
+     * preconnect) has asked for nothing, and is closed as an idle one is. Waiting for
+     * its request would hold the shutdown until --shutdown-timeout. The client cannot
+     * tell this close from a keep-alive timeout, and retries elsewhere. */
+    bool asked = hc->state == HC_DEFERRED || (hc->state == HC_READING && hc->len > 0);
+    if (!asked && !conn_out_count(c))
         conn_close(c);
-    else if (hc->state == HC_IDLE)
+    else if (!asked)
         conn_finish(c, 1000); /* deliver the last response, then close */
     else
         hc->close_after = true; /* answer the request under way (a deferred one: its

@@ -12,9 +12,10 @@ import threading
 import time
 import unittest
 
-from wshub_harness import (OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, ConnectionClosed,
-                           HttpConn, RawClient, ServerTestCase, build_frame, tcp_state,
-                           wait_peer_closed_noread, TCP_ESTABLISHED)
+from wshub_harness import (HOST, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT,
+                           ConnectionClosed, HttpConn, RawClient, ServerTestCase, build_frame,
+                           metrics, tcp_state, wait_peer_closed_noread, wait_socket_closed,
+                           TCP_ESTABLISHED)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -347,6 +348,54 @@ class CloseTimeoutTests(HeartbeatTestCase):
         self.assertEqual(rc, 0, srv.stderr()[-5000:])
         self.assertLess(time.monotonic() - t0, 1.5)
 
+
+    def held(self, srv, mconn, n):
+        """Waits until the server holds n connections (mconn, kept alive, included)."""
+        deadline = time.monotonic() + 3.0
+        while metrics(srv.port, mconn)["wshub_connections_open"] < n:
+            self.assertLess(time.monotonic(), deadline, "the server never took the connection")
+            time.sleep(0.02)
+
+    def test_shutdown_closes_a_connection_that_has_asked_nothing(self):
+        # A browser's preconnect: accepted (--no-defer-accept hands it over at once) and
+        # silent. It has asked nothing, so the shutdown must not wait for it.
+        srv = self.start_server(("--no-defer-accept", "--shutdown-timeout", "10s"), threads=1)
+        m = HttpConn(srv.port)
+        self.addCleanup(m.close)
+        silent = socket.create_connection((HOST, srv.port), timeout=3)
+        self.addCleanup(silent.close)
+        self.held(srv, m, 2)
+        t0 = time.monotonic()
+        srv.terminate()
+        self.assertTrue(wait_socket_closed(silent, 2.0), "the silent connection was kept")
+        self.assertTrue(m.wait_closed(timeout=2.0), "the idle keep-alive connection was kept")
+        rc = srv.wait(timeout=5.0)
+        self.assertEqual(rc, 0, srv.stderr()[-5000:])
+        self.assertLess(time.monotonic() - t0, 2.0, "the server waited for a connection that "
+                        "asked nothing (shutdown timeout 10 s)")
+
+    def test_shutdown_answers_a_request_under_way(self):
+        # Half a request when the shutdown begins: the rest is waited for and answered
+        # (Connection: close), then the connection closes. Under --defer-accept (the
+        # default) the half is read in the turn that accepts the connection, the turn
+        # that counts it, so once it is counted the server has it.
+        srv = self.start_server(("--shutdown-timeout", "10s"), threads=1)
+        m = HttpConn(srv.port)
+        self.addCleanup(m.close)
+        h = HttpConn(srv.port)
+        self.addCleanup(h.close)
+        h.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        self.held(srv, m, 2)
+        srv.terminate()
+        self.assertTrue(m.wait_closed(timeout=2.0), "the idle keep-alive connection was kept")
+        time.sleep(0.2)  # the shutdown is under way; the request is still not complete
+        h.send(b"\r\n")
+        status, hdrs, _ = h.read_response()
+        self.assertIn(status, (200, 503))
+        self.assertEqual(hdrs.get("connection", "").lower(), "close", hdrs)
+        self.assertTrue(h.wait_closed(timeout=2.0))
+        rc = srv.wait(timeout=5.0)
+        self.assertEqual(rc, 0, srv.stderr()[-5000:])
 
 if __name__ == "__main__":
     unittest.main()
