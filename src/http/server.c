@@ -573,10 +573,11 @@ void http_conn_shutdown(struct conn *c)
 {
     struct http_conn *hc = (struct http_conn *)c;
     hc->srv->shutting_down = true;
-    /* A connection that has sent nothing since its last answer (or at all: a browser's
-     * preconnect) has asked for nothing, and is closed as an idle one is. Waiting for
-     * its request would hold the shutdown until --shutdown-timeout. The client cannot
-     * tell this close from a keep-alive timeout, and retries elsewhere. */
+    /* A connection that holds no byte of a request since its last answer (or at all: a
+     * browser's preconnect, a TLS handshake not finished) has asked for nothing, and is
+     * closed as an idle one is. Waiting for its request would hold the shutdown until
+     * --shutdown-timeout. The client cannot tell this close from a keep-alive timeout,
+     * and retries elsewhere. */
     bool asked = hc->state == HC_DEFERRED || (hc->state == HC_READING && hc->len > 0);
     if (!asked && !conn_out_count(c))
         conn_close(c);
